@@ -1,0 +1,34 @@
+//! The runtime behind [`mproc`](https://docs.rs/mproc): processes, start
+//! methods and logging. Users depend on the `mproc` crate, which re-exports
+//! everything public here; the crate-level guide lives there.
+
+#![deny(missing_docs)]
+
+pub mod codec;
+mod error;
+pub mod log;
+mod process;
+mod start;
+mod sys;
+mod task;
+mod transport;
+
+pub use error::{ContextError, ProcessError};
+pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
+pub use process::{
+    ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children,
+    cpu_count, current_process, parent_process, spawn,
+};
+pub use start::fork::fork;
+pub use start::{
+    Context, DEFAULT_START_METHOD, StartMethod, get_context, get_start_method, set_start_method,
+};
+pub use task::{Run, Task};
+
+/// What the macros expand to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::task::{TASKS, TaskEntry, fingerprint, run_erased};
+    pub use linkme;
+    pub use serde;
+}

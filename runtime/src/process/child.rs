@@ -1,0 +1,161 @@
+//! The child's side: re-entry before `main`, running the task, replying.
+
+use std::ffi::CStr;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::log as mlog;
+use crate::process::current::{self, Identity};
+use crate::process::table;
+use crate::process::wire::{self, Reply};
+use crate::start::forkserver;
+use crate::sys;
+use crate::task::{self, Outcome};
+use crate::transport;
+
+/// Set in a re-executed child's environment: the control socket's number.
+pub(crate) const CHILD_ENV: &CStr = c"__MPROC_CHILD_FD";
+/// Set in the fork server's environment: its connection's number.
+pub(crate) const FORKSERVER_ENV: &CStr = c"__MPROC_FORKSERVER_FD";
+/// The descriptor number the control socket gets in a re-executed child.
+pub(crate) const CTRL_FD: i32 = 3;
+
+/// Runs before `main` in every process of a program that links mproc. In
+/// the main process it returns at once; in a child it runs the task and
+/// exits, so `main` never starts.
+pub(crate) fn pre_main() {
+    if let Some(value) = sys::getenv_early(CHILD_ENV) {
+        sys::unsetenv_early(CHILD_ENV);
+        let Ok(fd) = value.parse::<i32>() else {
+            return;
+        };
+        // Nothing but stdio and the control socket is inherited.
+        sys::close_from(fd + 1);
+        let ctrl = sys::adopt_inherited_fd(fd);
+        child_main(ctrl, None);
+    }
+    if let Some(value) = sys::getenv_early(FORKSERVER_ENV) {
+        sys::unsetenv_early(FORKSERVER_ENV);
+        let mut parts = value.split(':');
+        let fd = parts.next().and_then(|s| s.parse::<i32>().ok());
+        let ppid = parts.next().and_then(|s| s.parse::<u32>().ok());
+        if let (Some(fd), Some(ppid)) = (fd, ppid) {
+            sys::close_from(fd + 1);
+            forkserver::serve(sys::adopt_inherited_fd(fd), ppid);
+        }
+    }
+}
+
+/// Sends a reply that carries no value.
+fn reply_error(ctrl: &OwnedFd, reply: &Reply) {
+    let _ = transport::send_frame(ctrl.as_fd(), &reply.encode_error(), &[]);
+}
+
+/// Reads the start request from `ctrl`, runs the task, replies, exits.
+///
+/// `real_parent` is the pid of the process that created this one when that
+/// is not the requesting parent (the fork server).
+pub(crate) fn child_main(ctrl: OwnedFd, real_parent: Option<u32>) -> ! {
+    let Ok(Some((frame, fds))) = transport::recv_frame(ctrl.as_fd()) else {
+        // The parent went away before telling us anything.
+        sys::exit_now(1);
+    };
+    let (req, payload) = match wire::parse_request(&frame) {
+        Ok(r) => r,
+        Err(e) => {
+            reply_error(&ctrl, &Reply::Codec(e));
+            sys::exit_now(1);
+        }
+    };
+    enter_child(req.me.clone(), req.parent.clone(), real_parent, req.log_level);
+    if req.exe != wire::exe_id() {
+        let msg = format!(
+            "refusing to run task `{}`: this child runs a different build of the program than \
+             its parent (was the binary rebuilt while running?)",
+            req.task
+        );
+        reply_error(&ctrl, &Reply::Codec(msg));
+        finish(1);
+    }
+    let entry = match task::lookup(&req.task) {
+        Ok(e) => e,
+        Err(msg) => {
+            reply_error(&ctrl, &Reply::Codec(format!("refusing to run: {msg}")));
+            finish(1);
+        }
+    };
+    if (entry.fingerprint)() != req.fingerprint {
+        let msg = format!(
+            "refusing to run task `{}`: its argument or result types differ between parent and \
+             child (different builds of the program?)",
+            req.task
+        );
+        reply_error(&ctrl, &Reply::Codec(msg));
+        finish(1);
+    }
+    let code = run_and_reply(&ctrl, |report| (entry.run)(payload, fds, report));
+    finish(code)
+}
+
+/// Makes this process the child `me`: records who it is, dies with its
+/// parent if it is a daemon, and logs as the parent asked.
+pub(crate) fn enter_child(
+    mut me: Identity,
+    parent: Identity,
+    real_parent: Option<u32>,
+    log_level: Option<usize>,
+) {
+    me.pid = sys::getpid();
+    if me.daemon {
+        let expected = real_parent.unwrap_or(parent.pid);
+        if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != expected {
+            // The parent died before we could ask to follow it.
+            sys::exit_now(1);
+        }
+    }
+    current::set_child(me, parent);
+    if let Some(level) = log_level {
+        mlog::enable_in_child(level);
+    }
+    log::info!(target: "mproc", "child process calling self.run()");
+}
+
+/// Runs the task through `run`, sends its reply on `ctrl`, returns the exit
+/// code (0 for a value, 1 otherwise).
+pub(crate) fn run_and_reply(
+    ctrl: &OwnedFd,
+    run: impl FnOnce(&mut dyn FnMut(Outcome<'_>)),
+) -> i32 {
+    let mut code = 1;
+    run(&mut |outcome| match outcome {
+        Outcome::Value(bytes, fds) => {
+            let mut frame = Vec::with_capacity(Reply::BODY + bytes.len());
+            frame.push(0);
+            frame.extend_from_slice(bytes);
+            match transport::send_frame(ctrl.as_fd(), &frame, fds) {
+                Ok(()) => code = 0,
+                Err(e) => {
+                    log::error!(target: "mproc", "could not send the result: {e}");
+                    code = 0;
+                }
+            }
+        }
+        Outcome::Panicked { message, location } => {
+            reply_error(ctrl, &Reply::Panicked { message, location });
+        }
+        Outcome::Codec(msg) => reply_error(ctrl, &Reply::Codec(msg)),
+    });
+    code
+}
+
+/// Ends a child: joins its own non-daemon children, terminates its daemon
+/// children, flushes stdout, and exits without running the parent program's
+/// exit handlers.
+pub(crate) fn finish(code: i32) -> ! {
+    log::info!(target: "mproc", "process shutting down");
+    table::run_exit_handlers();
+    log::info!(target: "mproc", "process exiting with exitcode {code}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::exit_now(code)
+}

@@ -1,0 +1,282 @@
+//! `Process`: start a task in a child process, wait for it, get its value.
+
+pub(crate) mod child;
+pub(crate) mod current;
+pub(crate) mod table;
+pub(crate) mod wire;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec;
+use crate::error::ProcessError;
+use crate::start::{self, StartMethod};
+use crate::task::{self, Task};
+use table::ChildShared;
+use wire::{Reply, Request};
+
+pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
+pub use table::{ChildInfo, active_children};
+
+/// Options for a process that has not started yet; made by [`Process::new`].
+#[must_use = "a ProcessBuilder does nothing until .start() is called"]
+pub struct ProcessBuilder<T: Task> {
+    task: T,
+    args: T::Args,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+}
+
+impl<T: Task> std::fmt::Debug for ProcessBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessBuilder")
+            .field("task", &self.task.name())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("start_method", &self.method)
+            .finish()
+    }
+}
+
+impl<T: Task> ProcessBuilder<T> {
+    /// Names the process (default `Process-N`, or `Process-N:M` for the
+    /// children of a child).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the process a daemon: it is terminated when its parent exits
+    /// normally, killed when its parent dies abruptly, and may not start
+    /// children of its own.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses the start method for this process only.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Starts the child process.
+    ///
+    /// # Errors
+    /// [`ProcessError::DaemonChild`] in a daemonic process;
+    /// [`ProcessError::Decode`] if the arguments cannot be encoded;
+    /// [`ProcessError::Io`] if the operating system refuses.
+    pub fn start(self) -> Result<Process<T::Output>, ProcessError> {
+        let method = self.method.unwrap_or_else(start::get_start_method);
+        let info = current::info();
+        if info.me.daemon {
+            return Err(ProcessError::DaemonChild);
+        }
+        let me = info.next_child(self.name, self.daemon);
+        let mut parent = info.me.clone();
+        parent.pid = crate::sys::getpid();
+        let req = Request {
+            task: self.task.name().to_string(),
+            fingerprint: task::fingerprint::<T>(),
+            exe: wire::exe_id(),
+            log_level: crate::log::level_for_children(),
+            me,
+            parent,
+        };
+        let child = match method {
+            StartMethod::Fork => start::fork::launch(req, self.task, self.args)?,
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let (payload, fds) = codec::encode_with_fds(&(&self.task, &self.args))
+                    .map_err(|e| {
+                        ProcessError::Decode(format!("could not encode the arguments: {e}"))
+                    })?;
+                if method == StartMethod::Spawn {
+                    start::spawn::launch(&req, &payload, &fds)?
+                } else {
+                    start::forkserver::launch(&req, &payload, &fds)?
+                }
+            }
+        };
+        log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
+        Ok(Process::from_shared(child))
+    }
+}
+
+/// A running (or finished) child process whose task returns `R`.
+///
+/// Dropping the handle does not stop the child; it is reaped in the
+/// background when it exits, so it never lingers as a zombie.
+pub struct Process<R> {
+    shared: Option<Arc<ChildShared>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name())
+            .field("pid", &self.pid())
+            .field("daemon", &self.is_daemon())
+            .finish()
+    }
+}
+
+impl<R> Process<R> {
+    /// Describes a process that will run `task(args)`; call
+    /// [`ProcessBuilder::start`] to start it.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn add(x: i64, y: i64) -> i64 { x + y }
+    ///
+    /// let p = mproc::Process::new(add, (1, 2)).name("adder").start().unwrap();
+    /// assert_eq!(p.name(), "adder");
+    /// assert_eq!(p.join().unwrap(), 3);
+    /// ```
+    pub fn new<T: Task<Output = R>>(task: T, args: T::Args) -> ProcessBuilder<T> {
+        ProcessBuilder {
+            task,
+            args,
+            name: None,
+            daemon: false,
+            method: None,
+        }
+    }
+
+    pub(crate) fn from_shared(shared: Arc<ChildShared>) -> Self {
+        table::register(shared.clone());
+        Process {
+            shared: Some(shared),
+            _result: PhantomData,
+        }
+    }
+
+    fn shared(&self) -> &Arc<ChildShared> {
+        self.shared.as_ref().expect("a Process handle always holds its child until join")
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.shared().pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.shared().name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.shared().daemon
+    }
+
+    /// Whether the child is still running (reaps it if it has exited).
+    pub fn is_alive(&mut self) -> bool {
+        self.exitcode().is_none()
+    }
+
+    /// `None` while the child runs; then `0` for success, the exit status,
+    /// or minus the number of the signal that killed it.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        let mut s = self.shared().lock();
+        s.wait(Some(Duration::ZERO)).ok().flatten()
+    }
+
+    /// Python's `join(timeout)`: waits at most `timeout` for the child to
+    /// exit and returns its exit code, or `None` if it is still running.
+    ///
+    /// # Errors
+    /// [`ProcessError::Io`] if waiting fails.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        let mut s = self.shared().lock();
+        Ok(s.wait(Some(timeout))?)
+    }
+
+    /// Sends `SIGTERM`. A no-op if the child has already exited (a reused
+    /// pid is never signalled: mproc signals through a pidfd).
+    ///
+    /// # Errors
+    /// [`ProcessError::Io`] if the signal cannot be sent.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        log::info!(target: "mproc", "terminating process {}", self.name());
+        Ok(self.shared().lock().signal(libc::SIGTERM)?)
+    }
+
+    /// Sends `SIGKILL`; otherwise as [`terminate`](Self::terminate).
+    ///
+    /// # Errors
+    /// [`ProcessError::Io`] if the signal cannot be sent.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        Ok(self.shared().lock().signal(libc::SIGKILL)?)
+    }
+}
+
+impl<R: serde::de::DeserializeOwned> Process<R> {
+    /// Waits for the child to exit and returns the task's value.
+    ///
+    /// # Errors
+    /// [`ProcessError::Panicked`] with the message and location of a panic;
+    /// [`ProcessError::Exited`] if the task called `exit`;
+    /// [`ProcessError::Signaled`] if a signal killed the child;
+    /// [`ProcessError::Decode`] if the value could not be decoded or the
+    /// child refused the task.
+    pub fn join(mut self) -> Result<R, ProcessError> {
+        let shared = self.shared.take().expect("join consumes the handle");
+        log::debug!(target: "mproc", "calling join() for process {}", shared.name);
+        let mut s = shared.lock();
+        let code = s.wait(None)?.unwrap_or(-libc::SIGKILL);
+        let reply = s.reply.take();
+        drop(s);
+        table::forget(&shared);
+        match reply {
+            Some((Reply::Value, frame, fds)) => {
+                codec::decode_with_fds(&frame[Reply::BODY..], fds).map_err(|e| {
+                    ProcessError::Decode(format!("could not decode the task's value: {e}"))
+                })
+            }
+            Some((Reply::Panicked { message, location }, _, _)) => {
+                Err(ProcessError::Panicked { message, location })
+            }
+            Some((Reply::Codec(msg), _, _)) => Err(ProcessError::Decode(msg)),
+            None if code < 0 => Err(ProcessError::Signaled(-code)),
+            None => Err(ProcessError::Exited(code)),
+        }
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            table::orphan(shared);
+        }
+    }
+}
+
+/// Starts `task(args)` in a child process with default options.
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// assert_eq!(mproc::spawn(square, 12).unwrap().join().unwrap(), 144);
+/// ```
+///
+/// # Errors
+/// As [`ProcessBuilder::start`].
+pub fn spawn<T: Task>(task: T, args: T::Args) -> Result<Process<T::Output>, ProcessError> {
+    Process::new(task, args).start()
+}
+
+/// The number of CPUs this process may run on.
+///
+/// # Examples
+/// ```
+/// assert!(mproc::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    crate::sys::cpu_count()
+}

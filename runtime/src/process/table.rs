@@ -1,0 +1,411 @@
+//! The children of this process: their state, how we wait for them, and how
+//! they are reaped when nobody waits (so that no zombie is ever left).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::codec;
+use crate::process::wire::Reply;
+use crate::sys;
+use crate::transport::{FrameReader, Progress};
+
+/// Where the exit status of a child comes from.
+pub(crate) enum ExitSource {
+    /// Our own child: `waitid` on its pidfd.
+    Direct,
+    /// A child of the fork server, which reports the status on this socket.
+    Reported(OwnedFd),
+}
+
+/// What we know of one child, behind its lock.
+pub(crate) struct ChildState {
+    /// The pidfd; `None` once the child is reaped.
+    pidfd: Option<OwnedFd>,
+    /// Our end of the control socket; `None` once drained.
+    ctrl: Option<OwnedFd>,
+    exit: ExitSource,
+    reader: FrameReader,
+    /// The child's reply, once it has arrived: what it is, the whole frame
+    /// (a value's bytes start at [`Reply::BODY`]) and its descriptors.
+    pub(crate) reply: Option<(Reply, Vec<u8>, Vec<OwnedFd>)>,
+    pub(crate) exitcode: Option<i32>,
+}
+
+/// One child, shared by its `Process` handle, the table and the reaper.
+pub(crate) struct ChildShared {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) state: Mutex<ChildState>,
+}
+
+impl ChildShared {
+    pub(crate) fn new(
+        pid: u32,
+        name: String,
+        daemon: bool,
+        pidfd: OwnedFd,
+        ctrl: OwnedFd,
+        exit: ExitSource,
+    ) -> Arc<Self> {
+        Arc::new(ChildShared {
+            pid,
+            name,
+            daemon,
+            state: Mutex::new(ChildState {
+                pidfd: Some(pidfd),
+                ctrl: Some(ctrl),
+                exit,
+                reader: FrameReader::default(),
+                reply: None,
+                exitcode: None,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ChildState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ChildState {
+    /// Whether the child has exited and everything it sent has been read.
+    pub(crate) fn finished(&self) -> bool {
+        self.exitcode.is_some() && self.ctrl.is_none()
+    }
+
+    /// Reads whatever the child sent and checks whether it exited, without
+    /// blocking.
+    fn pump(&mut self) -> io::Result<()> {
+        if self.exitcode.is_none() {
+            self.check_exit()?;
+        }
+        // Drain the control socket. After the exit is known, everything the
+        // child wrote is already in the socket, so stopping at "would block"
+        // loses nothing (even if a copy of the child's end lives on elsewhere).
+        while let Some(ctrl) = &self.ctrl {
+            match self.reader.step(ctrl.as_fd(), true) {
+                Ok((_, Some((payload, fds)))) => {
+                    if self.reply.is_none() {
+                        self.reply = Some(match Reply::parse(&payload) {
+                            Some(reply) => (reply, payload, fds),
+                            None => (
+                                Reply::Codec("the child sent a malformed reply".into()),
+                                Vec::new(),
+                                Vec::new(),
+                            ),
+                        });
+                    }
+                }
+                Ok((Progress::WouldBlock, None)) => {
+                    if self.exitcode.is_some() {
+                        self.ctrl = None;
+                    }
+                    break;
+                }
+                Ok((Progress::Eof, None)) => {
+                    self.ctrl = None;
+                }
+                Ok((Progress::Read, None)) => {}
+                Err(_) => {
+                    // A broken stream (say, the child was killed mid-write):
+                    // whatever was incomplete is dropped.
+                    self.ctrl = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_exit(&mut self) -> io::Result<()> {
+        match &self.exit {
+            ExitSource::Direct => {
+                if let Some(pidfd) = &self.pidfd {
+                    if let Some(code) = sys::waitid_pidfd(pidfd.as_fd(), false)? {
+                        self.exitcode = Some(code);
+                        self.pidfd = None;
+                    }
+                }
+            }
+            ExitSource::Reported(sock) => {
+                let mut r = FrameReader::with_limit(64);
+                match r.step(sock.as_fd(), true) {
+                    Ok((_, Some((payload, _)))) => {
+                        let code = codec::decode::<i32>(&payload).unwrap_or(-libc::SIGKILL);
+                        self.exitcode = Some(code);
+                        self.pidfd = None;
+                    }
+                    Ok((Progress::Eof, None)) | Err(_) => {
+                        // The fork server went away without reporting: the
+                        // child's fate is unknowable; report it as killed.
+                        self.exitcode = Some(-libc::SIGKILL);
+                        self.pidfd = None;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The descriptor that becomes readable when the child exits.
+    fn exit_fd(&self) -> Option<i32> {
+        if self.exitcode.is_some() {
+            return None;
+        }
+        match &self.exit {
+            ExitSource::Direct => self.pidfd.as_ref().map(|f| f.as_raw_fd()),
+            ExitSource::Reported(s) => Some(s.as_raw_fd()),
+        }
+    }
+
+    /// Waits until the child has exited and its reply is read, or until the
+    /// timeout passes. Sleeps in `poll`, never spins.
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Option<i32>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.pump()?;
+            if self.finished() {
+                return Ok(self.exitcode);
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            let mut fds = Vec::with_capacity(2);
+            if let Some(fd) = self.exit_fd() {
+                fds.push(sys::poll_in(fd));
+            }
+            if let Some(c) = &self.ctrl {
+                fds.push(sys::poll_in(c.as_raw_fd()));
+            }
+            sys::poll(&mut fds, left)?;
+        }
+    }
+
+    /// Sends `sig` unless the child is already known to have exited.
+    pub(crate) fn signal(&mut self, sig: i32) -> io::Result<()> {
+        self.pump()?;
+        if self.exitcode.is_some() {
+            return Ok(());
+        }
+        match &self.pidfd {
+            Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), sig) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                other => other,
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every child of this process that has not been reaped yet.
+struct Table {
+    owner: u32,
+    children: Vec<Arc<ChildShared>>,
+}
+
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    owner: 0,
+    children: Vec::new(),
+});
+
+fn table() -> MutexGuard<'static, Table> {
+    let mut t = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let me = sys::getpid();
+    if t.owner != me {
+        // A forked child sees its parent's table: none of those are ours.
+        std::mem::forget(std::mem::take(&mut t.children));
+        t.owner = me;
+    }
+    t
+}
+
+/// Holds the table lock across a fork, so the child never inherits it held.
+pub(crate) fn lock_for_fork() -> impl Drop {
+    table()
+}
+
+/// Records a new child, registering the exit hook on first use.
+pub(crate) fn register(child: Arc<ChildShared>) {
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| sys::at_exit(exit_hook));
+    let mut t = table();
+    // Python's `_cleanup()`: reap whatever has finished meanwhile.
+    t.children.retain(|c| !reap_if_finished(c));
+    t.children.push(child);
+}
+
+/// Non-blocking check; true if the child is finished (and can leave the
+/// table). A child whose lock is held is being waited on by its handle.
+fn reap_if_finished(child: &Arc<ChildShared>) -> bool {
+    match child.state.try_lock() {
+        Ok(mut s) => {
+            let _ = s.pump();
+            s.finished()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Removes a finished child from the table.
+pub(crate) fn forget(child: &Arc<ChildShared>) {
+    table().children.retain(|c| !Arc::ptr_eq(c, child));
+}
+
+/// A child of this process that is still running.
+#[derive(Debug, Clone)]
+pub struct ChildInfo {
+    pid: u32,
+    name: String,
+    daemon: bool,
+}
+
+impl ChildInfo {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Whether it is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// The children of this process that are still running; finished ones are
+/// reaped on the way (their handles keep exit code and result).
+///
+/// # Examples
+/// ```
+/// assert!(mproc::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ChildInfo> {
+    let mut t = table();
+    t.children.retain(|c| !reap_if_finished(c));
+    t.children
+        .iter()
+        .map(|c| ChildInfo {
+            pid: c.pid,
+            name: c.name.clone(),
+            daemon: c.daemon,
+        })
+        .collect()
+}
+
+/// Hands a child whose handle was dropped to the reaper thread.
+pub(crate) fn orphan(child: Arc<ChildShared>) {
+    if reap_if_finished(&child) {
+        forget(&child);
+        return;
+    }
+    reaper::adopt(child);
+}
+
+/// At normal exit: terminate daemonic children, then wait for the others,
+/// as Python's `multiprocessing` does.
+pub(crate) extern "C" fn exit_hook() {
+    run_exit_handlers();
+}
+
+/// Terminates daemon children and joins the rest.
+pub(crate) fn run_exit_handlers() {
+    let children: Vec<Arc<ChildShared>> = std::mem::take(&mut table().children);
+    for c in children.iter().filter(|c| c.daemon) {
+        log::info!(target: "mproc", "calling terminate() for daemon {}", c.name);
+        let _ = c.lock().signal(libc::SIGTERM);
+    }
+    for c in &children {
+        if !c.daemon {
+            log::info!(target: "mproc", "calling join() for process {}", c.name);
+        }
+        let _ = c.lock().wait(None);
+    }
+}
+
+mod reaper {
+    //! One lazily started thread that waits (in `poll`) on the children
+    //! whose handles were dropped, and reaps each as it exits.
+    use super::*;
+    use std::sync::mpsc;
+
+    struct Reaper {
+        owner: u32,
+        tx: mpsc::Sender<Arc<ChildShared>>,
+        wake: OwnedFd,
+    }
+
+    static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+
+    pub(super) fn adopt(child: Arc<ChildShared>) {
+        let mut r = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+        if r.as_ref().map(|r| r.owner) != Some(sys::getpid()) {
+            match start() {
+                Ok(new) => *r = Some(new),
+                Err(_) => return, // the exit hook will still wait for it
+            }
+        }
+        let r = r.as_ref().expect("reaper just started");
+        if r.tx.send(child).is_ok() {
+            let _ = sys::send_with_fds(r.wake.as_fd(), &[std::io::IoSlice::new(&[1])], &[], true);
+        }
+    }
+
+    fn start() -> io::Result<Reaper> {
+        let (wake_tx, wake_rx) = sys::socketpair()?;
+        let (tx, rx) = mpsc::channel::<Arc<ChildShared>>();
+        std::thread::Builder::new()
+            .name("mproc-reaper".into())
+            .spawn(move || run(rx, wake_rx))?;
+        Ok(Reaper {
+            owner: sys::getpid(),
+            tx,
+            wake: wake_tx,
+        })
+    }
+
+    fn run(rx: mpsc::Receiver<Arc<ChildShared>>, wake: OwnedFd) {
+        let mut orphans: Vec<Arc<ChildShared>> = Vec::new();
+        loop {
+            while let Ok(c) = rx.try_recv() {
+                orphans.push(c);
+            }
+            orphans.retain(|c| {
+                let done = reap_if_finished(c);
+                if done {
+                    forget(c);
+                }
+                !done
+            });
+            let mut fds = vec![sys::poll_in(wake.as_raw_fd())];
+            for c in &orphans {
+                if let Ok(s) = c.state.try_lock() {
+                    if let Some(fd) = s.exit_fd() {
+                        fds.push(sys::poll_in(fd));
+                    }
+                    if let Some(ctrl) = &s.ctrl {
+                        fds.push(sys::poll_in(ctrl.as_raw_fd()));
+                    }
+                }
+            }
+            // A bounded sleep covers the rare child whose lock was busy above.
+            let _ = sys::poll(&mut fds, Some(Duration::from_secs(1)));
+            if fds[0].revents != 0 {
+                let mut buf = [0u8; 64];
+                let mut junk = Vec::new();
+                let _ = sys::recv_with_fds(wake.as_fd(), &mut buf, &mut junk, true);
+            }
+        }
+    }
+}

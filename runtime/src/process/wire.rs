@@ -1,0 +1,116 @@
+//! The messages on a child's control socket (see `process/README.md`).
+
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::process::current::Identity;
+use crate::transport;
+
+/// What the parent tells a new child: who it is and what to run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub(crate) me: Identity,
+    pub(crate) parent: Identity,
+    pub(crate) task: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) exe: u64,
+    pub(crate) log_level: Option<usize>,
+}
+
+/// Sends the request frame: `u32` meta length, meta, task payload.
+pub(crate) fn send_request(
+    sock: BorrowedFd<'_>,
+    req: &Request,
+    payload: &[u8],
+    fds: &[RawFd],
+) -> std::io::Result<()> {
+    let meta = codec::encode(req).map_err(std::io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + meta.len() + payload.len());
+    frame.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&meta);
+    frame.extend_from_slice(payload);
+    transport::send_frame(sock, &frame, fds)
+}
+
+/// Splits a request frame into its meta and the task payload.
+pub(crate) fn parse_request(frame: &[u8]) -> Result<(Request, &[u8]), String> {
+    let bad = || "malformed start request".to_string();
+    let len = u32::from_le_bytes(frame.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?)
+        as usize;
+    let meta = frame.get(4..4 + len).ok_or_else(bad)?;
+    let req = codec::decode(meta)?;
+    Ok((req, &frame[4 + len..]))
+}
+
+/// What a child answers when its task ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// The value follows (from byte [`Reply::BODY`]), with its descriptors.
+    Value,
+    /// The task panicked.
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    /// Coding failed, or the child refused the task.
+    Codec(String),
+}
+
+impl Reply {
+    /// Where a value's bytes start in the reply frame.
+    pub(crate) const BODY: usize = 1;
+
+    /// Builds a frame for a non-value reply.
+    pub(crate) fn encode_error(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Reply::Value => out.push(0),
+            Reply::Panicked { message, location } => {
+                out.push(1);
+                out.extend(codec::encode(&(message, location)).unwrap_or_default());
+            }
+            Reply::Codec(m) => {
+                out.push(2);
+                out.extend(codec::encode(m).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Reads the kind of a reply frame.
+    pub(crate) fn parse(frame: &[u8]) -> Option<Reply> {
+        let (&tag, body) = frame.split_first()?;
+        match tag {
+            0 => Some(Reply::Value),
+            1 => {
+                let (message, location) = codec::decode(body).ok()?;
+                Some(Reply::Panicked { message, location })
+            }
+            2 => Some(Reply::Codec(codec::decode(body).ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// An identity for this executable file (device, inode, size, mtime): a
+/// child re-executing a different build than its parent's is refused.
+pub(crate) fn exe_id() -> u64 {
+    static ID: OnceLock<u64> = OnceLock::new();
+    *ID.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata("/proc/self/exe") {
+            Ok(m) => {
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for v in [m.dev(), m.ino(), m.size(), m.mtime() as u64, m.mtime_nsec() as u64] {
+                    h ^= v;
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+                h
+            }
+            Err(_) => 0,
+        }
+    })
+}

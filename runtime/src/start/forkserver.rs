@@ -1,0 +1,183 @@
+//! `StartMethod::ForkServer`: a single-threaded server process, started
+//! once by re-execution, forks the children.
+//!
+//! Protocol (all frames as in `transport`):
+//! 1. The client sends the server a one-byte frame carrying two descriptors:
+//!    the child's end of a new control socket and the server's end of a new
+//!    status socket.
+//! 2. The server forks. The new child runs `child_main` on the control
+//!    socket, exactly as a re-executed child does, and reads its start
+//!    request there (the client has sent it meanwhile).
+//! 3. The server opens a pidfd for the child and sends `u32 pid` with the
+//!    pidfd on the status socket; when the child exits it reaps it and sends
+//!    the `i32` exit code there, then closes the status socket.
+//!
+//! The server dies with the process that started it (parent-death signal,
+//! and end-of-file on its connection).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::codec;
+use crate::process::child::{self, FORKSERVER_ENV};
+use crate::process::table::{ChildShared, ExitSource};
+use crate::process::wire::{self, Request};
+use crate::start::spawn::exec_self;
+use crate::sys;
+use crate::transport;
+
+pub(crate) struct Server {
+    owner: u32,
+    conn: OwnedFd,
+}
+
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// Holds the server lock across a fork.
+pub(crate) fn lock_for_fork() -> MutexGuard<'static, Option<Server>> {
+    SERVER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a forked child: drops the parent's connection to its server.
+pub(crate) fn forget_in_child(slot: &mut Option<Server>) {
+    *slot = None;
+}
+
+fn start_server() -> io::Result<Server> {
+    let (ours, theirs) = sys::socketpair()?;
+    let value = format!("{}:{}", child::CTRL_FD, sys::getpid());
+    exec_self(theirs, FORKSERVER_ENV, value, true)?;
+    Ok(Server {
+        owner: sys::getpid(),
+        conn: ours,
+    })
+}
+
+/// Asks the fork server (starting it if needed) for a child and sends the
+/// child its start request.
+pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
+    let (ours, theirs) = sys::socketpair()?;
+    let (status_ours, status_theirs) = sys::socketpair()?;
+    {
+        let mut srv = lock_for_fork();
+        let mut tries = 0;
+        loop {
+            if srv.as_ref().map(|s| s.owner) != Some(sys::getpid()) {
+                *srv = Some(start_server()?);
+            }
+            let conn = &srv.as_ref().expect("server just started").conn;
+            let sent = transport::send_frame(
+                conn.as_fd(),
+                &[u8::from(req.me.daemon)],
+                &[theirs.as_raw_fd(), status_theirs.as_raw_fd()],
+            );
+            match sent {
+                Ok(()) => break,
+                Err(e) if tries == 0 => {
+                    // The server died (killed by someone?): start another.
+                    log::warn!(target: "mproc", "fork server lost ({e}); starting a new one");
+                    *srv = None;
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    drop((theirs, status_theirs));
+    let _ = wire::send_request(ours.as_fd(), req, payload, fds);
+    let (bytes, mut got) = transport::recv_frame(status_ours.as_fd())?.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::BrokenPipe, "the fork server closed before starting the child")
+    })?;
+    let pid: u32 = codec::decode(&bytes).map_err(io::Error::other)?;
+    let pidfd = got
+        .pop()
+        .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
+    Ok(ChildShared::new(
+        pid,
+        req.me.name.clone(),
+        req.me.daemon,
+        pidfd,
+        ours,
+        ExitSource::Reported(status_ours),
+    ))
+}
+
+struct Kid {
+    pidfd: OwnedFd,
+    status: OwnedFd,
+}
+
+/// The server's loop. Runs in the re-executed server process, before `main`.
+pub(crate) fn serve(conn: OwnedFd, parent: u32) -> ! {
+    if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {
+        sys::exit_now(0);
+    }
+    let me = sys::getpid();
+    let mut kids: Vec<Kid> = Vec::new();
+    loop {
+        let mut fds = vec![sys::poll_in(conn.as_raw_fd())];
+        fds.extend(kids.iter().map(|k| sys::poll_in(k.pidfd.as_raw_fd())));
+        if sys::poll(&mut fds, None).is_err() {
+            continue;
+        }
+        // Reap first, so statuses go out in the order children exit.
+        let mut i = 0;
+        kids.retain(|k| {
+            i += 1;
+            if fds[i].revents == 0 {
+                return true;
+            }
+            match sys::waitid_pidfd(k.pidfd.as_fd(), false) {
+                Ok(Some(code)) => {
+                    let bytes = codec::encode(&code).unwrap_or_default();
+                    let _ = transport::send_frame(k.status.as_fd(), &bytes, &[]);
+                    false
+                }
+                _ => true,
+            }
+        });
+        if fds[0].revents == 0 {
+            continue;
+        }
+        let (flags, mut got) = match transport::recv_frame(conn.as_fd()) {
+            Ok(Some(frame)) => frame,
+            // Our parent is gone or done: so are we. Children that are not
+            // daemons carry on, as they would under Python.
+            _ => sys::exit_now(0),
+        };
+        if got.len() != 2 || flags.len() != 1 {
+            continue;
+        }
+        let status = got.pop().expect("two descriptors");
+        let ctrl = got.pop().expect("two descriptors");
+        // SAFETY: this process is single-threaded, so the child may run any
+        // code after the fork.
+        match unsafe { sys::fork() } {
+            Ok(sys::Forked::Child) => {
+                drop(conn);
+                drop(status);
+                drop(kids);
+                child::child_main(ctrl, Some(me));
+            }
+            Ok(sys::Forked::Parent(pid)) => {
+                drop(ctrl);
+                match sys::pidfd_open(pid) {
+                    Ok(pidfd) => {
+                        let bytes = codec::encode(&pid).unwrap_or_default();
+                        let _ = transport::send_frame(
+                            status.as_fd(),
+                            &bytes,
+                            &[pidfd.as_raw_fd()],
+                        );
+                        kids.push(Kid { pidfd, status });
+                    }
+                    Err(_) => {
+                        let _ = sys::wait_any_nohang();
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Start methods: how a child process comes to exist.
+//!
+//! * [`StartMethod::Spawn`] re-executes this program's binary
+//!   (`posix_spawn`, vfork-fast). The child runs the task before `main`,
+//!   with fresh statics, and inherits only stdio and its control socket.
+//! * [`StartMethod::Fork`] forks the calling process. The child sees the
+//!   parent's memory at the time of the fork and skips serialising the
+//!   arguments. Only the forking thread exists in the child.
+//! * [`StartMethod::ForkServer`] asks a small single-threaded server
+//!   process, started once by re-execution, to fork. Children start as fast
+//!   as with `Fork` but from a clean, thread-free image, as under `Spawn`.
+//!
+//! The default is [`StartMethod::ForkServer`] unless the environment
+//! variable `MPROC_START_METHOD` (`spawn`, `fork` or `forkserver`) says
+//! otherwise; see `BENCHMARKS.md` for the measurements behind the choice.
+
+pub(crate) mod fork;
+pub(crate) mod forkserver;
+pub(crate) mod launcher;
+pub(crate) mod spawn;
+
+use std::sync::Mutex;
+
+use crate::error::ContextError;
+use crate::process::ProcessBuilder;
+use crate::task::Task;
+
+/// How child processes are created. See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// Re-execute the program's binary; the task runs before `main`.
+    Spawn,
+    /// `fork()` the calling process.
+    Fork,
+    /// Fork from a single-threaded server process started on first use.
+    ForkServer,
+}
+
+impl StartMethod {
+    fn from_env() -> Option<StartMethod> {
+        match std::env::var("MPROC_START_METHOD").ok()?.to_ascii_lowercase().as_str() {
+            "spawn" => Some(StartMethod::Spawn),
+            "fork" => Some(StartMethod::Fork),
+            "forkserver" | "fork_server" => Some(StartMethod::ForkServer),
+            _ => None,
+        }
+    }
+}
+
+/// The built-in default start method.
+pub const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
+
+static METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
+
+/// The start method used when none is given, fixing it from now on (as
+/// Python's `get_start_method()` does).
+///
+/// # Examples
+/// ```
+/// let m = mproc::get_start_method();
+/// assert_eq!(mproc::get_start_method(), m);
+/// assert!(mproc::set_start_method(mproc::StartMethod::Spawn).is_err());
+/// ```
+pub fn get_start_method() -> StartMethod {
+    *METHOD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| StartMethod::from_env().unwrap_or(DEFAULT_START_METHOD))
+}
+
+/// Sets the default start method, once, before it is used.
+///
+/// # Errors
+/// [`ContextError::AlreadySet`] if the method was already fixed (by an
+/// earlier call, by [`get_start_method`] or by starting a process); the
+/// method stays as it was.
+///
+/// # Examples
+/// ```
+/// use mproc::StartMethod;
+/// mproc::set_start_method(StartMethod::Spawn).unwrap();
+/// assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+/// assert!(mproc::set_start_method(StartMethod::Fork).is_err());
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<(), ContextError> {
+    let mut m = METHOD.lock().unwrap_or_else(|e| e.into_inner());
+    match *m {
+        Some(current) => Err(ContextError::AlreadySet(current)),
+        None => {
+            *m = Some(method);
+            Ok(())
+        }
+    }
+}
+
+/// A start method bundled with constructors that use it.
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn double(x: i32) -> i32 { 2 * x }
+///
+/// let ctx = mproc::get_context(mproc::StartMethod::Fork);
+/// assert_eq!(ctx.process(double, 21).start().unwrap().join().unwrap(), 42);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+/// A [`Context`] for `method`.
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+impl Context {
+    /// The context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process builder that uses this context's start method.
+    pub fn process<T: Task>(&self, task: T, args: T::Args) -> ProcessBuilder<T> {
+        crate::process::Process::new(task, args).start_method(self.method)
+    }
+}

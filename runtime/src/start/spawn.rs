@@ -1,0 +1,74 @@
+//! `StartMethod::Spawn`: re-execute this binary; the child runs the task
+//! before `main` (see `process::child::pre_main`).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use crate::process::child::{CHILD_ENV, CTRL_FD, FORKSERVER_ENV};
+use crate::process::table::{ChildShared, ExitSource};
+use crate::process::wire::{self, Request};
+use crate::start::launcher;
+use crate::sys;
+
+/// Starts a child running this binary with `fd` at descriptor 3 and
+/// `env_name=env_value` in its environment. Daemonic children are started
+/// from the launcher thread (see `launcher`).
+pub(crate) fn exec_self(
+    fd: OwnedFd,
+    env_name: &'static std::ffi::CStr,
+    env_value: String,
+    daemon: bool,
+) -> io::Result<u32> {
+    let go = move || -> io::Result<u32> {
+        // Descriptor 3 must not be the one we dup from (dup2 onto itself
+        // would keep close-on-exec), so place the source above it.
+        let fd = sys::dup_above(fd.as_fd(), 10)?;
+        let exe = c"/proc/self/exe".to_owned();
+        let argv0 = std::env::args_os()
+            .next()
+            .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| c"mproc".to_owned()))
+            .unwrap_or_else(|| c"mproc".to_owned());
+        let argv = vec![argv0, c"--mproc-child".to_owned()];
+        let mut envp: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| {
+                k.as_bytes() != CHILD_ENV.to_bytes() && k.as_bytes() != FORKSERVER_ENV.to_bytes()
+            })
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        let mut own = env_name.to_bytes().to_vec();
+        own.push(b'=');
+        own.extend_from_slice(env_value.as_bytes());
+        envp.push(CString::new(own).expect("no NUL in our own variable"));
+        sys::posix_spawn(&exe, &argv, &envp, fd.as_fd(), CTRL_FD)
+    };
+    if daemon {
+        launcher::call(go)?
+    } else {
+        go()
+    }
+}
+
+/// Starts a child by re-execution and sends it its start request.
+pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
+    let (ours, theirs) = sys::socketpair()?;
+    let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
+    let pidfd = sys::pidfd_open(pid)?;
+    // If the child died already, the send fails; joining it reports how.
+    let _ = wire::send_request(ours.as_fd(), req, payload, fds);
+    Ok(ChildShared::new(
+        pid,
+        req.me.name.clone(),
+        req.me.daemon,
+        pidfd,
+        ours,
+        ExitSource::Direct,
+    ))
+}

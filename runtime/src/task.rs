@@ -1,0 +1,213 @@
+//! Tasks: the functions a child process can run, and the link-time registry
+//! that lets a re-executed binary find them by name.
+
+use std::any::type_name;
+use std::os::fd::{OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+
+/// A function that can run in another process.
+///
+/// Implemented by `#[mproc::process]` for a free function (the function's
+/// name becomes a `Copy` value of a zero-sized type implementing `Task`) and
+/// for a type with an `impl Run` block. Not meant to be implemented by hand:
+/// the attribute also registers the task so that a child process can find it.
+///
+/// `Args` is `()` for no parameter, the parameter's type for one, and a tuple
+/// for two or more.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an mproc task",
+    label = "this is not annotated with `#[mproc::process]`",
+    note = "add `#[mproc::process]` above the function (or above its `impl mproc::Run for ...` block) to make it a task"
+)]
+pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The arguments, as one value: `()`, the single parameter, or a tuple.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What the task returns.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The registered name: `module_path!() + "::" + name` unless set with
+    /// `#[mproc::process(name = "...")]`.
+    fn name(&self) -> &'static str;
+    /// Runs the task in the calling process.
+    fn call(self, args: Self::Args) -> Self::Output;
+}
+
+/// A class-style target, like a Python `Process` subclass overriding `run()`.
+///
+/// Put `#[mproc::process]` on the `impl Run for MyProc` block and `MyProc`
+/// becomes a [`Task`] with `Args = ()`.
+pub trait Run {
+    /// What `run` returns.
+    type Output;
+    /// The body of the process.
+    fn run(self) -> Self::Output;
+}
+
+/// One registered task. Built by the `#[mproc::process]` expansion.
+#[doc(hidden)]
+pub struct TaskEntry {
+    /// The registered name.
+    pub name: &'static str,
+    /// A fingerprint of the task's types; parent and child must agree.
+    pub fingerprint: fn() -> u64,
+    /// Decodes the task and its arguments, runs it, and reports the outcome.
+    pub run: fn(&[u8], Vec<OwnedFd>, &mut dyn FnMut(Outcome<'_>)),
+}
+
+/// The registry of every task linked into this binary.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static TASKS: [TaskEntry];
+
+/// How running a task ended, before it is put on the wire.
+#[doc(hidden)]
+pub enum Outcome<'a> {
+    /// The encoded value and the descriptors of handles inside it.
+    Value(&'a [u8], &'a [RawFd]),
+    /// The task panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// `file:line:column`, when known.
+        location: Option<String>,
+    },
+    /// The arguments or the result could not be (de)coded.
+    Codec(String),
+}
+
+/// FNV-1a: a small, stable hash, the same in every process of one build.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The type fingerprint of task `T`.
+#[doc(hidden)]
+pub fn fingerprint<T: Task>() -> u64 {
+    fnv1a(&[
+        type_name::<T>(),
+        type_name::<T::Args>(),
+        type_name::<T::Output>(),
+    ])
+}
+
+/// Decodes `(task, args)`, runs the task with panics caught, encodes the
+/// result and hands the outcome to `report`.
+#[doc(hidden)]
+pub fn run_erased<T: Task>(payload: &[u8], fds: Vec<OwnedFd>, report: &mut dyn FnMut(Outcome<'_>)) {
+    let (task, args): (T, T::Args) = match codec::decode_with_fds(payload, fds) {
+        Ok(v) => v,
+        Err(e) => {
+            report(Outcome::Codec(format!(
+                "could not decode the arguments of task `{}`: {e}",
+                type_name::<T>()
+            )));
+            return;
+        }
+    };
+    run_local(task, args, report);
+}
+
+/// Runs a task already in memory (the fork path), catching panics.
+pub(crate) fn run_local<T: Task>(task: T, args: T::Args, report: &mut dyn FnMut(Outcome<'_>)) {
+    run_caught(move || task.call(args), report);
+}
+
+/// Runs `f` with panics caught and reports its encoded value or its panic.
+pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R, report: &mut dyn FnMut(Outcome<'_>)) {
+    match catch_panic(f) {
+        Ok(value) => match codec::encode_with_fds(&value) {
+            Ok((bytes, fds)) => report(Outcome::Value(&bytes, &fds)),
+            Err(e) => report(Outcome::Codec(format!("could not encode the result: {e}"))),
+        },
+        Err((message, location)) => report(Outcome::Panicked { message, location }),
+    }
+}
+
+thread_local! {
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that remembers where the last
+/// panic on each thread happened, then defers to the previous hook so the
+/// usual message still reaches stderr.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANIC_LOCATION.with(|p| *p.borrow_mut() = location);
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into its message and location.
+pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
+    install_panic_hook();
+    PANIC_LOCATION.with(|p| p.borrow_mut().take());
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_string()
+        };
+        let location = PANIC_LOCATION.with(|p| p.borrow_mut().take());
+        (message, location)
+    })
+}
+
+/// Finds a registered task by name.
+pub(crate) fn lookup(name: &str) -> Result<&'static TaskEntry, String> {
+    let mut found = TASKS.iter().filter(|t| t.name == name);
+    match (found.next(), found.next()) {
+        (Some(entry), None) => Ok(entry),
+        (Some(_), Some(_)) => Err(format!(
+            "two tasks are registered under the name `{name}`; give one a distinct name with \
+             #[mproc::process(name = \"...\")]"
+        )),
+        (None, _) => Err(format!(
+            "no task named `{name}` is registered in this binary (is the function annotated \
+             with #[mproc::process], and is the child running the same build as the parent?)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_distinguishes() {
+        assert_eq!(fnv1a(&["a", "b"]), fnv1a(&["a", "b"]));
+        assert_ne!(fnv1a(&["ab", ""]), fnv1a(&["a", "b"]));
+    }
+
+    #[test]
+    fn unknown_task_is_a_clear_error() {
+        let err = lookup("no::such::task").err().unwrap();
+        assert!(err.contains("no task named `no::such::task`"), "{err}");
+    }
+
+    #[test]
+    fn panics_become_data() {
+        let err = catch_panic(|| -> u8 { panic!("boom {}", 7) }).unwrap_err();
+        assert_eq!(err.0, "boom 7");
+        assert!(err.1.unwrap().contains("task.rs"));
+    }
+}
