@@ -6,8 +6,15 @@ fn add(x: i64, y: i64) -> i64 {
 #[test]
 fn smoke() {
     assert_eq!(add(1, 2), 3);
-    for m in [mproc::StartMethod::Spawn, mproc::StartMethod::Fork, mproc::StartMethod::ForkServer] {
-        let p = mproc::Process::new(add, (1, 2)).start_method(m).start().unwrap();
+    for m in [
+        mproc::StartMethod::Spawn,
+        mproc::StartMethod::Fork,
+        mproc::StartMethod::ForkServer,
+    ] {
+        let p = mproc::Process::new(add, (1, 2))
+            .start_method(m)
+            .start()
+            .unwrap();
         assert_eq!(p.join().unwrap(), 3, "{m:?}");
     }
 }

@@ -16,8 +16,8 @@ mod transport;
 pub use error::{ContextError, ProcessError};
 pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{
-    ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children,
-    cpu_count, current_process, parent_process, spawn,
+    ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, cpu_count,
+    current_process, parent_process, spawn,
 };
 pub use start::fork::fork;
 pub use start::{

@@ -19,9 +19,8 @@ const HEADER: usize = 4;
 
 /// Sends one whole frame, blocking until it is written.
 pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB")
-    })?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
     let header = len.to_le_bytes();
     let total = HEADER + payload.len();
     let mut sent = 0;

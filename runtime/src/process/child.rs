@@ -67,7 +67,12 @@ pub(crate) fn child_main(ctrl: OwnedFd, real_parent: Option<u32>) -> ! {
             sys::exit_now(1);
         }
     };
-    enter_child(req.me.clone(), req.parent.clone(), real_parent, req.log_level);
+    enter_child(
+        req.me.clone(),
+        req.parent.clone(),
+        real_parent,
+        req.log_level,
+    );
     if req.exe != wire::exe_id() {
         let msg = format!(
             "refusing to run task `{}`: this child runs a different build of the program than \
@@ -122,10 +127,7 @@ pub(crate) fn enter_child(
 
 /// Runs the task through `run`, sends its reply on `ctrl`, returns the exit
 /// code (0 for a value, 1 otherwise).
-pub(crate) fn run_and_reply(
-    ctrl: &OwnedFd,
-    run: impl FnOnce(&mut dyn FnMut(Outcome<'_>)),
-) -> i32 {
+pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outcome<'_>))) -> i32 {
     let mut code = 1;
     run(&mut |outcome| match outcome {
         Outcome::Value(bytes, fds) => {

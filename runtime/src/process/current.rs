@@ -75,11 +75,7 @@ pub(crate) fn lock_for_fork() -> RwLockWriteGuard<'static, Option<Arc<ProcInfo>>
 
 /// Makes this process the child described by `me` (called once, in the
 /// child, before the task runs).
-pub(crate) fn become_child(
-    slot: &mut Option<Arc<ProcInfo>>,
-    me: Identity,
-    parent: Identity,
-) {
+pub(crate) fn become_child(slot: &mut Option<Arc<ProcInfo>>, me: Identity, parent: Identity) {
     let parent_fd = sys::pidfd_open(parent.pid).ok();
     *slot = Some(Arc::new(ProcInfo {
         me,

@@ -27,6 +27,7 @@ pub struct ProcessBuilder<T: Task> {
     name: Option<String>,
     daemon: bool,
     method: Option<StartMethod>,
+    fingerprint: Option<u64>,
 }
 
 impl<T: Task> std::fmt::Debug for ProcessBuilder<T> {
@@ -62,6 +63,13 @@ impl<T: Task> ProcessBuilder<T> {
         self
     }
 
+    /// Sends a wrong type fingerprint, to test that the child refuses it.
+    #[doc(hidden)]
+    pub fn __with_fingerprint(mut self, fingerprint: u64) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
     /// Starts the child process.
     ///
     /// # Errors
@@ -79,7 +87,7 @@ impl<T: Task> ProcessBuilder<T> {
         parent.pid = crate::sys::getpid();
         let req = Request {
             task: self.task.name().to_string(),
-            fingerprint: task::fingerprint::<T>(),
+            fingerprint: self.fingerprint.unwrap_or_else(task::fingerprint::<T>),
             exe: wire::exe_id(),
             log_level: crate::log::level_for_children(),
             me,
@@ -88,8 +96,8 @@ impl<T: Task> ProcessBuilder<T> {
         let child = match method {
             StartMethod::Fork => start::fork::launch(req, self.task, self.args)?,
             StartMethod::Spawn | StartMethod::ForkServer => {
-                let (payload, fds) = codec::encode_with_fds(&(&self.task, &self.args))
-                    .map_err(|e| {
+                let (payload, fds) =
+                    codec::encode_with_fds(&(&self.task, &self.args)).map_err(|e| {
                         ProcessError::Decode(format!("could not encode the arguments: {e}"))
                     })?;
                 if method == StartMethod::Spawn {
@@ -143,6 +151,7 @@ impl<R> Process<R> {
             name: None,
             daemon: false,
             method: None,
+            fingerprint: None,
         }
     }
 
@@ -155,7 +164,9 @@ impl<R> Process<R> {
     }
 
     fn shared(&self) -> &Arc<ChildShared> {
-        self.shared.as_ref().expect("a Process handle always holds its child until join")
+        self.shared
+            .as_ref()
+            .expect("a Process handle always holds its child until join")
     }
 
     /// The child's pid.
@@ -232,11 +243,10 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
         drop(s);
         table::forget(&shared);
         match reply {
-            Some((Reply::Value, frame, fds)) => {
-                codec::decode_with_fds(&frame[Reply::BODY..], fds).map_err(|e| {
+            Some((Reply::Value, frame, fds)) => codec::decode_with_fds(&frame[Reply::BODY..], fds)
+                .map_err(|e| {
                     ProcessError::Decode(format!("could not decode the task's value: {e}"))
-                })
-            }
+                }),
             Some((Reply::Panicked { message, location }, _, _)) => {
                 Err(ProcessError::Panicked { message, location })
             }

@@ -38,8 +38,13 @@ pub(crate) fn send_request(
 /// Splits a request frame into its meta and the task payload.
 pub(crate) fn parse_request(frame: &[u8]) -> Result<(Request, &[u8]), String> {
     let bad = || "malformed start request".to_string();
-    let len = u32::from_le_bytes(frame.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?)
-        as usize;
+    let len = u32::from_le_bytes(
+        frame
+            .get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
     let meta = frame.get(4..4 + len).ok_or_else(bad)?;
     let req = codec::decode(meta)?;
     Ok((req, &frame[4 + len..]))
@@ -104,7 +109,13 @@ pub(crate) fn exe_id() -> u64 {
         match std::fs::metadata("/proc/self/exe") {
             Ok(m) => {
                 let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for v in [m.dev(), m.ino(), m.size(), m.mtime() as u64, m.mtime_nsec() as u64] {
+                for v in [
+                    m.dev(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime() as u64,
+                    m.mtime_nsec() as u64,
+                ] {
                     h ^= v;
                     h = h.wrapping_mul(0x0100_0000_01b3);
                 }

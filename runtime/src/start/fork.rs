@@ -20,11 +20,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use crate::error::ProcessError;
+use crate::process::Process;
 use crate::process::child;
 use crate::process::current::{self};
 use crate::process::table::{self, ChildShared, ExitSource};
 use crate::process::wire::Request;
-use crate::process::Process;
 use crate::start::{forkserver, launcher};
 use crate::sys;
 use crate::task::{self, Outcome, Task};
@@ -78,7 +78,11 @@ unsafe fn fork_and_run(
 }
 
 /// Starts `task(args)` in a forked child.
-pub(crate) fn launch<T: Task>(req: Request, task: T, args: T::Args) -> io::Result<Arc<ChildShared>> {
+pub(crate) fn launch<T: Task>(
+    req: Request,
+    task: T,
+    args: T::Args,
+) -> io::Result<Arc<ChildShared>> {
     let daemon = req.me.daemon;
     let go = move || {
         // SAFETY: the task is an ordinary Rust function; mproc's own locks

@@ -87,7 +87,10 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     drop((theirs, status_theirs));
     let _ = wire::send_request(ours.as_fd(), req, payload, fds);
     let (bytes, mut got) = transport::recv_frame(status_ours.as_fd())?.ok_or_else(|| {
-        io::Error::new(io::ErrorKind::BrokenPipe, "the fork server closed before starting the child")
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the fork server closed before starting the child",
+        )
     })?;
     let pid: u32 = codec::decode(&bytes).map_err(io::Error::other)?;
     let pidfd = got
@@ -165,11 +168,7 @@ pub(crate) fn serve(conn: OwnedFd, parent: u32) -> ! {
                 match sys::pidfd_open(pid) {
                     Ok(pidfd) => {
                         let bytes = codec::encode(&pid).unwrap_or_default();
-                        let _ = transport::send_frame(
-                            status.as_fd(),
-                            &bytes,
-                            &[pidfd.as_raw_fd()],
-                        );
+                        let _ = transport::send_frame(status.as_fd(), &bytes, &[pidfd.as_raw_fd()]);
                         kids.push(Kid { pidfd, status });
                     }
                     Err(_) => {

@@ -38,7 +38,11 @@ pub enum StartMethod {
 
 impl StartMethod {
     fn from_env() -> Option<StartMethod> {
-        match std::env::var("MPROC_START_METHOD").ok()?.to_ascii_lowercase().as_str() {
+        match std::env::var("MPROC_START_METHOD")
+            .ok()?
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "spawn" => Some(StartMethod::Spawn),
             "fork" => Some(StartMethod::Fork),
             "forkserver" | "fork_server" => Some(StartMethod::ForkServer),

@@ -49,11 +49,7 @@ pub(crate) fn exec_self(
         envp.push(CString::new(own).expect("no NUL in our own variable"));
         sys::posix_spawn(&exe, &argv, &envp, fd.as_fd(), CTRL_FD)
     };
-    if daemon {
-        launcher::call(go)?
-    } else {
-        go()
-    }
+    if daemon { launcher::call(go)? } else { go() }
 }
 
 /// Starts a child by re-execution and sends it its start request.

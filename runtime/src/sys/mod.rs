@@ -185,8 +185,7 @@ pub(crate) fn recv_with_fds(
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
             while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-                {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                     let data = libc::CMSG_DATA(cmsg);
                     let len = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
                     let count = len / std::mem::size_of::<RawFd>();
@@ -397,8 +396,7 @@ pub(crate) fn posix_spawn(
     ctrl: BorrowedFd<'_>,
     ctrl_target: RawFd,
 ) -> io::Result<u32> {
-    let mut argv_ptrs: Vec<*mut libc::c_char> =
-        argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
     argv_ptrs.push(std::ptr::null_mut());
     let mut env_ptrs: Vec<*mut libc::c_char> = envp.iter().map(|a| a.as_ptr() as *mut _).collect();
     env_ptrs.push(std::ptr::null_mut());
@@ -429,11 +427,8 @@ pub(crate) fn posix_spawn(
             &mut attr,
             (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
         );
-        let mut rc = libc::posix_spawn_file_actions_adddup2(
-            &mut actions,
-            ctrl.as_raw_fd(),
-            ctrl_target,
-        );
+        let mut rc =
+            libc::posix_spawn_file_actions_adddup2(&mut actions, ctrl.as_raw_fd(), ctrl_target);
         let mut pid: libc::pid_t = 0;
         if rc == 0 {
             rc = libc::posix_spawn(
@@ -530,7 +525,8 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n <= 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;

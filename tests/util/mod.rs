@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The three start methods, for tests that run under each.
+pub(crate) const METHODS: [mproc::StartMethod; 3] = [
+    mproc::StartMethod::Spawn,
+    mproc::StartMethod::Fork,
+    mproc::StartMethod::ForkServer,
+];
+
+/// Where cargo put the examples (`cargo test` builds them).
+pub(crate) fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    dir.join("examples").join(name)
+}
+
+/// Runs an example to completion (bounded by `timeout`) and returns its output.
+pub(crate) fn run_example_with(name: &str, env: &[(&str, &str)], timeout: Duration) -> Output {
+    let path = example_path(name);
+    assert!(
+        path.exists(),
+        "example {name} is not built at {}; run `cargo test` (which builds examples)",
+        path.display()
+    );
+    let mut cmd = Command::new(&path);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start example");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait example").is_some() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "example {name} did not finish in {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Runs an example with a 60 s bound.
+pub(crate) fn run_example(name: &str) -> Output {
+    run_example_with(name, &[], Duration::from_secs(60))
+}
+
+/// The example's stdout as text, after asserting it exited with 0.
+pub(crate) fn example_stdout(name: &str) -> String {
+    let out = run_example(name);
+    assert!(
+        out.status.success(),
+        "example {name} failed: {:?}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// How many descriptors this process has open.
+pub(crate) fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub(crate) fn pid_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` is a zombie child of ours.
+pub(crate) fn pid_is_zombie(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes.
+pub(crate) fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
