@@ -316,6 +316,7 @@ pub(crate) fn orphan(child: Arc<ChildShared>) {
 /// At normal exit: terminate daemonic children, then wait for the others,
 /// as Python's `multiprocessing` does.
 pub(crate) extern "C" fn exit_hook() {
+    log::info!(target: "mproc", "process shutting down");
     run_exit_handlers();
 }
 

@@ -1,0 +1,18 @@
+#![deny(warnings)]
+
+use mproc::Task;
+
+#[mproc::process(name = "billing.invoice")]
+fn invoice(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+#[mproc::process]
+fn default_named() {}
+
+fn main() {
+    assert_eq!(invoice.name(), "billing.invoice");
+    assert_eq!(invoice(1234), "12.34");
+    assert_eq!(default_named.name(), "custom_name::default_named");
+    default_named();
+}

@@ -1,0 +1,6 @@
+#[mproc::process]
+async fn fetch(url: String) -> usize {
+    url.len()
+}
+
+fn main() {}

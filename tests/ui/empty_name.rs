@@ -1,0 +1,6 @@
+#[mproc::process(name = "")]
+fn tick() -> u32 {
+    7
+}
+
+fn main() {}

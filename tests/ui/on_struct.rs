@@ -1,0 +1,6 @@
+#[mproc::process]
+struct Worker {
+    id: u32,
+}
+
+fn main() {}

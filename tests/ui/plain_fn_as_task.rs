@@ -1,0 +1,7 @@
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+fn main() {
+    let _ = mproc::spawn(add, (1, 2));
+}

@@ -1,0 +1,6 @@
+#[mproc::process]
+fn greeting() -> &'static str {
+    "hello"
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[mproc::process(timeout = 5)]
+fn tick() -> u32 {
+    7
+}
+
+fn main() {}
