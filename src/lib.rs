@@ -1,4 +1,125 @@
-//! mproc: Python's `multiprocessing`, in Rust.
+//! # mproc — Python's `multiprocessing`, in Rust
+//!
+//! Run functions in child processes with their arguments and results
+//! serialised for you, wait for them with timeouts, get their panics back as
+//! data, and never leave a zombie behind. Users of Python's
+//! `multiprocessing` will find the names they know.
+//!
+//! ```
+//! #[mproc::process]
+//! fn add(x: i64, y: i64) -> i64 {
+//!     x + y
+//! }
+//!
+//! let p = mproc::Process::new(add, (1, 2)).name("adder").start().unwrap();
+//! assert_eq!(p.join().unwrap(), 3);
+//! ```
+//!
+//! # Tasks
+//!
+//! `#[mproc::process]` on a free function makes it a [`Task`]: something a
+//! child process can run. The function stays callable (`add(1, 2)`), and its
+//! name is also a `Copy` value that names the task (`Process::new(add, …)`).
+//! Arguments are passed as one value: `()` for none, the value itself for
+//! one parameter, a tuple for two or more. Arguments and results may be any
+//! `Serialize + DeserializeOwned + Send + 'static` type.
+//!
+//! Two consequences of the name being a constant in its module:
+//! * `let add = 1;` in the same module does not compile ("`add` is
+//!   interpreted as a constant"): name local variables differently;
+//! * where a plain function value is wanted, write `*add`, which derefs to
+//!   the `fn` pointer: `[1, 2].map(*square)`.
+//!
+//! The registered name is `module_path!()::name` (so `process::add` for a
+//! function `add` in `tests/process.rs`), or set it with
+//! `#[mproc::process(name = "billing.invoice")]`. Generic, `async`,
+//! `unsafe` functions, `self` receivers, reference or `impl Trait`
+//! parameters and destructuring patterns are compile errors that say what to
+//! write instead; so is passing a function without the attribute where a
+//! task is expected.
+//!
+//! Class-style targets (a Python `Process` subclass overriding `run()`):
+//! implement [`Run`] for a serialisable type and put the attribute on that
+//! `impl` block; the type becomes a `Task` with no arguments.
+//!
+//! ```
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Countdown { from: u32 }
+//!
+//! #[mproc::process]
+//! impl mproc::Run for Countdown {
+//!     type Output = Vec<u32>;
+//!     fn run(self) -> Vec<u32> { (0..=self.from).rev().collect() }
+//! }
+//!
+//! let p = mproc::Process::new(Countdown { from: 2 }, ()).start().unwrap();
+//! assert_eq!(p.join().unwrap(), [2, 1, 0]);
+//! ```
+//!
+//! **No `__main__` guard.** A child is this same program, re-entered
+//! *before `main`*: the runtime runs the task and exits, so `main` never runs
+//! in a child. There is nothing to call and nothing to guard; it works the
+//! same in binaries, examples, tests, benches and doctests, and children may
+//! start children of their own.
+//!
+//! # Processes
+//!
+//! [`Process::new`] returns a builder ([`ProcessBuilder`]: `name`, `daemon`,
+//! `start_method`); `start` gives a running [`Process`]:
+//! [`join`](Process::join) returns the task's value or a [`ProcessError`]
+//! saying what happened — `Panicked { message, location }`, `Exited(n)`
+//! (the task called `exit`), `Signaled(sig)`.
+//! [`join_timeout`](Process::join_timeout), [`is_alive`](Process::is_alive)
+//! and [`exitcode`](Process::exitcode) follow Python (`0`, `>0`, or minus
+//! the signal number); [`terminate`](Process::terminate) and
+//! [`kill`](Process::kill) send `SIGTERM`/`SIGKILL` through a pidfd, so a
+//! recycled pid is never hit. [`spawn`] starts a task with default options.
+//!
+//! Nothing is left behind: a dropped handle's child is reaped in the
+//! background when it exits; at normal exit, non-daemon children are joined
+//! and daemonic ones terminated; daemonic children also die when their parent
+//! dies abruptly (`PR_SET_PDEATHSIG`), and a daemon may not start children
+//! ([`ProcessError::DaemonChild`]). [`current_process`], [`parent_process`],
+//! [`active_children`] and [`cpu_count`] are as in Python; default names
+//! are `Process-N`, and `Process-N:M` for the children of a child.
+//!
+//! [`fork`] runs any closure in a forked child (Python's `os.fork()`); it is
+//! `unsafe` because of threads, as its `# Safety` section explains.
+//!
+//! # Start methods
+//!
+//! [`StartMethod::Spawn`] re-executes the binary (fresh statics, only stdio
+//! and the control socket inherited); [`StartMethod::Fork`] forks the caller
+//! (the child sees the parent's memory); [`StartMethod::ForkServer`] — the
+//! default — forks from a small single-threaded server process started on
+//! first use, which is nearly as fast as `Fork` and as clean as `Spawn`.
+//! `BENCHMARKS.md` has the measurements behind that choice. Choose per
+//! process with [`ProcessBuilder::start_method`], per program with
+//! [`set_start_method`] (or the `MPROC_START_METHOD` environment variable:
+//! `spawn`, `fork`, `forkserver`), or through a [`Context`] from
+//! [`get_context`]. Every feature works under every method, and a child may
+//! use a different method for its own children.
+//!
+//! # Logging
+//!
+//! [`log_to_stderr`] prints `[LEVEL/ProcessName] message` lines in this
+//! process and in every child started afterwards, including the runtime's
+//! own events (`child process calling self.run()`, `process exiting with
+//! exitcode 0`, …). Records go through the standard [`log`](https://docs.rs/log)
+//! facade, target `mproc`, so an application with its own logger receives
+//! them there. [`get_logger`] returns the logger.
+//!
+//! # Platform support
+//!
+//! Linux (kernel 5.3 or newer, for pidfds) with glibc. The re-entry hook
+//! uses the ELF `.init_array` section.
+//!
+//! # Still to come
+//!
+//! Channels (`Pipe`, `Queue`, `JoinableQueue`, `SimpleQueue`),
+//! synchronisation primitives and shared memory, `Pool` and managers are
+//! being built; see the README for what exists today.
+
 #![deny(missing_docs)]
 
 pub use mproc_macros::process;

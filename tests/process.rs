@@ -478,3 +478,51 @@ fn start_method_is_fixed_once_used() {
     assert_eq!(ctx.start_method(), StartMethod::Fork);
     assert_eq!(ctx.process(add, (2, 2)).start().unwrap().join().unwrap(), 4);
 }
+
+#[mproc::process]
+fn parent_of_daemon(method_index: usize, path: String) {
+    let d = Process::new(sleep_forever, ())
+        .daemon(true)
+        .start_method(METHODS[method_index])
+        .start()
+        .unwrap();
+    std::fs::write(&path, d.pid().to_string()).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn daemon_dies_with_an_abruptly_killed_parent() {
+    let dir = std::env::temp_dir();
+    for (i, outer) in METHODS.into_iter().enumerate() {
+        for (j, _) in METHODS.iter().enumerate() {
+            let path = dir.join(format!("mproc-daemon-{}-{i}-{j}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let mut p = Process::new(parent_of_daemon, (j, path.display().to_string()))
+                .start_method(outer)
+                .start()
+                .unwrap();
+            let mut gpid = 0u32;
+            assert!(
+                util::eventually(Duration::from_secs(20), || {
+                    gpid = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    gpid != 0
+                }),
+                "daemon pid never written"
+            );
+            assert!(util::pid_running(gpid));
+            p.kill().unwrap();
+            assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), Some(-9));
+            assert!(
+                util::eventually(Duration::from_secs(10), || !util::pid_running(gpid)),
+                "daemon {gpid} survived its parent ({outer:?} / {:?})",
+                METHODS[j]
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}

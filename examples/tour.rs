@@ -1,0 +1,107 @@
+//! A guided tour of mproc: `cargo run --release --example tour`.
+//!
+//! Each step prints what it shows and checks its own result, so the tour
+//! doubles as a smoke test of the main features.
+
+use std::time::{Duration, Instant};
+
+use mproc::{Process, ProcessError, StartMethod};
+
+#[mproc::process]
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+#[mproc::process]
+fn whoami() -> (String, u32, Option<String>) {
+    let me = mproc::current_process();
+    (me.name().to_string(), me.pid(), mproc::parent_process().map(|p| p.name().to_string()))
+}
+
+#[mproc::process]
+fn explode(why: String) -> u8 {
+    panic!("{why}")
+}
+
+#[mproc::process]
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms))
+}
+
+#[mproc::process]
+fn fan_out(n: u32) -> Vec<String> {
+    (0..n)
+        .map(|_| mproc::spawn(whoami, ()).expect("start").join().expect("join").0)
+        .collect()
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn main() -> Result<(), ProcessError> {
+    println!("mproc tour — pid {} ({})", std::process::id(), mproc::current_process().name());
+
+    step("1. A task in a child process: arguments go over, the value comes back");
+    let p = Process::new(add, (40, 2)).name("adder").start()?;
+    println!("started {} (pid {})", p.name(), p.pid());
+    let v = p.join()?;
+    println!("add(40, 2) in a child = {v}");
+    assert_eq!(v, 42);
+
+    step("2. Who am I? Names, pids and the parent");
+    let (name, pid, parent) = mproc::spawn(whoami, ())?.join()?;
+    println!("child says: name={name} pid={pid} parent={parent:?}");
+    assert_eq!(parent.as_deref(), Some("MainProcess"));
+
+    step("3. Panics come back as data, with their location");
+    match mproc::spawn(explode, "the reactor is on fire".to_string())?.join() {
+        Err(ProcessError::Panicked { message, location }) => {
+            println!("child panicked: {message:?} at {}", location.unwrap_or_default());
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+
+    step("4. Timeouts and terminate: nothing hangs");
+    let mut p = mproc::spawn(nap, 60_000)?;
+    let t = Instant::now();
+    let r = p.join_timeout(Duration::from_millis(100))?;
+    println!("join_timeout(100 ms) -> {r:?} after {:?}", t.elapsed());
+    p.terminate()?;
+    let code = p.join_timeout(Duration::from_secs(5))?;
+    println!("after terminate: exitcode {code:?} (minus SIGTERM)");
+    assert_eq!(code, Some(-15));
+
+    step("5. Three start methods, one program");
+    for method in [StartMethod::Spawn, StartMethod::Fork, StartMethod::ForkServer] {
+        let t = Instant::now();
+        let n = 20;
+        for i in 0..n {
+            let v = Process::new(add, (i, 1)).start_method(method).start()?.join()?;
+            assert_eq!(v, i + 1);
+        }
+        println!("{method:?}: {n} processes started and joined, {:?} each", t.elapsed() / n as u32);
+    }
+    println!("default start method: {:?}", mproc::get_start_method());
+
+    step("6. Children start children (names nest)");
+    let names = mproc::spawn(fan_out, 3)?.join()?;
+    println!("grandchildren: {names:?}");
+    assert!(names.iter().all(|n| n.matches(':').count() == 1));
+
+    step("7. A closure in a forked child (globals are copied, not shared)");
+    let data = vec![1, 2, 3];
+    // SAFETY: the tour has no other threads of its own; the closure only
+    // reads what it captured.
+    let sum = unsafe { mproc::fork(move || data.iter().sum::<i32>()) }?.join()?;
+    println!("sum computed in a forked child: {sum}");
+    assert_eq!(sum, 6);
+
+    step("8. Logging in every process");
+    mproc::log_to_stderr(mproc::LevelFilter::Info);
+    mproc::spawn(add, (1, 1))?.join()?;
+    mproc::get_logger().set_level(mproc::LevelFilter::Off);
+
+    println!("\nTour complete: {} children still running.", mproc::active_children().len());
+    Ok(())
+}
