@@ -2,25 +2,36 @@
 //! the `Task` impl and the registry entry.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{FnArg, Pat, ReturnType};
 
 use crate::parse::{Options, Parsed, Target};
 
 pub(crate) fn expand(parsed: &Parsed, errors: Vec<syn::Error>) -> TokenStream {
+    let mut out: TokenStream = parsed
+        .option_errors
+        .iter()
+        .chain(&errors)
+        .map(syn::Error::to_compile_error)
+        .collect();
     if !errors.is_empty() {
-        // Keep the item so that one mistake yields one error, not a cascade.
-        let mut out: TokenStream = errors.iter().map(syn::Error::to_compile_error).collect();
+        // The item cannot be a task: keep it as the user wrote it, so that
+        // its own mistake is the only error (rather than a cascade from a
+        // half-made task).
         match &parsed.target {
             Target::Fn(f) => out.extend(quote!(#f)),
             Target::Run(i) => out.extend(quote!(#i)),
         }
         return out;
     }
-    match &parsed.target {
+    // Option mistakes do not touch the item: it still becomes a task, so
+    // code that uses it keeps compiling and the bad option is the one error.
+    out.extend(match &parsed.target {
         Target::Fn(f) => expand_fn(&parsed.options, f),
         Target::Run(i) => expand_run(&parsed.options, i),
-    }
+    });
+    out
 }
 
 fn krate(options: &Options) -> TokenStream {
@@ -62,9 +73,16 @@ fn expand_fn(options: &Options, f: &syn::ItemFn) -> TokenStream {
     let ident = &f.sig.ident;
     let ty = format_ident!("__mproc_task_{}", ident);
     let real = format_ident!("__mproc_fn_{}", ident);
-    let docs: Vec<&syn::Attribute> = f.attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
-    let other_attrs: Vec<&syn::Attribute> =
-        f.attrs.iter().filter(|a| !a.path().is_ident("doc")).collect();
+    let docs: Vec<&syn::Attribute> = f
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .collect();
+    let other_attrs: Vec<&syn::Attribute> = f
+        .attrs
+        .iter()
+        .filter(|a| !a.path().is_ident("doc"))
+        .collect();
     let mut real_sig = f.sig.clone();
     real_sig.ident = real.clone();
     let block = &f.block;
@@ -85,7 +103,9 @@ fn expand_fn(options: &Options, f: &syn::ItemFn) -> TokenStream {
         .enumerate()
         .map(|(i, a)| match a {
             FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) => syn::Ident::new(&format!("__arg_{}", pi.ident), Span::mixed_site()),
+                Pat::Ident(pi) => {
+                    syn::Ident::new(&format!("__arg_{}", pi.ident), Span::mixed_site())
+                }
                 _ => format_ident!("__arg{}", i),
             },
             FnArg::Receiver(_) => format_ident!("__self"),
@@ -112,6 +132,13 @@ fn expand_fn(options: &Options, f: &syn::ItemFn) -> TokenStream {
     let name = registered_name(options, ident);
     let reg = registration(&krate, &ty, &name);
     let serde_path = quote!(#krate::__private::serde).to_string();
+    // Spanned at the function's name, so that rustc's "constant defined here"
+    // (for `let add = 1;` in the same module) points at `fn add`.
+    let constant = quote_spanned! {ident.span()=>
+        #(#docs)*
+        #[allow(non_upper_case_globals)]
+        #vis const #ident: #ty = #ty;
+    };
 
     quote! {
         #[doc(hidden)]
@@ -123,9 +150,7 @@ fn expand_fn(options: &Options, f: &syn::ItemFn) -> TokenStream {
         #[serde(crate = #serde_path)]
         #vis struct #ty;
 
-        #(#docs)*
-        #[allow(non_upper_case_globals)]
-        #vis const #ident: #ty = #ty;
+        #constant
 
         #[doc(hidden)]
         #(#other_attrs)*
@@ -163,12 +188,25 @@ fn expand_run(options: &Options, i: &syn::ItemImpl) -> TokenStream {
     };
     let name = registered_name(options, &ident);
     let reg = registration(&krate, &ident, &name);
-    quote! {
-        #i
-
+    // Spanned at the type, so that a type that is not `Serialize +
+    // DeserializeOwned + Send + Sync + 'static` is reported there.
+    // Likewise an `Output` that cannot be sent back is reported at the
+    // user's `type Output = ...`.
+    let output_span = i
+        .items
+        .iter()
+        .find_map(|item| match item {
+            syn::ImplItem::Type(t) if t.ident == "Output" => Some(t.ty.span()),
+            _ => None,
+        })
+        .unwrap_or_else(|| self_ty.span());
+    let output = quote_spanned! {output_span=>
+        type Output = <#self_ty as #krate::Run>::Output;
+    };
+    let task_impl = quote_spanned! {self_ty.span()=>
         impl #krate::Task for #self_ty {
             type Args = ();
-            type Output = <#self_ty as #krate::Run>::Output;
+            #output
             fn name(&self) -> &'static str {
                 #name
             }
@@ -176,6 +214,11 @@ fn expand_run(options: &Options, i: &syn::ItemImpl) -> TokenStream {
                 <#self_ty as #krate::Run>::run(self)
             }
         }
+    };
+    quote! {
+        #i
+
+        #task_impl
 
         #reg
     }

@@ -1,6 +1,8 @@
 //! Validation: each form a task cannot take becomes one error at its span,
 //! saying what to write instead.
 
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
 use syn::{FnArg, Pat, ReturnType, Type};
 
 use crate::parse::{Parsed, Target};
@@ -12,40 +14,107 @@ pub(crate) fn validate(parsed: &Parsed) -> Vec<syn::Error> {
     }
 }
 
-fn contains_impl_trait(ty: &Type) -> bool {
-    match ty {
-        Type::ImplTrait(_) => true,
-        Type::Paren(p) => contains_impl_trait(&p.elem),
-        Type::Group(g) => contains_impl_trait(&g.elem),
-        Type::Tuple(t) => t.elems.iter().any(contains_impl_trait),
-        Type::Array(a) => contains_impl_trait(&a.elem),
-        Type::Slice(s) => contains_impl_trait(&s.elem),
-        Type::Path(p) => p.path.segments.iter().any(|s| match &s.arguments {
-            syn::PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
-                syn::GenericArgument::Type(t) => contains_impl_trait(t),
-                _ => false,
-            }),
-            _ => false,
-        }),
-        _ => false,
+/// A kind of type that cannot cross a process boundary.
+#[derive(Clone, Copy)]
+enum Unsupported {
+    ImplTrait,
+    Reference,
+    RawPointer,
+    TraitObject,
+    FnPointer,
+}
+
+impl Unsupported {
+    /// What goes wrong, and what to write instead, for a parameter.
+    fn parameter_message(self) -> &'static str {
+        match self {
+            Self::ImplTrait => {
+                "a task parameter cannot be `impl Trait`: arguments are sent to another \
+                 process, so they need one concrete, serializable type; name the type"
+            }
+            Self::Reference => {
+                "a task parameter cannot be a reference: arguments are copied into another \
+                 process; take an owned type instead (`String` for `&str`, `Vec<T>` for `&[T]`)"
+            }
+            Self::RawPointer => {
+                "a task parameter cannot be a raw pointer: an address means nothing in another \
+                 process; pass the data itself, or share it with `mproc::Value`/`mproc::Array`"
+            }
+            Self::TraitObject => {
+                "a task parameter cannot be a `dyn Trait`: arguments are sent to another \
+                 process, so they need one concrete, serializable type; use an enum of the \
+                 cases instead"
+            }
+            Self::FnPointer => {
+                "a task parameter cannot be a function pointer: code addresses differ between \
+                 processes; take a task instead (a `#[mproc::process]` function is a \
+                 serializable value), or an enum naming the operation"
+            }
+        }
+    }
+
+    /// What goes wrong, and what to write instead, for the return type.
+    fn return_message(self) -> &'static str {
+        match self {
+            Self::ImplTrait => {
+                "a task cannot return `impl Trait`: the result is sent back to the parent, so it \
+                 needs one concrete, serializable type; name the type (collect an iterator into \
+                 a `Vec`)"
+            }
+            Self::Reference => {
+                "a task cannot return a reference: the result is copied to the parent; return \
+                 an owned type instead (`String` for `&str`, `Vec<T>` for `&[T]`)"
+            }
+            Self::RawPointer => {
+                "a task cannot return a raw pointer: an address means nothing in the parent \
+                 process; return the data itself"
+            }
+            Self::TraitObject => {
+                "a task cannot return a `dyn Trait`: the result is sent back to the parent, so \
+                 it needs one concrete, serializable type; return an enum of the cases instead"
+            }
+            Self::FnPointer => {
+                "a task cannot return a function pointer: code addresses differ between \
+                 processes; return a task (a `#[mproc::process]` function) or an enum instead"
+            }
+        }
     }
 }
 
-fn contains_reference(ty: &Type) -> bool {
+/// The first part of `ty` that cannot be sent to another process, if any:
+/// the part itself, to point at, and its kind.
+fn unsupported(ty: &Type) -> Option<(&Type, Unsupported)> {
+    let kind = match ty {
+        Type::ImplTrait(_) => Some(Unsupported::ImplTrait),
+        Type::Reference(_) => Some(Unsupported::Reference),
+        Type::Ptr(_) => Some(Unsupported::RawPointer),
+        Type::TraitObject(_) => Some(Unsupported::TraitObject),
+        Type::BareFn(_) => Some(Unsupported::FnPointer),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return Some((ty, kind));
+    }
     match ty {
-        Type::Reference(_) => true,
-        Type::Paren(p) => contains_reference(&p.elem),
-        Type::Group(g) => contains_reference(&g.elem),
-        Type::Tuple(t) => t.elems.iter().any(contains_reference),
-        Type::Array(a) => contains_reference(&a.elem),
-        Type::Path(p) => p.path.segments.iter().any(|s| match &s.arguments {
-            syn::PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
-                syn::GenericArgument::Type(t) => contains_reference(t),
-                _ => false,
+        Type::Paren(p) => unsupported(&p.elem),
+        Type::Group(g) => unsupported(&g.elem),
+        Type::Tuple(t) => t.elems.iter().find_map(unsupported),
+        Type::Array(a) => unsupported(&a.elem),
+        Type::Slice(s) => unsupported(&s.elem),
+        Type::Path(p) => p
+            .path
+            .segments
+            .iter()
+            .filter_map(|s| match &s.arguments {
+                syn::PathArguments::AngleBracketed(a) => Some(a),
+                _ => None,
+            })
+            .flat_map(|a| &a.args)
+            .find_map(|arg| match arg {
+                syn::GenericArgument::Type(t) => unsupported(t),
+                _ => None,
             }),
-            _ => false,
-        }),
-        _ => false,
+        _ => None,
     }
 }
 
@@ -72,11 +141,12 @@ fn validate_fn(f: &syn::ItemFn) -> Vec<syn::Error> {
             "a task cannot have an `extern` ABI; remove it",
         ));
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    if let Some(generics) = generics_span(&sig.generics) {
         errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            "a task cannot be generic: the child must find one concrete function by name; \
-             write a non-generic wrapper and put #[mproc::process] on it",
+            generics,
+            "a task cannot be generic: the child process finds the function by name, so it \
+             must be one concrete function; write a non-generic wrapper that calls this one \
+             with concrete types and put #[mproc::process] on the wrapper",
         ));
     }
     if let Some(v) = &sig.variadic {
@@ -99,66 +169,86 @@ fn validate_fn(f: &syn::ItemFn) -> Vec<syn::Error> {
                          parameter to a name and destructure it inside the body",
                     )),
                 }
-                if contains_impl_trait(&pt.ty) {
-                    errors.push(syn::Error::new_spanned(
-                        &pt.ty,
-                        "a task parameter cannot be `impl Trait`: arguments are sent to \
-                         another process, so they need one concrete, serializable type",
-                    ));
-                } else if contains_reference(&pt.ty) {
-                    errors.push(syn::Error::new_spanned(
-                        &pt.ty,
-                        "a task parameter cannot be a reference: arguments are copied into \
-                         another process; take an owned type instead (`String` for `&str`, \
-                         `Vec<T>` for `&[T]`)",
-                    ));
+                if let Some((part, kind)) = unsupported(&pt.ty) {
+                    errors.push(syn::Error::new_spanned(part, kind.parameter_message()));
                 }
             }
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
-        if contains_impl_trait(ty) {
-            errors.push(syn::Error::new_spanned(
-                ty,
-                "a task cannot return `impl Trait`: the result is sent back to the parent, so \
-                 it needs one concrete, serializable type",
-            ));
-        } else if contains_reference(ty) {
-            errors.push(syn::Error::new_spanned(
-                ty,
-                "a task cannot return a reference: the result is copied to the parent; return \
-                 an owned type instead",
-            ));
+        if let Some((part, kind)) = unsupported(ty) {
+            errors.push(syn::Error::new_spanned(part, kind.return_message()));
         }
     }
     errors
 }
 
+/// The tokens to point at for generic parameters or a `where` clause, if any.
+fn generics_span(generics: &syn::Generics) -> Option<TokenStream> {
+    if !generics.params.is_empty() {
+        Some(generics.to_token_stream())
+    } else {
+        generics
+            .where_clause
+            .as_ref()
+            .map(ToTokens::to_token_stream)
+    }
+}
+
 fn validate_run(i: &syn::ItemImpl) -> Vec<syn::Error> {
+    let self_ty = &i.self_ty;
+    let self_name = self_ty.to_token_stream().to_string().replace(' ', "");
+    match &i.trait_ {
+        None => {
+            let impl_token = &i.impl_token;
+            return vec![syn::Error::new_spanned(
+                quote!(#impl_token #self_ty),
+                format!(
+                    "#[mproc::process] on an impl block needs the trait `mproc::Run`: write \
+                     `impl mproc::Run for {self_name} {{ type Output = ...; fn run(self) -> \
+                     Self::Output {{ ... }} }}` and put the attribute on that block; for a \
+                     single function, put it on a free `fn` instead"
+                ),
+            )];
+        }
+        Some((_, path, _)) if path.segments.last().is_none_or(|s| s.ident != "Run") => {
+            let trait_name = path.to_token_stream().to_string().replace(' ', "");
+            return vec![syn::Error::new_spanned(
+                path,
+                format!(
+                    "#[mproc::process] on an impl block needs the trait `mproc::Run`, not \
+                     `{trait_name}`: implement `mproc::Run` for `{self_name}` and put the \
+                     attribute on that block instead"
+                ),
+            )];
+        }
+        Some(_) => {}
+    }
     let mut errors = Vec::new();
-    let is_run = i
-        .trait_
-        .as_ref()
-        .and_then(|(_, path, _)| path.segments.last())
-        .is_some_and(|s| s.ident == "Run");
-    if !is_run {
+    if let Some(generics) = generics_span(&i.generics) {
         errors.push(syn::Error::new_spanned(
-            &i.self_ty,
-            "on an impl block, #[mproc::process] needs `impl mproc::Run for YourType`; for an \
-             inherent method write a free function instead",
+            generics,
+            "a task type cannot be generic: the child process finds the type by name, so it \
+             must be one concrete type; wrap a concrete instantiation in a non-generic \
+             struct and implement `mproc::Run` for that",
         ));
+        // `Echo<T>` below is the same mistake; say it once.
+        return errors;
     }
-    if !i.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &i.generics,
-            "a task type cannot be generic: the child must find one concrete type by name",
-        ));
-    }
-    match &*i.self_ty {
-        Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.arguments.is_empty()) => {}
+    match &**self_ty {
+        Type::Path(p)
+            if p.qself.is_none()
+                && p.path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.arguments.is_empty()) => {}
         other => errors.push(syn::Error::new_spanned(
             other,
-            "#[mproc::process] needs a plain type name here, such as `impl mproc::Run for MyProc`",
+            format!(
+                "a task type must be a plain type name such as `MyProc`, not `{self_name}`: \
+                 the child process finds it by that name; define a struct (for example \
+                 `struct MyProc(...);` holding the value) and implement `mproc::Run` for it"
+            ),
         )),
     }
     errors

@@ -41,5 +41,5 @@ fn main() {
     assert_eq!(tick.call(()), 7);
     assert_eq!(greet.call("ann".to_string()), "hello ann");
     assert_eq!(add.call((4, 5)), 9);
-    assert_eq!(add.name(), "args_zero_one_many::add");
+    assert_eq!(add.name(), concat!(module_path!(), "::add"));
 }

@@ -13,6 +13,9 @@ fn default_named() {}
 fn main() {
     assert_eq!(invoice.name(), "billing.invoice");
     assert_eq!(invoice(1234), "12.34");
-    assert_eq!(default_named.name(), "custom_name::default_named");
+    assert_eq!(
+        default_named.name(),
+        concat!(module_path!(), "::default_named")
+    );
     default_named();
 }

@@ -24,10 +24,10 @@ fn name_of<T: Task>(task: T) -> &'static str {
 fn main() {
     assert_eq!(add(1, 2), 3);
     assert_eq!(math::nested::square(4), 16);
-    assert_eq!(name_of(add), "pub_task_in_module::math::add");
+    assert_eq!(name_of(add), concat!(module_path!(), "::math::add"));
     assert_eq!(
         name_of(math::nested::square),
-        "pub_task_in_module::math::nested::square"
+        concat!(module_path!(), "::math::nested::square")
     );
     let _builder = mproc::Process::new(math::add, (1, 2));
 }

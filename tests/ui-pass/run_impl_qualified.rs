@@ -17,7 +17,7 @@ impl mproc::Run for MyProc {
 
 fn main() {
     let p = MyProc { n: 5 };
-    assert_eq!(p.name(), "run_impl_qualified::MyProc");
+    assert_eq!(p.name(), concat!(module_path!(), "::MyProc"));
     assert_eq!(p.call(()), 10);
     // `Process::new(MyProc { .. }, ())` type-checks without starting anything.
     let _builder = mproc::Process::new(MyProc { n: 1 }, ());

@@ -3,4 +3,7 @@ fn tick() -> u32 {
     7
 }
 
-fn main() {}
+fn main() {
+    // Still a task: the bad option is the only error.
+    let _ = mproc::spawn(tick, ());
+}

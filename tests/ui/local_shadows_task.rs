@@ -5,5 +5,4 @@ fn add(x: i64, y: i64) -> i64 {
 
 fn main() {
     let add = 1;
-    println!("{add}");
 }

@@ -1,0 +1,6 @@
+#[mproc::process]
+fn join(words: Vec<&str>) -> String {
+    words.join(" ")
+}
+
+fn main() {}
