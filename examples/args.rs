@@ -9,7 +9,10 @@ fn describe(name: String, age: u32, tags: Vec<String>) -> String {
 }
 
 fn main() -> Result<(), mproc::ProcessError> {
-    let p = mproc::spawn(describe, ("bob".into(), 30, vec!["tea".into(), "rust".into()]))?;
+    let p = mproc::spawn(
+        describe,
+        ("bob".into(), 30, vec!["tea".into(), "rust".into()]),
+    )?;
     println!("{}", p.join()?);
     Ok(())
 }

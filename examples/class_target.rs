@@ -23,7 +23,14 @@ impl mproc::Run for Clock {
 }
 
 fn main() -> Result<(), mproc::ProcessError> {
-    let p = mproc::Process::new(Clock { interval_ms: 10, ticks: 3 }, ()).start()?;
+    let p = mproc::Process::new(
+        Clock {
+            interval_ms: 10,
+            ticks: 3,
+        },
+        (),
+    )
+    .start()?;
     let ticks = p.join()?;
     println!("the clock ticked {ticks} times");
     Ok(())

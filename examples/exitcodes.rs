@@ -43,6 +43,10 @@ fn main() -> Result<(), mproc::ProcessError> {
         println!("{name:>12}.exitcode = {code:?}");
     }
     let code = value.join_timeout(Duration::from_secs(30))?;
-    println!("{:>12}.exitcode = {code:?}, value = {}", "return_value", value.join()?);
+    println!(
+        "{:>12}.exitcode = {code:?}, value = {}",
+        "return_value",
+        value.join()?
+    );
     Ok(())
 }

@@ -20,6 +20,9 @@ fn main() -> Result<(), mproc::ProcessError> {
     }?;
     let len_in_child = child.join()?;
     let numbers = NUMBERS.lock().unwrap();
-    println!("the child's copy had {len_in_child} items; the parent still sees {:?}", *numbers);
+    println!(
+        "the child's copy had {len_in_child} items; the parent still sees {:?}",
+        *numbers
+    );
     Ok(())
 }

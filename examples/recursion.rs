@@ -4,7 +4,9 @@
 #[mproc::process]
 fn level(depth: u32) -> Vec<String> {
     let me = mproc::current_process();
-    let parent = mproc::parent_process().map(|p| p.name().to_string()).unwrap_or_default();
+    let parent = mproc::parent_process()
+        .map(|p| p.name().to_string())
+        .unwrap_or_default();
     let mut chain = vec![format!("{} (parent {parent})", me.name())];
     if depth > 0 {
         let child = mproc::spawn(level, depth - 1).expect("start child");

@@ -15,7 +15,11 @@ fn square(x: u64) -> (u64, u32) {
 
 fn main() -> Result<(), mproc::ProcessError> {
     SETTING.store(42, Ordering::SeqCst);
-    for method in [StartMethod::Spawn, StartMethod::Fork, StartMethod::ForkServer] {
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+    ] {
         let ctx = mproc::get_context(method);
         let (value, setting) = ctx.process(square, 12).start()?.join()?;
         println!("{method:?}: square(12) = {value}, SETTING seen by the child = {setting}");

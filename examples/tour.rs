@@ -15,7 +15,11 @@ fn add(x: i64, y: i64) -> i64 {
 #[mproc::process]
 fn whoami() -> (String, u32, Option<String>) {
     let me = mproc::current_process();
-    (me.name().to_string(), me.pid(), mproc::parent_process().map(|p| p.name().to_string()))
+    (
+        me.name().to_string(),
+        me.pid(),
+        mproc::parent_process().map(|p| p.name().to_string()),
+    )
 }
 
 #[mproc::process]
@@ -31,7 +35,13 @@ fn nap(ms: u64) {
 #[mproc::process]
 fn fan_out(n: u32) -> Vec<String> {
     (0..n)
-        .map(|_| mproc::spawn(whoami, ()).expect("start").join().expect("join").0)
+        .map(|_| {
+            mproc::spawn(whoami, ())
+                .expect("start")
+                .join()
+                .expect("join")
+                .0
+        })
         .collect()
 }
 
@@ -40,7 +50,11 @@ fn step(title: &str) {
 }
 
 fn main() -> Result<(), ProcessError> {
-    println!("mproc tour — pid {} ({})", std::process::id(), mproc::current_process().name());
+    println!(
+        "mproc tour — pid {} ({})",
+        std::process::id(),
+        mproc::current_process().name()
+    );
 
     step("1. A task in a child process: arguments go over, the value comes back");
     let p = Process::new(add, (40, 2)).name("adder").start()?;
@@ -57,7 +71,10 @@ fn main() -> Result<(), ProcessError> {
     step("3. Panics come back as data, with their location");
     match mproc::spawn(explode, "the reactor is on fire".to_string())?.join() {
         Err(ProcessError::Panicked { message, location }) => {
-            println!("child panicked: {message:?} at {}", location.unwrap_or_default());
+            println!(
+                "child panicked: {message:?} at {}",
+                location.unwrap_or_default()
+            );
         }
         other => panic!("expected a panic, got {other:?}"),
     }
@@ -73,14 +90,24 @@ fn main() -> Result<(), ProcessError> {
     assert_eq!(code, Some(-15));
 
     step("5. Three start methods, one program");
-    for method in [StartMethod::Spawn, StartMethod::Fork, StartMethod::ForkServer] {
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+    ] {
         let t = Instant::now();
         let n = 20;
         for i in 0..n {
-            let v = Process::new(add, (i, 1)).start_method(method).start()?.join()?;
+            let v = Process::new(add, (i, 1))
+                .start_method(method)
+                .start()?
+                .join()?;
             assert_eq!(v, i + 1);
         }
-        println!("{method:?}: {n} processes started and joined, {:?} each", t.elapsed() / n as u32);
+        println!(
+            "{method:?}: {n} processes started and joined, {:?} each",
+            t.elapsed() / n as u32
+        );
     }
     println!("default start method: {:?}", mproc::get_start_method());
 
@@ -102,6 +129,9 @@ fn main() -> Result<(), ProcessError> {
     mproc::spawn(add, (1, 1))?.join()?;
     mproc::get_logger().set_level(mproc::LevelFilter::Off);
 
-    println!("\nTour complete: {} children still running.", mproc::active_children().len());
+    println!(
+        "\nTour complete: {} children still running.",
+        mproc::active_children().len()
+    );
     Ok(())
 }

@@ -24,7 +24,10 @@ fn pid_child_reports_its_parent() {
 
 #[test]
 fn args() {
-    assert_eq!(util::example_stdout("args").trim(), "bob is 30 and likes tea, rust");
+    assert_eq!(
+        util::example_stdout("args").trim(),
+        "bob is 30 and likes tea, rust"
+    );
 }
 
 #[test]
@@ -45,7 +48,10 @@ fn class_target() {
 fn terminate_walk_through() {
     let out = util::example_stdout("terminate");
     assert!(out.contains("DURING: Process-1 alive=true"), "{out}");
-    assert!(out.contains("JOINED: Process-1 alive=false exitcode=Some(-15)"), "{out}");
+    assert!(
+        out.contains("JOINED: Process-1 alive=false exitcode=Some(-15)"),
+        "{out}"
+    );
     assert!(!out.contains("Finished worker"), "{out}");
 }
 
@@ -59,7 +65,10 @@ fn exit_code_table() {
         "terminated.exitcode = Some(-15)",
         "return_value.exitcode = Some(0), value = 1",
     ] {
-        assert!(out.lines().any(|l| l.trim() == line), "missing {line:?} in\n{out}");
+        assert!(
+            out.lines().any(|l| l.trim() == line),
+            "missing {line:?} in\n{out}"
+        );
     }
 }
 
@@ -67,8 +76,14 @@ fn exit_code_table() {
 fn daemon_is_terminated_and_non_daemon_joined_at_exit() {
     let out = util::example_stdout("daemon");
     assert!(out.contains("Starting: daemon"), "{out}");
-    assert!(out.contains("Exiting: non-daemon"), "non-daemon child joined at exit:\n{out}");
-    assert!(!out.contains("Exiting: daemon"), "daemon must be terminated:\n{out}");
+    assert!(
+        out.contains("Exiting: non-daemon"),
+        "non-daemon child joined at exit:\n{out}"
+    );
+    assert!(
+        !out.contains("Exiting: daemon"),
+        "daemon must be terminated:\n{out}"
+    );
     let pid: u32 = field(&out, "daemon pid")[0].parse().unwrap();
     assert!(
         util::eventually(Duration::from_secs(10), || !util::pid_running(pid)),
@@ -141,6 +156,10 @@ fn examples_behave_the_same_under_every_default_method() {
             Duration::from_secs(60),
         );
         assert!(out.status.success(), "{method}");
-        assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3, "{method}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().lines().count(),
+            3,
+            "{method}"
+        );
     }
 }
