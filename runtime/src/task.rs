@@ -21,7 +21,6 @@ use crate::codec;
 /// for two or more.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an mproc task",
-    label = "this is not annotated with `#[mproc::process]`",
     note = "add `#[mproc::process]` above the function (or above its `impl mproc::Run for ...` block) to make it a task"
 )]
 pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -47,6 +46,10 @@ pub trait Run {
     fn run(self) -> Self::Output;
 }
 
+/// How a registered task is run from its encoded `(task, args)`.
+#[doc(hidden)]
+pub type RunFn = fn(&[u8], Vec<OwnedFd>, &mut dyn FnMut(Outcome<'_>));
+
 /// One registered task. Built by the `#[mproc::process]` expansion.
 #[doc(hidden)]
 pub struct TaskEntry {
@@ -55,7 +58,7 @@ pub struct TaskEntry {
     /// A fingerprint of the task's types; parent and child must agree.
     pub fingerprint: fn() -> u64,
     /// Decodes the task and its arguments, runs it, and reports the outcome.
-    pub run: fn(&[u8], Vec<OwnedFd>, &mut dyn FnMut(Outcome<'_>)),
+    pub run: RunFn,
 }
 
 /// The registry of every task linked into this binary.

@@ -42,7 +42,7 @@ pub(crate) struct ChildShared {
 }
 
 impl ChildShared {
-    pub(crate) fn new(
+    pub(crate) fn tracked(
         pid: u32,
         name: String,
         daemon: bool,
@@ -234,6 +234,11 @@ pub(crate) fn lock_for_fork() -> impl Drop {
     table()
 }
 
+/// Holds the reaper's lock across a fork.
+pub(crate) fn reaper_lock_for_fork() -> impl Drop {
+    reaper::lock()
+}
+
 /// Records a new child, registering the exit hook on first use.
 pub(crate) fn register(child: Arc<ChildShared>) {
     static HOOK: OnceLock<()> = OnceLock::new();
@@ -341,7 +346,7 @@ mod reaper {
     use super::*;
     use std::sync::mpsc;
 
-    struct Reaper {
+    pub(super) struct Reaper {
         owner: u32,
         tx: mpsc::Sender<Arc<ChildShared>>,
         wake: OwnedFd,
@@ -349,8 +354,12 @@ mod reaper {
 
     static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 
+    pub(super) fn lock() -> MutexGuard<'static, Option<Reaper>> {
+        REAPER.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn adopt(child: Arc<ChildShared>) {
-        let mut r = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = lock();
         if r.as_ref().map(|r| r.owner) != Some(sys::getpid()) {
             match start() {
                 Ok(new) => *r = Some(new),

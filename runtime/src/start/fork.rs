@@ -2,8 +2,8 @@
 //! the calling process.
 //!
 //! What makes the child safe to run Rust code in, step by step:
-//! * mproc's own locks (process info, child table, launcher, fork server
-//!   connection) and the stdout/stderr locks are taken by the forking thread
+//! * mproc's own locks (process info, child table, reaper, launcher, fork
+//!   server connection, start method) and the stdout/stderr locks are taken by the forking thread
 //!   before `fork()` and released on both sides after it, so the child never
 //!   inherits one of them held by a thread that no longer exists;
 //! * glibc's `fork()` resets its own locks (malloc, stdio) in the child;
@@ -39,6 +39,11 @@ unsafe fn fork_and_run(
     run: impl FnOnce(&mut dyn FnMut(Outcome<'_>)),
 ) -> io::Result<Arc<ChildShared>> {
     let (ours, theirs) = sys::socketpair()?;
+    // Settle lazily initialised state now, so the child never finds it half
+    // made by a thread that does not exist there.
+    crate::start::get_start_method();
+    crate::process::wire::exe_id();
+    task::install_panic_hook();
     let _ = std::io::stdout().flush();
     let out = std::io::stdout().lock();
     let err = std::io::stderr().lock();
@@ -46,6 +51,8 @@ unsafe fn fork_and_run(
     let tab = table::lock_for_fork();
     let lau = launcher::lock_for_fork();
     let mut srv = forkserver::lock_for_fork();
+    let rea = table::reaper_lock_for_fork();
+    let met = crate::start::lock_for_fork();
     // SAFETY: the locks mproc needs in the child are held by this thread
     // (see the module docs); the caller vouches for the rest.
     match unsafe { sys::fork() } {
@@ -54,7 +61,7 @@ unsafe fn fork_and_run(
             // The parent's fork-server connection is not ours to keep.
             forkserver::forget_in_child(&mut srv);
             current::become_child(&mut cur, req.me.clone(), req.parent.clone());
-            drop((srv, lau, tab, cur, err, out));
+            drop((met, rea, srv, lau, tab, cur, err, out));
             drop(ours);
             sys::signal_default(libc::SIGTERM);
             child::enter_child(req.me, req.parent, None, req.log_level);
@@ -62,10 +69,10 @@ unsafe fn fork_and_run(
             child::finish(code)
         }
         Ok(sys::Forked::Parent(pid)) => {
-            drop((srv, lau, tab, cur, err, out));
+            drop((met, rea, srv, lau, tab, cur, err, out));
             drop(theirs);
             let pidfd = sys::pidfd_open(pid)?;
-            Ok(ChildShared::new(
+            Ok(ChildShared::tracked(
                 pid,
                 req.me.name.clone(),
                 req.me.daemon,

@@ -96,7 +96,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     let pidfd = got
         .pop()
         .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
-    Ok(ChildShared::new(
+    Ok(ChildShared::tracked(
         pid,
         req.me.name.clone(),
         req.me.daemon,

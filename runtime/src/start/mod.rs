@@ -72,6 +72,11 @@ pub fn get_start_method() -> StartMethod {
         .get_or_insert_with(|| StartMethod::from_env().unwrap_or(DEFAULT_START_METHOD))
 }
 
+/// Holds the start-method lock across a fork.
+pub(crate) fn lock_for_fork() -> impl Drop {
+    METHOD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Sets the default start method, once, before it is used.
 ///
 /// # Errors

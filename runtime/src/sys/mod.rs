@@ -54,23 +54,6 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Sets or clears `O_NONBLOCK`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on a valid descriptor touch no memory.
-    unsafe {
-        let flags = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-        let new = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        if new != flags {
-            cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new))?;
-        }
-    }
-    Ok(())
-}
-
 /// Duplicates `fd` to a new close-on-exec descriptor numbered `min` or above.
 pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches no memory.
