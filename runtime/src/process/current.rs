@@ -75,19 +75,14 @@ pub(crate) fn lock_for_fork() -> RwLockWriteGuard<'static, Option<Arc<ProcInfo>>
 
 /// Makes this process the child described by `me` (called once, in the
 /// child, before the task runs).
-pub(crate) fn become_child(slot: &mut Option<Arc<ProcInfo>>, me: Identity, parent: Identity) {
+pub(crate) fn set_child(me: Identity, parent: Identity) {
     let parent_fd = sys::pidfd_open(parent.pid).ok();
-    *slot = Some(Arc::new(ProcInfo {
+    let info = Arc::new(ProcInfo {
         me,
         parent: Some((parent, parent_fd)),
         counter: AtomicU32::new(0),
-    }));
-}
-
-/// As [`become_child`], taking the lock itself.
-pub(crate) fn set_child(me: Identity, parent: Identity) {
-    let mut w = CURRENT.write().unwrap_or_else(|e| e.into_inner());
-    become_child(&mut w, me, parent);
+    });
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(info);
 }
 
 impl ProcInfo {

@@ -47,7 +47,7 @@ unsafe fn fork_and_run(
     let _ = std::io::stdout().flush();
     let out = std::io::stdout().lock();
     let err = std::io::stderr().lock();
-    let mut cur = current::lock_for_fork();
+    let cur = current::lock_for_fork();
     let tab = table::lock_for_fork();
     let lau = launcher::lock_for_fork();
     let mut srv = forkserver::lock_for_fork();
@@ -60,7 +60,6 @@ unsafe fn fork_and_run(
         Ok(sys::Forked::Child) => {
             // The parent's fork-server connection is not ours to keep.
             forkserver::forget_in_child(&mut srv);
-            current::become_child(&mut cur, req.me.clone(), req.parent.clone());
             drop((met, rea, srv, lau, tab, cur, err, out));
             drop(ours);
             sys::signal_default(libc::SIGTERM);
