@@ -8,7 +8,9 @@ pub mod codec;
 mod error;
 pub mod log;
 mod process;
+mod shm;
 mod start;
+mod sync;
 mod sys;
 mod task;
 mod transport;
@@ -24,6 +26,14 @@ pub use start::{
     Context, DEFAULT_START_METHOD, StartMethod, get_context, get_start_method, set_start_method,
 };
 pub use task::{Run, Task};
+
+pub use shm::{Array, ArrayGuard, IndexOutOfBounds, RawArray, RawValue, Value, ValueGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, BrokenBarrierError, Condition, ConditionGuard, Event, Lock,
+    LockGuard, LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreError,
+};
+/// The bound on [`Value`] and [`Array`] elements: plain old data.
+pub use bytemuck::Pod;
 
 /// What the macros expand to. Not public API.
 #[doc(hidden)]

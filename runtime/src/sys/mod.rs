@@ -538,3 +538,10 @@ static PRE_MAIN: extern "C" fn() = pre_main;
 extern "C" fn pre_main() {
     crate::process::child::pre_main();
 }
+
+// Shared memory, futexes and robust mutexes for `sync/` and `shm/`.
+mod sync;
+pub(crate) use sync::{
+    Deadline, Locked, Mapping, RawMutex, file_size, futex_wait, futex_wake, memfd_create,
+    page_size, process_exists, thread_identity,
+};

@@ -1,0 +1,153 @@
+//! `Event`: a shared flag that processes can wait for.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::spin::{self, Wait};
+use crate::shm::segment::{Kind, Page, Shm};
+
+#[repr(C)]
+pub(crate) struct EventPage {
+    /// Bit 0: the flag. Bits 1..: how many times it was set (wrapping), so
+    /// that a waiter woken by `set` returns `true` even if the flag was
+    /// cleared again before it ran. The futex word.
+    word: AtomicU32,
+    /// Threads asleep in the kernel.
+    sleepers: AtomicU32,
+}
+
+// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
+unsafe impl Page for EventPage {
+    const KIND: Kind = Kind::Event;
+}
+
+/// A flag shared between processes, like Python's `multiprocessing.Event`:
+/// [`wait`](Self::wait) blocks until another process (or thread) calls
+/// [`set`](Self::set).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+///
+/// #[mproc::process]
+/// fn ready(e: mproc::Event) {
+///     e.set();
+/// }
+///
+/// let e = mproc::Event::new().unwrap();
+/// let p = mproc::spawn(ready, e.clone()).unwrap();
+/// assert!(e.wait(Some(Duration::from_secs(30))));
+/// p.join().unwrap();
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Event {
+    shm: Shm<EventPage>,
+}
+
+impl Event {
+    /// A new event, not set.
+    ///
+    /// # Errors
+    /// If the operating system refuses the shared memory.
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!mproc::Event::new().unwrap().is_set());
+    /// ```
+    pub fn new() -> io::Result<Event> {
+        Ok(Event {
+            shm: Shm::create([0; 4])?,
+        })
+    }
+
+    /// Sets the flag and wakes every waiter.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = mproc::Event::new().unwrap();
+    /// e.set();
+    /// assert!(e.is_set());
+    /// assert!(e.wait(None));
+    /// ```
+    pub fn set(&self) {
+        let page = self.shm.page();
+        let mut w = page.word.load(SeqCst);
+        loop {
+            if w & 1 == 1 {
+                return;
+            }
+            let next = (w & !1).wrapping_add(2) | 1;
+            match page.word.compare_exchange_weak(w, next, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        spin::wake_all(&page.word, &page.sleepers);
+    }
+
+    /// Clears the flag; later waiters block until the next [`set`](Self::set).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let e = mproc::Event::new().unwrap();
+    /// e.set();
+    /// e.clear();
+    /// assert!(!e.is_set());
+    /// assert!(!e.wait(Some(Duration::from_millis(10))));
+    /// ```
+    pub fn clear(&self) {
+        self.shm.page().word.fetch_and(!1, SeqCst);
+    }
+
+    /// Whether the flag is set.
+    ///
+    /// # Examples
+    /// ```
+    /// let e = mproc::Event::new().unwrap();
+    /// assert!(!e.is_set());
+    /// ```
+    pub fn is_set(&self) -> bool {
+        self.shm.page().word.load(SeqCst) & 1 == 1
+    }
+
+    /// Waits until the flag is set, at most `timeout` (`None`: as long as
+    /// it takes). Returns `true` if the flag was set, or was set while
+    /// waiting (even if cleared again since); `false` on timeout.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let e = mproc::Event::new().unwrap();
+    /// let start = Instant::now();
+    /// assert!(!e.wait(Some(Duration::from_millis(30))));
+    /// assert!(start.elapsed() >= Duration::from_millis(30));
+    /// ```
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let page = self.shm.page();
+        let seen = page.word.load(SeqCst);
+        if seen & 1 == 1 {
+            return true;
+        }
+        let wait = Wait::optional(timeout);
+        // A clear with the flag down leaves the word unchanged, so any
+        // change is a set.
+        spin::wait_for_change(&page.word, seen, &page.sleepers, &wait)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("segment", &self.shm)
+            .field("is_set", &self.is_set())
+            .finish()
+    }
+}

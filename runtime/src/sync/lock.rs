@@ -1,0 +1,202 @@
+//! `Lock`: a process-shared, robust, non-recursive mutual-exclusion lock.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::spin::{self, Wait};
+use super::{LockResult, OwnerDied, lock_result, self_deadlock};
+use crate::shm::segment::{Kind, Page, Shm};
+use crate::sys::{Locked, RawMutex};
+
+#[repr(C)]
+pub(crate) struct LockPage {
+    mutex: RawMutex,
+}
+
+// SAFETY: a zeroed pthread mutex is valid memory (and is initialised by the
+// creator before sharing); RawMutex is Sync.
+unsafe impl Page for LockPage {
+    const KIND: Kind = Kind::Lock;
+}
+
+/// A lock shared between processes, like Python's `multiprocessing.Lock`.
+///
+/// Not re-entrant: a thread holding it gets `None` from
+/// [`try_acquire`](Self::try_acquire) and a panic from
+/// [`acquire`](Self::acquire) (instead of Python's silent deadlock).
+/// Robust: if its holder dies, the next acquirer gets [`OwnerDied`].
+///
+/// Cloning gives another handle to the same lock; pass handles to tasks as
+/// arguments.
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn report(lock: mproc::Lock, n: u32) {
+///     let _guard = lock.acquire().unwrap();
+///     println!("hello from task {n}");
+/// }
+///
+/// let lock = mproc::Lock::new().unwrap();
+/// let ps: Vec<_> = (0..3).map(|n| mproc::spawn(report, (lock.clone(), n)).unwrap()).collect();
+/// for p in ps {
+///     p.join().unwrap();
+/// }
+/// assert!(lock.try_acquire().unwrap().is_some());
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Lock {
+    shm: Shm<LockPage>,
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    ///
+    /// # Errors
+    /// If the operating system refuses the shared memory.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = mproc::Lock::new().unwrap();
+    /// assert!(lock.try_acquire().unwrap().is_some());
+    /// ```
+    pub fn new() -> io::Result<Lock> {
+        let shm = Shm::<LockPage>::create([0; 4])?;
+        // SAFETY: the segment was just created and is not shared yet.
+        unsafe { shm.page().mutex.init(false)? };
+        Ok(Lock { shm })
+    }
+
+    pub(crate) fn mutex(&self) -> &RawMutex {
+        &self.shm.page().mutex
+    }
+
+    pub(crate) fn same_lock(&self, other: &Lock) -> bool {
+        self.shm.same_object(&other.shm)
+    }
+
+    fn guard(&self) -> LockGuard<'_> {
+        LockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Blocks until the lock is acquired.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) if the previous holder died holding
+    /// the lock, even if this call was already waiting when it died.
+    ///
+    /// # Panics
+    /// If the calling thread already holds the lock: that would deadlock.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = mproc::Lock::new().unwrap();
+    /// let guard = lock.acquire().unwrap();
+    /// assert!(lock.try_acquire().unwrap().is_none());
+    /// drop(guard);
+    /// assert!(lock.try_acquire().unwrap().is_some());
+    /// ```
+    pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
+        let got = spin::lock(self.mutex(), &Wait::Forever);
+        if got == Locked::ByCaller {
+            self_deadlock("this Lock");
+        }
+        match lock_result(got, || self.guard()) {
+            Ok(Some(g)) => Ok(g),
+            Ok(None) => unreachable!("an untimed lock always ends locked"),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acquires the lock if it is free, without waiting; `None` if it is
+    /// held, by anyone, the calling thread included.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] as for [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = mproc::Lock::new().unwrap();
+    /// let held = lock.try_acquire().unwrap();
+    /// assert!(held.is_some());
+    /// assert!(lock.try_acquire().unwrap().is_none());
+    /// ```
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
+        lock_result(spin::lock(self.mutex(), &Wait::Try), || self.guard())
+    }
+
+    /// Waits at most `timeout` for the lock; `None` if it stayed held. A
+    /// thread that holds the lock gets `None` at once (it could never get it).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] as for [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let lock = mproc::Lock::new().unwrap();
+    /// let held = lock.acquire().unwrap();
+    /// let other = lock.clone();
+    /// let start = Instant::now();
+    /// let got = std::thread::spawn(move || {
+    ///     other.acquire_timeout(Duration::from_millis(50)).unwrap().is_some()
+    /// }).join().unwrap();
+    /// assert!(!got);
+    /// assert!(start.elapsed() >= Duration::from_millis(50));
+    /// drop(held);
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
+        lock_result(spin::lock(self.mutex(), &Wait::timeout(timeout)), || {
+            self.guard()
+        })
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("segment", &self.shm)
+            .field("locked", &self.mutex().looks_locked())
+            .finish()
+    }
+}
+
+/// Proof that a [`Lock`] is held; releases it when dropped.
+///
+/// Borrowed from its lock and not `Send`: a lock is released by the thread
+/// that acquired it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LockGuard<'_> {
+    pub(crate) fn lock(&self) -> &Lock {
+        self.lock
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        spin::unlock(self.lock.mutex());
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}

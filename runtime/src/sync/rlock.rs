@@ -1,0 +1,247 @@
+//! `RLock`: a process-shared, robust, re-entrant lock.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::spin::{self, Wait};
+use super::{LockResult, OwnerDied, lock_result};
+use crate::shm::segment::{Kind, Page, Shm};
+use crate::sys::{self, Locked, RawMutex};
+
+#[repr(C)]
+pub(crate) struct RLockPage {
+    mutex: RawMutex,
+    /// `pid << 32 | tid` of the holder, 0 when free. Written only by the
+    /// holder, while holding the mutex.
+    owner: AtomicU64,
+    /// How many guards the holder has.
+    depth: AtomicU32,
+}
+
+// SAFETY: zero bytes are a valid (uninitialised, then initialised by the
+// creator) mutex and valid atomics; everything is usable through `&self`.
+unsafe impl Page for RLockPage {
+    const KIND: Kind = Kind::RLock;
+}
+
+fn me() -> u64 {
+    sys::thread_identity()
+}
+
+/// A re-entrant lock shared between processes, like Python's
+/// `multiprocessing.RLock`.
+///
+/// Its owner is one thread of one process; that thread may acquire it again
+/// and again, and it is released when the last guard is dropped. Guards are
+/// not `Send`, so only the owner can release it. Robust like [`Lock`](crate::Lock).
+///
+/// # Examples
+/// ```
+/// let r = mproc::RLock::new().unwrap();
+/// let outer = r.acquire().unwrap();
+/// let inner = r.acquire().unwrap();          // same thread: re-entry
+/// let other = r.clone();
+/// let held = std::thread::spawn(move || other.try_acquire().unwrap().is_none())
+///     .join()
+///     .unwrap();
+/// assert!(held);                             // another thread cannot have it
+/// drop(inner);
+/// drop(outer);
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RLock {
+    shm: Shm<RLockPage>,
+}
+
+impl RLock {
+    /// A new, unlocked re-entrant lock.
+    ///
+    /// # Errors
+    /// If the operating system refuses the shared memory.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = mproc::RLock::new().unwrap();
+    /// assert!(r.try_acquire().unwrap().is_some());
+    /// ```
+    pub fn new() -> io::Result<RLock> {
+        let shm = Shm::<RLockPage>::create([0; 4])?;
+        // SAFETY: the segment was just created and is not shared yet.
+        unsafe { shm.page().mutex.init(true)? };
+        Ok(RLock { shm })
+    }
+
+    fn page(&self) -> &RLockPage {
+        self.shm.page()
+    }
+
+    pub(crate) fn same_lock(&self, other: &RLock) -> bool {
+        self.shm.same_object(&other.shm)
+    }
+
+    /// Records the outcome of locking the mutex and wraps it in a guard.
+    fn finish(&self, got: Locked) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
+        let page = self.page();
+        match got {
+            Locked::Yes => {
+                let me = me();
+                if page.owner.load(Relaxed) == me {
+                    page.depth.fetch_add(1, Relaxed);
+                } else {
+                    page.owner.store(me, Relaxed);
+                    page.depth.store(1, Relaxed);
+                }
+            }
+            Locked::OwnerDied => {
+                page.owner.store(me(), Relaxed);
+                page.depth.store(1, Relaxed);
+            }
+            Locked::No | Locked::ByCaller => {}
+        }
+        lock_result(got, || RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Blocks until the calling thread owns the lock (at once if it already
+    /// does).
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) if the previous owner died holding
+    /// the lock, even if this call was already waiting when it died.
+    ///
+    /// # Examples
+    /// ```
+    /// let r = mproc::RLock::new().unwrap();
+    /// let a = r.acquire().unwrap();
+    /// let b = r.acquire().unwrap();
+    /// drop((a, b));
+    /// ```
+    pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
+        match self.finish(spin::lock(&self.page().mutex, &Wait::Forever)) {
+            Ok(Some(g)) => Ok(g),
+            Ok(None) => unreachable!("an untimed lock always ends locked"),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acquires the lock if that needs no waiting (always, for its owner);
+    /// `None` if another thread owns it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] as for [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// let r = mproc::RLock::new().unwrap();
+    /// let a = r.try_acquire().unwrap();
+    /// let b = r.try_acquire().unwrap();
+    /// assert!(a.is_some() && b.is_some());
+    /// ```
+    pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
+        self.finish(spin::lock(&self.page().mutex, &Wait::Try))
+    }
+
+    /// Waits at most `timeout` to own the lock; `None` if another thread
+    /// kept it.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] as for [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let r = mproc::RLock::new().unwrap();
+    /// let _held = r.acquire().unwrap();
+    /// let other = r.clone();
+    /// let got = std::thread::spawn(move || {
+    ///     other.acquire_timeout(Duration::from_millis(20)).unwrap().is_some()
+    /// }).join().unwrap();
+    /// assert!(!got);
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
+        self.finish(spin::lock(&self.page().mutex, &Wait::timeout(timeout)))
+    }
+
+    /// Gives up ownership entirely, however deep; returns the depth for
+    /// [`restore`](Self::restore). The caller owns the lock.
+    pub(crate) fn release_all(&self) -> u32 {
+        let page = self.page();
+        let depth = page.depth.swap(0, Relaxed);
+        page.owner.store(0, Relaxed);
+        for _ in 0..depth {
+            spin::unlock(&page.mutex);
+        }
+        depth
+    }
+
+    /// Takes ownership back at `depth` after [`release_all`](Self::release_all).
+    /// Returns whether a previous owner died meanwhile.
+    pub(crate) fn restore(&self, depth: u32) -> bool {
+        let page = self.page();
+        let got = spin::lock(&page.mutex, &Wait::Forever);
+        for _ in 1..depth {
+            // Re-entry: succeeds at once.
+            spin::lock(&page.mutex, &Wait::Try);
+        }
+        page.owner.store(me(), Relaxed);
+        page.depth.store(depth, Relaxed);
+        got == Locked::OwnerDied
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("segment", &self.shm)
+            .field("locked", &self.page().mutex.looks_locked())
+            .finish()
+    }
+}
+
+/// Proof that the calling thread owns an [`RLock`]; drops one level of
+/// ownership when dropped.
+///
+/// Borrowed from its lock and not `Send`: only the owner releases.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RLockGuard<'_> {
+    pub(crate) fn lock(&self) -> &RLock {
+        self.lock
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let page = self.lock.page();
+        // A forked child holds a copy of its parent's guard but not the lock.
+        if page.owner.load(Relaxed) != me() {
+            return;
+        }
+        if page.depth.fetch_sub(1, Relaxed) == 1 {
+            page.owner.store(0, Relaxed);
+        }
+        spin::unlock(&page.mutex);
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}

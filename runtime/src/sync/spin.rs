@@ -1,0 +1,187 @@
+//! How long to wait, and the spin-then-sleep policy every primitive shares.
+//!
+//! A wake-up through the kernel costs tens of microseconds when the sleeper
+//! is on another CPU, far more than most critical sections or ping-pong
+//! round trips. So a waiter first spins (with `pause`), then yields its CPU
+//! for a little while (which lets the process it waits for run if they share
+//! a CPU), and only then sleeps in the kernel (futex or pthread timed wait),
+//! where a deadline is kept by the kernel: nothing ever polls.
+
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Deadline, Locked, RawMutex};
+
+/// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^9 ≈ 1000
+/// pauses, a few microseconds.
+const PAUSE_ROUNDS: u32 = 10;
+
+/// How long to keep yielding before sleeping in the kernel.
+const YIELD_FOR: Duration = Duration::from_micros(50);
+
+/// How long a caller is willing to wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all.
+    Try,
+    /// Until this point in time.
+    Until(Deadline),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    /// At most `timeout` from now (zero: do not wait).
+    pub(crate) fn timeout(timeout: Duration) -> Wait {
+        if timeout.is_zero() {
+            Wait::Try
+        } else {
+            Deadline::after(timeout).map_or(Wait::Forever, Wait::Until)
+        }
+    }
+
+    /// `None` = forever, as [`timeout`](Self::timeout) otherwise.
+    pub(crate) fn optional(timeout: Option<Duration>) -> Wait {
+        timeout.map_or(Wait::Forever, Wait::timeout)
+    }
+
+    /// The kernel deadline, if any.
+    pub(crate) fn deadline(&self) -> Option<&Deadline> {
+        match self {
+            Wait::Until(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether there is no time left.
+    pub(crate) fn expired(&self) -> bool {
+        match self {
+            Wait::Try => true,
+            Wait::Until(d) => d.has_passed(),
+            Wait::Forever => false,
+        }
+    }
+}
+
+/// Calls `attempt` until it gives a value, for a short while: spinning,
+/// then yielding. `None` means "now sleep in the kernel" (or give up, if
+/// `wait` has expired).
+pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
+    for round in 0..PAUSE_ROUNDS {
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+        for _ in 0..(1u32 << round) {
+            std::hint::spin_loop();
+        }
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+        if start.elapsed() >= YIELD_FOR || wait.expired() {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Locks `mutex`, waiting as `wait` allows. A dead owner's lock is made
+/// consistent at once and reported as [`Locked::OwnerDied`].
+pub(crate) fn lock(mutex: &RawMutex, wait: &Wait) -> Locked {
+    // SAFETY (all blocks below): every RawMutex handed to this function
+    // lives in a segment whose creator initialised it.
+    let first = unsafe { mutex.try_lock() };
+    let got = if first != Locked::No || matches!(wait, Wait::Try) {
+        first
+    } else {
+        let spun = spin(wait, || {
+            if mutex.looks_locked() {
+                return None;
+            }
+            // SAFETY: see above.
+            match unsafe { mutex.try_lock() } {
+                Locked::No => None,
+                other => Some(other),
+            }
+        });
+        match spun {
+            Some(r) => r,
+            None if wait.expired() => {
+                // SAFETY: see above.
+                unsafe { mutex.try_lock() }
+            }
+            // SAFETY: see above.
+            None => unsafe { mutex.lock(wait.deadline()) },
+        }
+    };
+    if got == Locked::OwnerDied {
+        // SAFETY: we hold the mutex after EOWNERDEAD.
+        unsafe { mutex.make_consistent() };
+    }
+    got
+}
+
+/// Unlocks a mutex the calling thread holds (a no-op if it does not).
+pub(crate) fn unlock(mutex: &RawMutex) {
+    // SAFETY: the mutex was initialised by its segment's creator.
+    unsafe {
+        mutex.unlock();
+    }
+}
+
+/// The futex counterpart of [`lock`]: waits until `word` differs from
+/// `seen`, spinning first, then sleeping with `sleepers` counted so that
+/// wakers can skip the system call when nobody sleeps. Returns `false` if
+/// `wait` expired first.
+///
+/// A waker must change `word` (sequentially consistent), then read
+/// `sleepers` (sequentially consistent), and wake only if it is non-zero.
+pub(crate) fn wait_for_change(
+    word: &std::sync::atomic::AtomicU32,
+    seen: u32,
+    sleepers: &std::sync::atomic::AtomicU32,
+    wait: &Wait,
+) -> bool {
+    use std::sync::atomic::Ordering::{Acquire, SeqCst};
+    let changed = || (word.load(Acquire) != seen).then_some(());
+    if changed().is_some() {
+        return true;
+    }
+    if matches!(wait, Wait::Try) {
+        return false;
+    }
+    if spin(wait, changed).is_some() {
+        return true;
+    }
+    sleepers.fetch_add(1, SeqCst);
+    let mut result = true;
+    while word.load(SeqCst) == seen {
+        if !sys::futex_wait(word, seen, wait.deadline()) {
+            result = word.load(SeqCst) != seen;
+            break;
+        }
+    }
+    sleepers.fetch_sub(1, SeqCst);
+    result
+}
+
+/// Wakes every thread sleeping in [`wait_for_change`] on `word`, if any.
+pub(crate) fn wake_all(
+    word: &std::sync::atomic::AtomicU32,
+    sleepers: &std::sync::atomic::AtomicU32,
+) {
+    if sleepers.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        sys::futex_wake(word, u32::MAX);
+    }
+}
+
+/// Wakes one thread sleeping in [`wait_for_change`] on `word`, if any.
+pub(crate) fn wake_one(
+    word: &std::sync::atomic::AtomicU32,
+    sleepers: &std::sync::atomic::AtomicU32,
+) {
+    if sleepers.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        sys::futex_wake(word, 1);
+    }
+}
