@@ -63,6 +63,7 @@ fn registration(krate: &TokenStream, ty: &syn::Ident, name: &TokenStream) -> Tok
             name: #name,
             fingerprint: #krate::__private::fingerprint::<#ty>,
             run: #krate::__private::run_erased::<#ty>,
+            run_chunk: #krate::__private::run_chunk_erased::<#ty>,
         };
     }
 }

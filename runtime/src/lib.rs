@@ -6,7 +6,9 @@
 
 pub mod codec;
 mod error;
+mod framed;
 pub mod log;
+mod pool;
 mod process;
 mod shm;
 mod start;
@@ -16,6 +18,7 @@ mod task;
 mod transport;
 
 pub use error::{ContextError, ProcessError};
+pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
 pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{
     ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, cpu_count,
@@ -38,7 +41,7 @@ pub use bytemuck::Pod;
 /// What the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::task::{TASKS, TaskEntry, fingerprint, run_erased};
+    pub use crate::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
     pub use linkme;
     pub use serde;
 }

@@ -48,7 +48,7 @@ pub trait Run {
 
 /// How a registered task is run from its encoded `(task, args)`.
 #[doc(hidden)]
-pub type RunFn = fn(&[u8], Vec<OwnedFd>, &mut dyn FnMut(Outcome<'_>));
+pub(crate) type RunFn = fn(&[u8], Vec<OwnedFd>, &mut dyn FnMut(Outcome<'_>));
 
 /// One registered task. Built by the `#[mproc::process]` expansion.
 #[doc(hidden)]
@@ -59,6 +59,9 @@ pub struct TaskEntry {
     pub fingerprint: fn() -> u64,
     /// Decodes the task and its arguments, runs it, and reports the outcome.
     pub run: RunFn,
+    /// Decodes the task and a list of arguments, runs it on each (catching
+    /// each panic) and reports the list of results (pool chunks).
+    pub run_chunk: RunFn,
 }
 
 /// The registry of every task linked into this binary.
@@ -121,6 +124,40 @@ pub fn run_erased<T: Task>(payload: &[u8], fds: Vec<OwnedFd>, report: &mut dyn F
     run_local(task, args, report);
 }
 
+/// One item's result inside a chunk: the value, or a panic's message and
+/// location.
+pub(crate) type ChunkItem<R> = Result<R, (String, Option<String>)>;
+
+/// Decodes `Vec<(task, args)>`, runs each with panics caught one by one,
+/// and reports `Vec<ChunkItem<Output>>` as the value. (For function tasks
+/// the task value is zero-sized, so repeating it costs nothing.)
+#[doc(hidden)]
+pub fn run_chunk_erased<T: Task>(
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+    report: &mut dyn FnMut(Outcome<'_>),
+) {
+    let items: Vec<(T, T::Args)> = match codec::decode_with_fds(payload, fds) {
+        Ok(v) => v,
+        Err(e) => {
+            report(Outcome::Codec(format!(
+                "could not decode the arguments of task `{}`: {e}",
+                type_name::<T>()
+            )));
+            return;
+        }
+    };
+    install_panic_hook();
+    let results: Vec<ChunkItem<T::Output>> = items
+        .into_iter()
+        .map(|(task, args)| catch_panic(move || task.call(args)))
+        .collect();
+    match codec::encode_with_fds(&results) {
+        Ok((bytes, fds)) => report(Outcome::Value(&bytes, &fds)),
+        Err(e) => report(Outcome::Codec(format!("could not encode the results: {e}"))),
+    }
+}
+
 /// Runs a task already in memory (the fork path), catching panics.
 pub(crate) fn run_local<T: Task>(task: T, args: T::Args, report: &mut dyn FnMut(Outcome<'_>)) {
     run_caught(move || task.call(args), report);
@@ -128,6 +165,7 @@ pub(crate) fn run_local<T: Task>(task: T, args: T::Args, report: &mut dyn FnMut(
 
 /// Runs `f` with panics caught and reports its encoded value or its panic.
 pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R, report: &mut dyn FnMut(Outcome<'_>)) {
+    install_panic_hook();
     match catch_panic(f) {
         Ok(value) => match codec::encode_with_fds(&value) {
             Ok((bytes, fds)) => report(Outcome::Value(&bytes, &fds)),
@@ -160,7 +198,6 @@ pub(crate) fn install_panic_hook() {
 
 /// Runs `f`, turning a panic into its message and location.
 pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
-    install_panic_hook();
     PANIC_LOCATION.with(|p| p.borrow_mut().take());
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
@@ -209,6 +246,7 @@ mod tests {
 
     #[test]
     fn panics_become_data() {
+        install_panic_hook();
         let err = catch_panic(|| -> u8 { panic!("boom {}", 7) }).unwrap_err();
         assert_eq!(err.0, "boom 7");
         assert!(err.1.unwrap().contains("task.rs"));

@@ -151,7 +151,7 @@ impl ChildState {
     }
 
     /// The descriptor that becomes readable when the child exits.
-    fn exit_fd(&self) -> Option<i32> {
+    pub(crate) fn exit_fd(&self) -> Option<i32> {
         if self.exitcode.is_some() {
             return None;
         }

@@ -128,6 +128,19 @@ impl Context {
         self.method
     }
 
+    /// A pool of `processes` workers started with this context's method.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
+    pub fn pool(&self, processes: usize) -> Result<crate::Pool, crate::PoolError> {
+        self.pool_builder().processes(processes).build()
+    }
+
+    /// A pool builder preset to this context's start method.
+    pub fn pool_builder(&self) -> crate::PoolBuilder {
+        crate::Pool::builder().start_method(self.method)
+    }
+
     /// A process builder that uses this context's start method.
     pub fn process<T: Task>(&self, task: T, args: T::Args) -> ProcessBuilder<T> {
         crate::process::Process::new(task, args).start_method(self.method)

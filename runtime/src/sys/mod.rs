@@ -62,6 +62,16 @@ pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Duplicates a descriptor that the caller knows to be open (one borrowed
+/// from a live value during encoding) into a new owned one.
+pub(crate) fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor number; if it is not
+    // open the call fails with EBADF and nothing happens.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: the duplicate is fresh and ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// Sends bytes and, with the first byte, the descriptors in `fds`.
 ///
 /// Uses `MSG_NOSIGNAL`, so a closed peer is `EPIPE`, never `SIGPIPE`.

@@ -1,0 +1,287 @@
+//! Buffered, pipelined I/O of `transport` frames, for streams that carry many
+//! small messages (pool jobs and results).
+//!
+//! The frame format is the transport's. What changes is the number of system
+//! calls: the reader pulls as many bytes as are available in one `recvmsg`
+//! and splits them into frames; the writer sends many queued frames in one
+//! `sendmsg`.
+//!
+//! Descriptors need care once one read may span several frames. The writer
+//! never puts a frame that carries descriptors anywhere but at the start of a
+//! `sendmsg`, and never puts another frame after it in the same call. The
+//! kernel attaches the descriptors to the first buffer of that call and ends
+//! any read right after consuming (part of) such a buffer. So descriptors
+//! that arrive in one read belong to the frame that starts in that read and
+//! reaches its end — the last frame starting in it. The reader records, for
+//! each read that brought descriptors, its range of stream offsets, and hands
+//! them to that frame.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::sys;
+use crate::transport::{DEFAULT_LIMIT, Frame};
+
+const HEADER: usize = 4;
+
+/// Reads frames through a buffer.
+pub(crate) struct FrameBufReader {
+    buf: Vec<u8>,
+    /// Parse position in `buf`.
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    /// Descriptors that arrived, with the stream range of their read.
+    fd_batches: Vec<(u64, u64, Vec<OwnedFd>)>,
+    limit: usize,
+    eof: bool,
+}
+
+impl Default for FrameBufReader {
+    fn default() -> Self {
+        FrameBufReader {
+            buf: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            base: 0,
+            fd_batches: Vec::new(),
+            limit: DEFAULT_LIMIT,
+            eof: false,
+        }
+    }
+}
+
+impl FrameBufReader {
+    /// Whether the peer has closed its end.
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// A complete frame already in the buffer, if any.
+    pub(crate) fn next_buffered(&mut self) -> io::Result<Option<Frame>> {
+        let avail = &self.buf[self.pos..];
+        if avail.len() < HEADER {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize;
+        if len > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "incoming frame of {len} bytes exceeds the limit of {}",
+                    self.limit
+                ),
+            ));
+        }
+        if avail.len() < HEADER + len {
+            return Ok(None);
+        }
+        let start = self.base + self.pos as u64;
+        let end = start + (HEADER + len) as u64;
+        let payload = avail[HEADER..HEADER + len].to_vec();
+        self.pos += HEADER + len;
+        let mut fds = Vec::new();
+        self.fd_batches.retain_mut(|(s, e, batch)| {
+            if *s <= start && start < *e && *e <= end {
+                fds.append(batch);
+                false
+            } else {
+                *e > start
+            }
+        });
+        Ok(Some((payload, fds)))
+    }
+
+    /// Whether a complete frame is waiting in the buffer.
+    pub(crate) fn has_buffered(&self) -> bool {
+        let avail = &self.buf[self.pos..];
+        avail.len() >= HEADER
+            && avail.len()
+                >= HEADER
+                    + u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize
+    }
+
+    /// Reads once from `sock`. Returns `Ok(false)` when nothing could be read
+    /// without blocking (non-blocking mode); end of stream sets `at_eof`.
+    pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<bool> {
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos > self.buf.capacity() / 2) {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        // Make room: at least 64 KiB, or the rest of a large pending frame.
+        let mut want = 64 * 1024;
+        let avail = &self.buf[self.pos..];
+        if avail.len() >= HEADER {
+            let len = u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize;
+            want = want.max(
+                (HEADER + len)
+                    .saturating_sub(avail.len())
+                    .min(self.limit + HEADER),
+            );
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + want, 0);
+        let mut fds = Vec::new();
+        let r = sys::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking);
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(old);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(false);
+                }
+                return Err(e);
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        if !fds.is_empty() {
+            let s = self.base + old as u64;
+            self.fd_batches.push((s, s + n as u64, fds));
+        }
+        Ok(true)
+    }
+
+    /// Blocks until a frame is complete; `Ok(None)` at end of stream.
+    pub(crate) fn read_blocking(&mut self, sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
+        loop {
+            if let Some(f) = self.next_buffered()? {
+                return Ok(Some(f));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.fill(sock, false)?;
+        }
+    }
+}
+
+/// One frame waiting to be written.
+struct Pending {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sent: usize,
+}
+
+/// Queues frames and writes as many as the socket takes per `sendmsg`.
+#[derive(Default)]
+pub(crate) struct FrameBufWriter {
+    queue: VecDeque<Pending>,
+}
+
+impl FrameBufWriter {
+    /// Queues a frame (the payload gets its length header here).
+    pub(crate) fn push(&mut self, payload: &[u8], fds: Vec<OwnedFd>) {
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        self.queue.push_back(Pending {
+            bytes,
+            fds,
+            sent: 0,
+        });
+    }
+
+    /// Whether frames are waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Writes queued frames. In non-blocking mode stops when the socket is
+    /// full; returns whether everything was written.
+    pub(crate) fn flush(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<bool> {
+        while !self.queue.is_empty() {
+            let first = &self.queue[0];
+            let with_fds = first.sent == 0 && !first.fds.is_empty();
+            let mut slices = Vec::new();
+            let raw: Vec<RawFd>;
+            if with_fds {
+                raw = first.fds.iter().map(AsRawFd::as_raw_fd).collect();
+                slices.push(IoSlice::new(&first.bytes));
+            } else {
+                raw = Vec::new();
+                for p in self.queue.iter().take(64) {
+                    if !p.fds.is_empty() && p.sent == 0 {
+                        break; // a frame with descriptors starts its own call
+                    }
+                    slices.push(IoSlice::new(&p.bytes[p.sent..]));
+                }
+            }
+            let n = match sys::send_with_fds(sock, &slices, &raw, nonblocking) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let mut left = n;
+            if with_fds && n > 0 {
+                // The descriptors are in the kernel now; ours can go.
+                self.queue[0].fds.clear();
+            }
+            while left > 0 {
+                let p = &mut self.queue[0];
+                let rest = p.bytes.len() - p.sent;
+                if left >= rest {
+                    left -= rest;
+                    self.queue.pop_front();
+                } else {
+                    p.sent += left;
+                    left = 0;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn many_frames_one_read_and_fds_land_right() {
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, _y) = sys::socketpair().unwrap();
+        let mut w = FrameBufWriter::default();
+        w.push(b"one", Vec::new());
+        w.push(b"", Vec::new());
+        w.push(b"three", vec![x.as_fd().try_clone_to_owned().unwrap()]);
+        w.push(b"four", Vec::new());
+        assert!(w.flush(a.as_fd(), false).unwrap());
+        let mut r = FrameBufReader::default();
+        let got: Vec<Frame> = (0..4)
+            .map(|_| r.read_blocking(b.as_fd()).unwrap().unwrap())
+            .collect();
+        assert_eq!(got[0].0, b"one");
+        assert!(got[0].1.is_empty());
+        assert_eq!(got[1].0, b"");
+        assert_eq!(got[2].0, b"three");
+        assert_eq!(got[2].1.len(), 1);
+        assert_eq!(got[3].0, b"four");
+        assert!(got[3].1.is_empty());
+        drop(a);
+        assert!(r.read_blocking(b.as_fd()).unwrap().is_none());
+    }
+
+    #[test]
+    fn large_frame_across_reads() {
+        let (a, b) = sys::socketpair().unwrap();
+        let big = vec![7u8; 3 << 20];
+        let t = std::thread::spawn(move || {
+            let mut w = FrameBufWriter::default();
+            w.push(&big, Vec::new());
+            w.push(b"tail", Vec::new());
+            w.flush(a.as_fd(), false).unwrap();
+        });
+        let mut r = FrameBufReader::default();
+        let (p, _) = r.read_blocking(b.as_fd()).unwrap().unwrap();
+        assert_eq!(p.len(), 3 << 20);
+        assert!(p.iter().all(|&x| x == 7));
+        assert_eq!(r.read_blocking(b.as_fd()).unwrap().unwrap().0, b"tail");
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,627 @@
+//! `Pool`: Python's process pool, which never hangs when a worker dies.
+
+mod error;
+mod result;
+mod supervisor;
+pub(crate) mod worker;
+
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{self, SharedFd};
+use crate::process::wire::Reply;
+use crate::start::StartMethod;
+use crate::sys;
+use crate::task::{self, ChunkItem, Task};
+
+pub use error::{PoolError, TaskError};
+pub use result::{AsyncResult, IMap, IMapUnordered};
+use result::{Slot, Streamed};
+use supervisor::{Completion, Config, Job, JobOutcome, Shared};
+use worker::{InitSpec, KIND_CHUNK, KIND_ONE};
+
+/// Options for a [`Pool`]; made by [`Pool::builder`].
+#[derive(Debug, Default)]
+#[must_use = "a PoolBuilder does nothing until .build() is called"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    init: Option<Result<InitSpec, String>>,
+    maxtasks: Option<usize>,
+    method: Option<StartMethod>,
+    task_timeout: Option<Duration>,
+    progress: bool,
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (0 = [`cpu_count`](crate::cpu_count)).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// A task each worker runs once when it starts (also in replacement
+    /// workers). Its arguments may hold handles (a `Lock`, a `Queue`, …).
+    pub fn initializer<I: Task>(mut self, init: I, args: I::Args) -> Self {
+        self.init = Some(
+            codec::encode_with_fds(&(&init, &args)).and_then(|(payload, raw)| {
+                let fds = raw
+                    .iter()
+                    .map(|&fd| sys::dup_raw(fd).map(SharedFd::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                Ok(InitSpec {
+                    name: init.name().to_string(),
+                    fingerprint: task::fingerprint::<I>(),
+                    payload,
+                    fds,
+                })
+            }),
+        );
+        self
+    }
+
+    /// Replaces each worker after it has run this many tasks (0 is refused
+    /// at [`build`](Self::build)).
+    pub fn maxtasksperchild(mut self, n: usize) -> Self {
+        self.maxtasks = Some(n);
+        self
+    }
+
+    /// The start method of the workers.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// A deadline for every task: a task still running after `timeout` fails
+    /// with [`TaskError::Timeout`] and its worker is killed and replaced.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Shows a progress bar on stderr for `map`, `starmap`, `imap` and
+    /// `imap_unordered` — only when stderr is a terminal.
+    pub fn progress_bar(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Starts the workers (all of them, now) and returns the pool.
+    ///
+    /// # Errors
+    /// [`PoolError::InvalidArgument`] for `maxtasksperchild(0)` or an
+    /// initializer whose arguments cannot be encoded; [`PoolError::Io`] if
+    /// a worker cannot be started.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        if self.maxtasks == Some(0) {
+            return Err(PoolError::InvalidArgument(
+                "maxtasksperchild must be at least 1".into(),
+            ));
+        }
+        let init = match self.init {
+            None => None,
+            Some(Ok(spec)) => Some(spec),
+            Some(Err(e)) => {
+                return Err(PoolError::InvalidArgument(format!(
+                    "the initializer's arguments cannot be encoded: {e}"
+                )));
+            }
+        };
+        let processes = match self.processes {
+            None | Some(0) => crate::cpu_count(),
+            Some(n) => n,
+        };
+        let (shared, handle) = supervisor::launch(Config {
+            processes,
+            init,
+            maxtasks: self.maxtasks,
+            method: self.method.unwrap_or_else(crate::get_start_method),
+        })?;
+        Ok(Pool {
+            shared,
+            handle: Mutex::new(Some(handle)),
+            processes,
+            task_timeout: self.task_timeout,
+            progress: self.progress,
+        })
+    }
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Every method takes `&self`; dropping the pool terminates it, like
+/// Python's `with Pool() as p:`. A worker that dies (killed, crashed,
+/// `exit`) fails only the task it was running with
+/// [`TaskError::WorkerDied`] and is replaced: nothing ever hangs.
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = mproc::Pool::new(2).unwrap();
+/// assert_eq!(pool.map(square, 1..=4).unwrap(), [1, 4, 9, 16]);
+/// assert_eq!(pool.apply(square, 9).unwrap(), 81);
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+    processes: usize,
+    task_timeout: Option<Duration>,
+    progress: bool,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .finish()
+    }
+}
+
+/// Turns a worker's answer into the task's value or error.
+fn decode_outcome<R: DeserializeOwned>(outcome: JobOutcome) -> Result<R, TaskError> {
+    match outcome {
+        JobOutcome::Failed(e) => Err(e),
+        JobOutcome::Reply(Reply::Value, frame, at, fds) => {
+            codec::decode_with_fds(&frame[at..], fds).map_err(TaskError::Decode)
+        }
+        JobOutcome::Reply(Reply::Panicked { message, location }, ..) => {
+            Err(TaskError::Panicked { message, location })
+        }
+        JobOutcome::Reply(Reply::Codec(m), ..) => Err(if m.starts_with("could not encode") {
+            TaskError::Encode(m)
+        } else {
+            TaskError::Decode(m)
+        }),
+    }
+}
+
+fn chunk_results<R>(items: Vec<ChunkItem<R>>) -> Vec<Result<R, TaskError>> {
+    items
+        .into_iter()
+        .map(|r| r.map_err(|(message, location)| TaskError::Panicked { message, location }))
+        .collect()
+}
+
+/// Encodes one job: the frame (id filled in at dispatch) and owned copies
+/// of the descriptors of handles among the arguments.
+fn encode_job<V: Serialize + ?Sized>(
+    name: &str,
+    fingerprint: u64,
+    kind: u8,
+    value: &V,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), TaskError> {
+    let (payload, raw) = codec::encode_with_fds(value).map_err(TaskError::Encode)?;
+    let fds = raw
+        .iter()
+        .map(|&fd| sys::dup_raw(fd))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TaskError::Encode(e.to_string()))?;
+    Ok((worker::job_frame(0, kind, name, fingerprint, &payload), fds))
+}
+
+fn progress_bar(on: bool, len: usize) -> Option<indicatif::ProgressBar> {
+    if !on || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    Some(indicatif::ProgressBar::new(len as u64))
+}
+
+impl Pool {
+    /// A pool of `processes` workers (0 = [`cpu_count`](crate::cpu_count)).
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder for a pool with more options.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// How many workers the pool keeps.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    fn job<T: Task>(
+        &self,
+        task: &T,
+        args: &T::Args,
+        timeout: Option<Duration>,
+        complete: Completion,
+    ) -> Result<Job, TaskError> {
+        let (frame, fds) = encode_job(
+            task.name(),
+            task::fingerprint::<T>(),
+            KIND_ONE,
+            &(task, args),
+        )?;
+        Ok(Job {
+            frame,
+            fds,
+            timeout: timeout.or(self.task_timeout),
+            complete,
+        })
+    }
+
+    /// Runs `task(args)` in a worker and waits for its value.
+    ///
+    /// # Errors
+    /// The task's [`TaskError`]; [`TaskError::PoolClosed`] after `close`.
+    pub fn apply<T: Task>(&self, task: T, args: T::Args) -> Result<T::Output, TaskError> {
+        self.apply_async(task, args)?.get()
+    }
+
+    /// Submits `task(args)` and returns at once.
+    ///
+    /// # Errors
+    /// [`TaskError::Encode`] if the arguments cannot be encoded,
+    /// [`TaskError::PoolClosed`] after `close`/`terminate`.
+    pub fn apply_async<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+    ) -> Result<AsyncResult<T::Output>, TaskError> {
+        self.apply_async_timeout_opt(task, args, None)
+    }
+
+    /// As [`apply_async`](Self::apply_async) with a deadline for this task:
+    /// past it the task fails with [`TaskError::Timeout`] and its worker is
+    /// killed and replaced.
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async).
+    pub fn apply_async_timeout<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+        timeout: Duration,
+    ) -> Result<AsyncResult<T::Output>, TaskError> {
+        self.apply_async_timeout_opt(task, args, Some(timeout))
+    }
+
+    fn apply_async_timeout_opt<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+        timeout: Option<Duration>,
+    ) -> Result<AsyncResult<T::Output>, TaskError> {
+        let slot = Slot::new();
+        let fill = slot.clone();
+        let job = self.job(
+            &task,
+            &args,
+            timeout,
+            Box::new(move |o| fill.fill(decode_outcome(o))),
+        )?;
+        self.shared.submit(vec![job])?;
+        Ok(AsyncResult::new(slot))
+    }
+
+    /// Submits `task(args)`; when it ends, `on_ok` (with the value) or
+    /// `on_err` (with the error) runs in this process — never both. The
+    /// returned handle still yields the value.
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async) (the callbacks do not run).
+    pub fn apply_async_with<T, F, E>(
+        &self,
+        task: T,
+        args: T::Args,
+        on_ok: F,
+        on_err: E,
+    ) -> Result<AsyncResult<T::Output>, TaskError>
+    where
+        T: Task,
+        F: FnOnce(&T::Output) + Send + 'static,
+        E: FnOnce(&TaskError) + Send + 'static,
+    {
+        let slot = Slot::new();
+        let fill = slot.clone();
+        let job = self.job(
+            &task,
+            &args,
+            None,
+            Box::new(move |o| {
+                let r = decode_outcome::<T::Output>(o);
+                match &r {
+                    Ok(v) => on_ok(v),
+                    Err(e) => on_err(e),
+                }
+                fill.fill(r);
+            }),
+        )?;
+        self.shared.submit(vec![job])?;
+        Ok(AsyncResult::new(slot))
+    }
+
+    /// Python's default chunk size: items split into about four chunks per
+    /// worker.
+    fn auto_chunksize(&self, n: usize) -> usize {
+        let per = self.processes * 4;
+        (n.div_ceil(per)).max(1)
+    }
+
+    /// Applies `task` to every item in chunks of `chunksize`; completes the
+    /// returned handle with all values in input order.
+    fn map_chunks<T: Task>(
+        &self,
+        task: T,
+        items: Vec<T::Args>,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<T::Output>>, TaskError> {
+        let slot: Arc<Slot<Vec<T::Output>>> = Slot::new();
+        let n = items.len();
+        if n == 0 {
+            slot.fill(Ok(Vec::new()));
+            return Ok(AsyncResult::new(slot));
+        }
+        let chunksize = chunksize.max(1);
+        let chunks = n.div_ceil(chunksize);
+        let bar = progress_bar(self.progress, n);
+        struct Collect<R> {
+            parts: Vec<Option<Vec<Result<R, TaskError>>>>,
+            left: usize,
+        }
+        let collect = Arc::new(Mutex::new(Collect::<T::Output> {
+            parts: (0..chunks).map(|_| None).collect(),
+            left: chunks,
+        }));
+        let mut jobs = Vec::with_capacity(chunks);
+        for (ci, chunk) in items.chunks(chunksize).enumerate() {
+            let pairs: Vec<(&T, &T::Args)> = chunk.iter().map(|a| (&task, a)).collect();
+            let (frame, fds) =
+                encode_job(task.name(), task::fingerprint::<T>(), KIND_CHUNK, &pairs)?;
+            let len = chunk.len();
+            let collect = collect.clone();
+            let slot = slot.clone();
+            let bar = bar.clone();
+            let complete: Completion = Box::new(move |o| {
+                let part = match decode_outcome::<Vec<ChunkItem<T::Output>>>(o) {
+                    Ok(items) => chunk_results(items),
+                    Err(e) => (0..len).map(|_| Err(e.clone())).collect(),
+                };
+                if let Some(b) = &bar {
+                    b.inc(len as u64);
+                }
+                let mut c = collect.lock().unwrap_or_else(|e| e.into_inner());
+                c.parts[ci] = Some(part);
+                c.left -= 1;
+                if c.left == 0 {
+                    let parts = std::mem::take(&mut c.parts);
+                    let all: Result<Vec<T::Output>, TaskError> =
+                        parts.into_iter().flatten().flatten().collect();
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    slot.fill(all);
+                }
+            });
+            jobs.push(Job {
+                frame,
+                fds,
+                timeout: self.task_timeout,
+                complete,
+            });
+        }
+        self.shared.submit(jobs)?;
+        Ok(AsyncResult::new(slot))
+    }
+
+    /// Applies `task` to every item; the values in input order, or the first
+    /// error in input order. Items are sent in chunks (about four per
+    /// worker, as Python does).
+    ///
+    /// # Errors
+    /// The first failed item's [`TaskError`].
+    pub fn map<T: Task, I: IntoIterator<Item = T::Args>>(
+        &self,
+        task: T,
+        items: I,
+    ) -> Result<Vec<T::Output>, TaskError> {
+        self.map_async(task, items)?.get()
+    }
+
+    /// As [`map`](Self::map) with an explicit chunk size.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn map_chunked<T: Task, I: IntoIterator<Item = T::Args>>(
+        &self,
+        task: T,
+        items: I,
+        chunksize: usize,
+    ) -> Result<Vec<T::Output>, TaskError> {
+        let items: Vec<T::Args> = items.into_iter().collect();
+        self.map_chunks(task, items, chunksize)?.get()
+    }
+
+    /// As [`map`](Self::map), returning at once.
+    ///
+    /// # Errors
+    /// [`TaskError::Encode`] for arguments that cannot be encoded,
+    /// [`TaskError::PoolClosed`] after `close`.
+    pub fn map_async<T: Task, I: IntoIterator<Item = T::Args>>(
+        &self,
+        task: T,
+        items: I,
+    ) -> Result<AsyncResult<Vec<T::Output>>, TaskError> {
+        let items: Vec<T::Args> = items.into_iter().collect();
+        let cs = self.auto_chunksize(items.len());
+        self.map_chunks(task, items, cs)
+    }
+
+    /// Python's `starmap`: the same as [`map`](Self::map), for tasks whose
+    /// arguments are tuples.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn starmap<T: Task, I: IntoIterator<Item = T::Args>>(
+        &self,
+        task: T,
+        items: I,
+    ) -> Result<Vec<T::Output>, TaskError> {
+        self.map(task, items)
+    }
+
+    fn stream<T: Task, I>(&self, task: T, items: I) -> mpsc::Receiver<Streamed<T::Output>>
+    where
+        I: IntoIterator<Item = T::Args>,
+        I::IntoIter: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let shared = self.shared.clone();
+        let timeout = self.task_timeout;
+        let progress = self.progress;
+        let iter = items.into_iter();
+        // A feeder thread consumes the input lazily, as Python's task handler.
+        let feeder = move || {
+            let bar = progress_bar(progress, iter.size_hint().1.unwrap_or(0));
+            let mut n = 0;
+            for args in iter {
+                let i = n;
+                n += 1;
+                let job = encode_job(
+                    task.name(),
+                    task::fingerprint::<T>(),
+                    KIND_ONE,
+                    &(&task, &args),
+                );
+                let job = match job {
+                    Ok((frame, fds)) => {
+                        let tx = tx.clone();
+                        let bar = bar.clone();
+                        Job {
+                            frame,
+                            fds,
+                            timeout,
+                            complete: Box::new(move |o| {
+                                if let Some(b) = &bar {
+                                    b.inc(1);
+                                }
+                                let _ = tx.send(Streamed::Item(i, decode_outcome(o)));
+                            }),
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Streamed::Item(i, Err(e)));
+                        continue;
+                    }
+                };
+                if let Err(e) = shared.submit(vec![job]) {
+                    let _ = tx.send(Streamed::Item(i, Err(e)));
+                    break;
+                }
+            }
+            let _ = tx.send(Streamed::Total(n));
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("mproc-imap-feeder".into())
+            .spawn(feeder)
+        {
+            log::error!(target: "mproc", "could not start the imap feeder thread: {e}");
+        }
+        rx
+    }
+
+    /// Applies `task` lazily: the input is consumed as the pool goes and the
+    /// results come in input order. One failed item does not end the
+    /// iteration.
+    ///
+    /// # Errors
+    /// None at submission today; the `Result` leaves room for checks.
+    pub fn imap<T: Task, I>(&self, task: T, items: I) -> Result<IMap<T::Output>, TaskError>
+    where
+        I: IntoIterator<Item = T::Args>,
+        I::IntoIter: Send + 'static,
+    {
+        self.check_open()?;
+        Ok(IMap::new(self.stream(task, items)))
+    }
+
+    /// As [`imap`](Self::imap), yielding results as they complete. Items are
+    /// dispatched one at a time, so a slow item does not hold back others.
+    ///
+    /// # Errors
+    /// [`TaskError::PoolClosed`] after `close`.
+    pub fn imap_unordered<T: Task, I>(
+        &self,
+        task: T,
+        items: I,
+    ) -> Result<IMapUnordered<T::Output>, TaskError>
+    where
+        I: IntoIterator<Item = T::Args>,
+        I::IntoIter: Send + 'static,
+    {
+        self.check_open()?;
+        Ok(IMapUnordered::new(self.stream(task, items)))
+    }
+
+    fn check_open(&self) -> Result<(), TaskError> {
+        let s = self.shared.lock();
+        if s.closed || s.terminated {
+            Err(TaskError::PoolClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops accepting tasks; the workers exit once the submitted ones are
+    /// done.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.wake();
+    }
+
+    /// Stops at once: workers are terminated, tasks not finished fail with
+    /// [`TaskError::PoolClosed`]. Returns promptly however many are queued.
+    pub fn terminate(&self) {
+        {
+            let mut s = self.shared.lock();
+            if s.terminated {
+                return;
+            }
+            s.terminated = true;
+            s.closed = true;
+        }
+        log::info!(target: "mproc", "terminating pool");
+        self.shared.wake();
+        let _ = self.join();
+    }
+
+    /// Waits for the workers to exit, after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate).
+    ///
+    /// # Errors
+    /// [`PoolError::StillRunning`] if neither was called.
+    pub fn join(&self) -> Result<(), PoolError> {
+        {
+            let s = self.shared.lock();
+            if !s.closed && !s.terminated {
+                return Err(PoolError::StillRunning);
+            }
+        }
+        let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

@@ -1,0 +1,239 @@
+//! The worker process: runs jobs from its socket until the pool closes it.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::SharedFd;
+use crate::framed::{FrameBufReader, FrameBufWriter};
+use crate::process::wire::Reply;
+use crate::sys;
+use crate::task::{self, Outcome, Task, TaskEntry};
+
+/// Job kinds on the wire.
+pub(crate) const KIND_ONE: u8 = 0;
+pub(crate) const KIND_CHUNK: u8 = 1;
+
+/// The initializer a worker runs once at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct InitSpec {
+    pub(crate) name: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Vec<SharedFd>,
+}
+
+/// What a worker is started with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    pub(crate) sock: SharedFd,
+    pub(crate) init: Option<InitSpec>,
+    pub(crate) maxtasks: Option<usize>,
+}
+
+/// The worker loop, as a task the runtime registers for itself.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct PoolWorker;
+
+impl Task for PoolWorker {
+    type Args = WorkerArgs;
+    type Output = ();
+    fn name(&self) -> &'static str {
+        WORKER_TASK
+    }
+    fn call(self, args: WorkerArgs) {
+        worker_main(args);
+    }
+}
+
+const WORKER_TASK: &str = "mproc::pool::worker";
+
+#[linkme::distributed_slice(task::TASKS)]
+static POOL_WORKER: TaskEntry = TaskEntry {
+    name: WORKER_TASK,
+    fingerprint: task::fingerprint::<PoolWorker>,
+    run: task::run_erased::<PoolWorker>,
+    run_chunk: task::run_chunk_erased::<PoolWorker>,
+};
+
+/// Builds a job frame: id, kind, fingerprint, name, payload.
+pub(crate) fn job_frame(
+    id: u64,
+    kind: u8,
+    name: &str,
+    fingerprint: u64,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + 1 + 8 + 2 + name.len() + payload.len());
+    f.extend_from_slice(&id.to_le_bytes());
+    f.push(kind);
+    f.extend_from_slice(&fingerprint.to_le_bytes());
+    f.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    f.extend_from_slice(name.as_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+struct JobHeader<'a> {
+    id: u64,
+    kind: u8,
+    fingerprint: u64,
+    name: &'a str,
+    payload: &'a [u8],
+}
+
+fn parse_job(frame: &[u8]) -> Option<JobHeader<'_>> {
+    let id = u64::from_le_bytes(frame.get(0..8)?.try_into().ok()?);
+    let kind = *frame.get(8)?;
+    let fingerprint = u64::from_le_bytes(frame.get(9..17)?.try_into().ok()?);
+    let len = u16::from_le_bytes(frame.get(17..19)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(frame.get(19..19 + len)?).ok()?;
+    Some(JobHeader {
+        id,
+        kind,
+        fingerprint,
+        name,
+        payload: &frame[19 + len..],
+    })
+}
+
+/// Runs one registered task by name with `report` receiving the outcome.
+fn run_entry(
+    entry: &TaskEntry,
+    kind: u8,
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+    report: &mut dyn FnMut(Outcome<'_>),
+) {
+    if kind == KIND_CHUNK {
+        (entry.run_chunk)(payload, fds, report);
+    } else {
+        (entry.run)(payload, fds, report);
+    }
+}
+
+fn worker_main(args: WorkerArgs) {
+    let sock = args.sock;
+    if let Some(init) = args.init {
+        run_initializer(init);
+    }
+    let mut reader = FrameBufReader::default();
+    let mut writer = FrameBufWriter::default();
+    let mut cache: HashMap<String, &'static TaskEntry> = HashMap::new();
+    let mut done = 0usize;
+    loop {
+        // Results go out before we block for more input; while more jobs
+        // are already buffered they are batched into one write.
+        if !reader.has_buffered() && writer.flush(sock.as_fd(), false).is_err() {
+            return;
+        }
+        let (frame, fds) = match reader.read_blocking(sock.as_fd()) {
+            Ok(Some(f)) => f,
+            _ => break, // the pool closed our socket: we are done
+        };
+        let Some(job) = parse_job(&frame) else {
+            log::error!(target: "mproc", "pool worker received a malformed job; exiting");
+            break;
+        };
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&job.id.to_le_bytes());
+        let entry = match cache.get(job.name) {
+            Some(e) => Ok(*e),
+            None => task::lookup(job.name).inspect(|e| {
+                cache.insert(job.name.to_string(), e);
+            }),
+        };
+        match entry {
+            Ok(entry) if (entry.fingerprint)() == job.fingerprint => {
+                run_entry(
+                    entry,
+                    job.kind,
+                    job.payload,
+                    fds,
+                    &mut |outcome| match outcome {
+                        Outcome::Value(bytes, raw) => {
+                            out.push(0);
+                            out.extend_from_slice(bytes);
+                            let owned: Vec<OwnedFd> =
+                                raw.iter().filter_map(|&fd| sys::dup_raw(fd).ok()).collect();
+                            writer.push(&out, owned);
+                        }
+                        Outcome::Panicked { message, location } => {
+                            out.extend(Reply::Panicked { message, location }.encode_error());
+                            writer.push(&out, Vec::new());
+                        }
+                        Outcome::Codec(msg) => {
+                            out.extend(Reply::Codec(msg).encode_error());
+                            writer.push(&out, Vec::new());
+                        }
+                    },
+                );
+            }
+            Ok(_) => {
+                let msg = format!(
+                    "refusing to run task `{}`: its types differ between the pool and this worker",
+                    job.name
+                );
+                out.extend(Reply::Codec(msg).encode_error());
+                writer.push(&out, Vec::new());
+            }
+            Err(msg) => {
+                out.extend(Reply::Codec(msg).encode_error());
+                writer.push(&out, Vec::new());
+            }
+        }
+        done += 1;
+        if args.maxtasks.is_some_and(|m| done >= m) {
+            log::debug!(target: "mproc", "worker exiting after {done} tasks");
+            break;
+        }
+    }
+    let _ = writer.flush(sock.as_fd(), false);
+}
+
+fn run_initializer(init: InitSpec) {
+    let entry = match task::lookup(&init.name) {
+        Ok(e) if (e.fingerprint)() == init.fingerprint => e,
+        Ok(_) => {
+            log::error!(target: "mproc", "initializer `{}` has other types in this worker", init.name);
+            return;
+        }
+        Err(msg) => {
+            log::error!(target: "mproc", "initializer: {msg}");
+            return;
+        }
+    };
+    let fds: Vec<OwnedFd> = init
+        .fds
+        .iter()
+        .filter_map(|f| f.as_fd().try_clone_to_owned().ok())
+        .collect();
+    (entry.run)(&init.payload, fds, &mut |outcome| match outcome {
+        Outcome::Value(..) => {}
+        Outcome::Panicked { message, location } => {
+            log::error!(
+                target: "mproc",
+                "initializer panicked: {message} (at {})",
+                location.unwrap_or_default()
+            );
+        }
+        Outcome::Codec(msg) => log::error!(target: "mproc", "initializer: {msg}"),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_frames_round_trip() {
+        let f = job_frame(7, KIND_CHUNK, "a::b", 99, b"xyz");
+        let j = parse_job(&f).unwrap();
+        assert_eq!(
+            (j.id, j.kind, j.fingerprint, j.name, j.payload),
+            (7, 1, 99, "a::b", &b"xyz"[..])
+        );
+        assert!(parse_job(&f[..10]).is_none());
+    }
+}
