@@ -1,0 +1,27 @@
+//! Lesson: a worker is killed in the middle of a `map`. Python's pool hangs
+//! forever here; mproc fails exactly that item with `WorkerDied`, replaces
+//! the worker and finishes everything else.
+
+#[mproc::process]
+fn fragile(x: u64) -> u64 {
+    if x == 7 {
+        // Simulate the OOM killer.
+        // SAFETY: sending a signal to our own process.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    x * x
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pool = mproc::Pool::new(2)?;
+    let mut ok = 0;
+    for (i, r) in pool.imap(fragile, 0..20)?.enumerate() {
+        match r {
+            Ok(_) => ok += 1,
+            Err(e) => println!("item {i}: {e}"),
+        }
+    }
+    println!("{ok} of 20 items succeeded");
+    println!("the pool still works: {:?}", pool.map(fragile, [1, 2, 3])?);
+    Ok(())
+}
