@@ -21,7 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let serial: Vec<u64> = items.iter().map(|&n| collatz_steps(n)).collect();
     let serial_time = t.elapsed();
 
-    let pool = mproc::Pool::new(0)?; // one worker per CPU
+    // One worker per CPU, and a progress bar when run on a terminal.
+    let pool = mproc::Pool::builder()
+        .processes(0)
+        .progress_bar(true)
+        .build()?;
     let t = Instant::now();
     let parallel = pool.map(collatz_steps, items)?;
     let pool_time = t.elapsed();

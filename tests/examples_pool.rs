@@ -50,10 +50,18 @@ fn pool_apply_blocking_vs_async() {
 }
 
 #[test]
-fn pool_map_same_results() {
-    let out = util::example_stdout("pool_map");
-    assert!(out.contains("same results: true"), "{out}");
-    assert!(out.contains("speed-up"), "{out}");
+fn pool_map_same_results_and_no_bar_without_a_terminal() {
+    let out = util::run_example("pool_map");
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("same results: true"), "{stdout}");
+    assert!(stdout.contains("speed-up"), "{stdout}");
+    // stderr is a pipe here, so the opt-in progress bar stays silent.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -411,3 +411,104 @@ fn workers_are_active_children_and_leave_with_the_pool() {
         }));
     }
 }
+
+#[mproc::process]
+fn bump(counter: mproc::Value<i64>, lock: mproc::Lock, times: u32) -> i64 {
+    for _ in 0..times {
+        let _g = lock.acquire().unwrap();
+        counter.set(counter.get() + 1);
+    }
+    counter.get()
+}
+
+#[test]
+fn handles_are_accepted_as_pool_task_arguments() {
+    for m in METHODS {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let counter = mproc::Value::<i64>::new(0).unwrap();
+        let lock = mproc::Lock::new().unwrap();
+        let jobs: Vec<_> = (0..4)
+            .map(|_| {
+                pool.apply_async(bump, (counter.clone(), lock.clone(), 250))
+                    .unwrap()
+            })
+            .collect();
+        for j in jobs {
+            j.get().unwrap();
+        }
+        assert_eq!(counter.get(), 1000, "{m:?}");
+    }
+}
+
+/// Serialises only when `ok`: a stand-in for data that cannot be encoded.
+#[derive(Debug)]
+struct Picky {
+    ok: bool,
+}
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.ok {
+            s.serialize_bool(true)
+        } else {
+            Err(serde::ser::Error::custom("Picky refuses to be serialised"))
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Picky {
+            ok: bool::deserialize(d)?,
+        })
+    }
+}
+
+#[mproc::process]
+fn picky_result(ok: bool) -> Picky {
+    Picky { ok }
+}
+
+#[mproc::process]
+fn picky_arg(p: Picky) -> bool {
+    p.ok
+}
+
+#[test]
+fn unserializable_arguments_or_results_fail_that_task_only() {
+    let pool = Pool::new(1).unwrap();
+    let pid = pool.apply(my_pid, ()).unwrap();
+    match pool.apply_async(picky_arg, Picky { ok: false }) {
+        Err(TaskError::Encode(msg)) => assert!(msg.contains("refuses"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    match pool.apply(picky_result, false) {
+        Err(TaskError::Encode(msg)) => assert!(msg.contains("refuses"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(pool.apply(picky_result, true).unwrap().ok);
+    assert!(pool.apply(picky_arg, Picky { ok: true }).unwrap());
+    assert_eq!(pool.apply(my_pid, ()).unwrap(), pid, "the worker survived");
+}
+
+#[test]
+fn progress_bar_option_keeps_results() {
+    // (That it draws nothing without a terminal is checked by running the
+    // pool_map example with stderr piped.)
+    let pool = Pool::builder()
+        .processes(2)
+        .progress_bar(true)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(sqr, 0..100).unwrap().len(), 100);
+    let v: Vec<i64> = pool
+        .imap(sqr, 0..10i64)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(v[9], 81);
+}
