@@ -124,12 +124,18 @@ pub fn run_erased<T: Task>(payload: &[u8], fds: Vec<OwnedFd>, report: &mut dyn F
     run_local(task, args, report);
 }
 
-/// One item's result inside a chunk: the value, or a panic's message and
-/// location.
-pub(crate) type ChunkItem<R> = Result<R, (String, Option<String>)>;
+/// The results of a chunk: the values of the items that succeeded, in
+/// order, and the index, message and location of each item that panicked.
+/// (Keeping the common all-success case a plain vector keeps decoding it
+/// fast.)
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChunkReply<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) panics: Vec<(u32, String, Option<String>)>,
+}
 
 /// Decodes `Vec<(task, args)>`, runs each with panics caught one by one,
-/// and reports `Vec<ChunkItem<Output>>` as the value. (For function tasks
+/// and reports a [`ChunkReply`] as the value. (For function tasks
 /// the task value is zero-sized, so repeating it costs nothing.)
 #[doc(hidden)]
 pub fn run_chunk_erased<T: Task>(
@@ -148,11 +154,17 @@ pub fn run_chunk_erased<T: Task>(
         }
     };
     install_panic_hook();
-    let results: Vec<ChunkItem<T::Output>> = items
-        .into_iter()
-        .map(|(task, args)| catch_panic(move || task.call(args)))
-        .collect();
-    match codec::encode_with_fds(&results) {
+    let mut reply = ChunkReply {
+        values: Vec::with_capacity(items.len()),
+        panics: Vec::new(),
+    };
+    for (i, (task, args)) in items.into_iter().enumerate() {
+        match catch_panic(move || task.call(args)) {
+            Ok(v) => reply.values.push(v),
+            Err((message, location)) => reply.panics.push((i as u32, message, location)),
+        }
+    }
+    match codec::encode_with_fds(&reply) {
         Ok((bytes, fds)) => report(Outcome::Value(&bytes, &fds)),
         Err(e) => report(Outcome::Codec(format!("could not encode the results: {e}"))),
     }

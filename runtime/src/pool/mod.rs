@@ -18,7 +18,7 @@ use crate::codec::{self, SharedFd};
 use crate::process::wire::Reply;
 use crate::start::StartMethod;
 use crate::sys;
-use crate::task::{self, ChunkItem, Task};
+use crate::task::{self, ChunkReply, Task};
 
 pub use error::{PoolError, TaskError};
 pub use result::{AsyncResult, IMap, IMapUnordered};
@@ -184,11 +184,43 @@ fn decode_outcome<R: DeserializeOwned>(outcome: JobOutcome) -> Result<R, TaskErr
     }
 }
 
-fn chunk_results<R>(items: Vec<ChunkItem<R>>) -> Vec<Result<R, TaskError>> {
-    items
-        .into_iter()
-        .map(|r| r.map_err(|(message, location)| TaskError::Panicked { message, location }))
+/// Expands a chunk's reply into one result per item.
+fn chunk_results<R>(reply: ChunkReply<R>, len: usize) -> Vec<Result<R, TaskError>> {
+    let mut values = reply.values.into_iter();
+    let mut panics = reply.panics.into_iter().peekable();
+    (0..len)
+        .map(|i| match panics.next_if(|p| p.0 as usize == i) {
+            Some((_, message, location)) => Err(TaskError::Panicked { message, location }),
+            None => values
+                .next()
+                .ok_or_else(|| TaskError::Decode("a chunk's reply is missing values".into())),
+        })
         .collect()
+}
+
+/// Decodes a chunk job's outcome into its values, or the first failure.
+fn decode_chunk_values<R: DeserializeOwned>(
+    outcome: JobOutcome,
+    len: usize,
+) -> Result<Vec<R>, TaskError> {
+    let reply = decode_outcome::<ChunkReply<R>>(outcome)?;
+    if let Some((_, message, location)) = reply.panics.into_iter().next() {
+        return Err(TaskError::Panicked { message, location });
+    }
+    if reply.values.len() != len {
+        return Err(TaskError::Decode(
+            "a chunk's reply is missing values".into(),
+        ));
+    }
+    Ok(reply.values)
+}
+
+/// Decodes a chunk job's outcome into one result per item.
+fn decode_chunk<R: DeserializeOwned>(outcome: JobOutcome, len: usize) -> Vec<Result<R, TaskError>> {
+    match decode_outcome::<ChunkReply<R>>(outcome) {
+        Ok(reply) => chunk_results(reply, len),
+        Err(e) => (0..len).map(|_| Err(e.clone())).collect(),
+    }
 }
 
 /// Encodes one job: the frame (id filled in at dispatch) and owned copies
@@ -353,6 +385,76 @@ impl Pool {
         (n.div_ceil(per)).max(1)
     }
 
+    /// Encodes `items` in chunks of `chunksize` and submits them; the
+    /// completion of chunk `ci` (of `len` items) is `complete(ci, len)`.
+    /// Returns the number of chunks.
+    fn submit_chunks<T: Task>(
+        &self,
+        task: &T,
+        items: &[T::Args],
+        chunksize: usize,
+        mut complete: impl FnMut(usize, usize) -> Completion,
+    ) -> Result<usize, TaskError> {
+        let chunksize = chunksize.max(1);
+        let mut jobs = Vec::with_capacity(items.len().div_ceil(chunksize));
+        for (ci, chunk) in items.chunks(chunksize).enumerate() {
+            let pairs: Vec<(&T, &T::Args)> = chunk.iter().map(|a| (task, a)).collect();
+            let (frame, fds) =
+                encode_job(task.name(), task::fingerprint::<T>(), KIND_CHUNK, &pairs)?;
+            jobs.push(Job {
+                frame,
+                fds,
+                timeout: self.task_timeout,
+                complete: complete(ci, chunk.len()),
+            });
+        }
+        let n = jobs.len();
+        self.shared.submit(jobs)?;
+        Ok(n)
+    }
+
+    /// The blocking map: chunks are decoded in the calling thread as they
+    /// arrive, while the workers go on with the rest.
+    fn map_sync<T: Task>(
+        &self,
+        task: T,
+        items: Vec<T::Args>,
+        chunksize: usize,
+    ) -> Result<Vec<T::Output>, TaskError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = items.len();
+        let bar = progress_bar(self.progress, n);
+        let (tx, rx) = mpsc::channel::<(usize, usize, JobOutcome)>();
+        let chunks = self.submit_chunks(&task, &items, chunksize, |ci, len| {
+            let tx = tx.clone();
+            Box::new(move |o| {
+                let _ = tx.send((ci, len, o));
+            })
+        })?;
+        drop((tx, items));
+        // Each chunk fully decoded, or its first failure (panics within a
+        // chunk come in item order, so the first is the earliest).
+        let mut parts: Vec<Option<Result<Vec<T::Output>, TaskError>>> =
+            (0..chunks).map(|_| None).collect();
+        for _ in 0..chunks {
+            let (ci, len, o) = rx.recv().map_err(|_| TaskError::PoolClosed)?;
+            if let Some(b) = &bar {
+                b.inc(len as u64);
+            }
+            parts[ci] = Some(decode_chunk_values(o, len));
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        let mut out = Vec::with_capacity(n);
+        for part in parts.into_iter().flatten() {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
     /// Applies `task` to every item in chunks of `chunksize`; completes the
     /// returned handle with all values in input order.
     fn map_chunks<T: Task>(
@@ -362,14 +464,11 @@ impl Pool {
         chunksize: usize,
     ) -> Result<AsyncResult<Vec<T::Output>>, TaskError> {
         let slot: Arc<Slot<Vec<T::Output>>> = Slot::new();
-        let n = items.len();
-        if n == 0 {
+        if items.is_empty() {
             slot.fill(Ok(Vec::new()));
             return Ok(AsyncResult::new(slot));
         }
-        let chunksize = chunksize.max(1);
-        let chunks = n.div_ceil(chunksize);
-        let bar = progress_bar(self.progress, n);
+        let chunks = items.len().div_ceil(chunksize.max(1));
         struct Collect<R> {
             parts: Vec<Option<Vec<Result<R, TaskError>>>>,
             left: usize,
@@ -378,44 +477,20 @@ impl Pool {
             parts: (0..chunks).map(|_| None).collect(),
             left: chunks,
         }));
-        let mut jobs = Vec::with_capacity(chunks);
-        for (ci, chunk) in items.chunks(chunksize).enumerate() {
-            let pairs: Vec<(&T, &T::Args)> = chunk.iter().map(|a| (&task, a)).collect();
-            let (frame, fds) =
-                encode_job(task.name(), task::fingerprint::<T>(), KIND_CHUNK, &pairs)?;
-            let len = chunk.len();
+        self.submit_chunks(&task, &items, chunksize, |ci, len| {
             let collect = collect.clone();
             let slot = slot.clone();
-            let bar = bar.clone();
-            let complete: Completion = Box::new(move |o| {
-                let part = match decode_outcome::<Vec<ChunkItem<T::Output>>>(o) {
-                    Ok(items) => chunk_results(items),
-                    Err(e) => (0..len).map(|_| Err(e.clone())).collect(),
-                };
-                if let Some(b) = &bar {
-                    b.inc(len as u64);
-                }
+            Box::new(move |o| {
+                let part = decode_chunk::<T::Output>(o, len);
                 let mut c = collect.lock().unwrap_or_else(|e| e.into_inner());
                 c.parts[ci] = Some(part);
                 c.left -= 1;
                 if c.left == 0 {
                     let parts = std::mem::take(&mut c.parts);
-                    let all: Result<Vec<T::Output>, TaskError> =
-                        parts.into_iter().flatten().flatten().collect();
-                    if let Some(b) = &bar {
-                        b.finish_and_clear();
-                    }
-                    slot.fill(all);
+                    slot.fill(parts.into_iter().flatten().flatten().collect());
                 }
-            });
-            jobs.push(Job {
-                frame,
-                fds,
-                timeout: self.task_timeout,
-                complete,
-            });
-        }
-        self.shared.submit(jobs)?;
+            })
+        })?;
         Ok(AsyncResult::new(slot))
     }
 
@@ -430,7 +505,9 @@ impl Pool {
         task: T,
         items: I,
     ) -> Result<Vec<T::Output>, TaskError> {
-        self.map_async(task, items)?.get()
+        let items: Vec<T::Args> = items.into_iter().collect();
+        let cs = self.auto_chunksize(items.len());
+        self.map_sync(task, items, cs)
     }
 
     /// As [`map`](Self::map) with an explicit chunk size.
@@ -443,8 +520,7 @@ impl Pool {
         items: I,
         chunksize: usize,
     ) -> Result<Vec<T::Output>, TaskError> {
-        let items: Vec<T::Args> = items.into_iter().collect();
-        self.map_chunks(task, items, chunksize)?.get()
+        self.map_sync(task, items.into_iter().collect(), chunksize)
     }
 
     /// As [`map`](Self::map), returning at once.

@@ -1,7 +1,11 @@
-//! The pool's supervisor thread: dispatches jobs, collects results, watches
-//! the workers, replaces the dead, enforces deadlines. It sleeps in `poll`
-//! on every worker's socket and exit descriptor and on a wake-up socket.
-//! See `pool/README.md` for the protocol.
+//! The pool's supervisor thread: collects results, watches the workers,
+//! replaces the dead, enforces deadlines. It sleeps in `poll` on every
+//! worker's socket and exit descriptor and on a wake-up socket.
+//!
+//! Dispatching is shared: each worker's outgoing side (its "lane": write
+//! buffer and jobs in flight) lives under the pool's lock, so a submitting
+//! thread hands a job straight to an idle worker without waking the
+//! supervisor first. See `pool/README.md` for the protocol.
 
 use std::collections::VecDeque;
 use std::io;
@@ -48,14 +52,101 @@ pub(crate) struct Config {
     pub(crate) method: StartMethod,
 }
 
-/// State shared by the `Pool` handle and the supervisor.
+struct Inflight {
+    id: u64,
+    complete: Completion,
+    timeout: Option<Duration>,
+    /// For a job queued behind another: a copy to dispatch again elsewhere
+    /// if the worker dies before starting it.
+    retry: Option<(Vec<u8>, Vec<OwnedFd>)>,
+}
+
+/// The dispatch side of one worker.
+struct Lane {
+    key: u64,
+    sock: Arc<OwnedFd>,
+    open: bool,
+    writer: FrameBufWriter,
+    inflight: VecDeque<Inflight>,
+    /// Jobs dispatched to it (for `maxtasksperchild`).
+    sent: usize,
+    head_started: Instant,
+    /// Smoothed service time of one job, and how many were measured.
+    ewma: Duration,
+    samples: u32,
+}
+
+impl Lane {
+    /// How many jobs may be queued in this worker's socket. Fast jobs are
+    /// pipelined (their round trips would dominate); anything slower goes
+    /// one at a time, so a slow job never holds others back.
+    fn window(&self, maxtasks: Option<usize>) -> usize {
+        let w = if self.samples >= 4 && self.ewma < Duration::from_micros(200) {
+            64
+        } else {
+            1
+        };
+        match maxtasks {
+            Some(m) => w.min(m.saturating_sub(self.sent)),
+            None => w,
+        }
+    }
+}
+
+/// State shared by the `Pool` handle, submitters and the supervisor.
 pub(crate) struct State {
     pending: VecDeque<Job>,
     pub(crate) closed: bool,
     pub(crate) terminated: bool,
     pub(crate) finished: bool,
-    /// Jobs submitted and not completed yet.
-    outstanding: usize,
+    lanes: Vec<Lane>,
+    maxtasks: Option<usize>,
+    next_id: u64,
+}
+
+impl State {
+    /// Moves pending jobs to workers with room and writes what the sockets
+    /// take. Returns whether anything is left to write.
+    fn dispatch(&mut self) -> bool {
+        let maxtasks = self.maxtasks;
+        for lane in self.lanes.iter_mut().filter(|l| l.open) {
+            let room = lane.window(maxtasks).saturating_sub(lane.inflight.len());
+            for _ in 0..room {
+                let Some(job) = self.pending.pop_front() else {
+                    break;
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                let mut frame = job.frame;
+                frame[..8].copy_from_slice(&id.to_le_bytes());
+                let retry = if lane.inflight.is_empty() {
+                    lane.head_started = Instant::now();
+                    None
+                } else {
+                    let fds = job.fds.iter().filter_map(|f| f.try_clone().ok()).collect();
+                    Some((frame.clone(), fds))
+                };
+                lane.writer.push(&frame, job.fds);
+                lane.inflight.push_back(Inflight {
+                    id,
+                    complete: job.complete,
+                    timeout: job.timeout,
+                    retry,
+                });
+                lane.sent += 1;
+            }
+        }
+        let mut unflushed = false;
+        for lane in self.lanes.iter_mut().filter(|l| l.open) {
+            if !lane.writer.is_empty() {
+                match lane.writer.flush(lane.sock.as_fd(), true) {
+                    Ok(done) => unflushed |= !done,
+                    Err(_) => lane.open = false, // its exit is handled by the supervisor
+                }
+            }
+        }
+        unflushed
+    }
 }
 
 pub(crate) struct Shared {
@@ -74,63 +165,38 @@ impl Shared {
         let _ = sys::send_with_fds(self.wake_tx.as_fd(), &[io::IoSlice::new(&[1])], &[], true);
     }
 
-    /// Queues jobs, unless the pool is closed.
+    /// Queues jobs, unless the pool is closed, and hands what it can to idle
+    /// workers at once.
     pub(crate) fn submit(&self, jobs: Vec<Job>) -> Result<(), TaskError> {
-        {
+        let deadline = jobs.iter().any(|j| j.timeout.is_some());
+        let need_wake = {
             let mut s = self.lock();
             if s.closed || s.terminated {
                 return Err(TaskError::PoolClosed);
             }
-            s.outstanding += jobs.len();
             s.pending.extend(jobs);
+            let unflushed = s.dispatch();
+            // The supervisor must hear of work it has to finish writing, or
+            // of a new deadline to watch; results it sees by itself.
+            unflushed || deadline
+        };
+        if need_wake {
+            self.wake();
         }
-        self.wake();
         Ok(())
     }
 }
 
-struct Inflight {
-    id: u64,
-    complete: Completion,
-    timeout: Option<Duration>,
-    /// For a job queued behind another: a copy to dispatch again elsewhere
-    /// if the worker dies before starting it.
-    retry: Option<(Vec<u8>, Vec<OwnedFd>)>,
-}
-
-struct Worker {
+/// The process side of one worker, owned by the supervisor.
+struct WorkerProc {
+    key: u64,
     child: Arc<ChildShared>,
     pid: u32,
-    sock: Option<OwnedFd>,
+    sock: Arc<OwnedFd>,
     reader: FrameBufReader,
-    writer: FrameBufWriter,
-    inflight: VecDeque<Inflight>,
-    /// Jobs dispatched to it (for `maxtasksperchild`).
-    sent: usize,
-    head_started: Instant,
-    /// Smoothed service time of one job, and how many were measured.
-    ewma: Duration,
-    samples: u32,
 }
 
-impl Worker {
-    /// How many jobs may be queued in this worker's socket. Fast jobs are
-    /// pipelined (their round trips would dominate); anything slower goes
-    /// one at a time, so a slow job never holds others back.
-    fn window(&self, maxtasks: Option<usize>) -> usize {
-        let w = if self.samples >= 4 && self.ewma < Duration::from_micros(200) {
-            64
-        } else {
-            1
-        };
-        match maxtasks {
-            Some(m) => w.min(m.saturating_sub(self.sent)),
-            None => w,
-        }
-    }
-}
-
-fn start_worker(cfg: &Config, n: usize) -> io::Result<Worker> {
+fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     let (ours, theirs) = sys::socketpair()?;
     let prefix = match cfg.method {
         StartMethod::Spawn => "SpawnPoolWorker",
@@ -153,29 +219,42 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<Worker> {
         })?;
     let child = p.into_shared();
     log::info!(target: "mproc", "added worker {} (pid {})", child.name, child.pid);
-    Ok(Worker {
-        pid: child.pid,
-        child,
-        sock: Some(ours),
-        reader: FrameBufReader::default(),
-        writer: FrameBufWriter::default(),
-        inflight: VecDeque::new(),
-        sent: 0,
-        head_started: Instant::now(),
-        ewma: Duration::ZERO,
-        samples: 0,
-    })
+    let sock = Arc::new(ours);
+    let key = n as u64;
+    Ok((
+        WorkerProc {
+            key,
+            pid: child.pid,
+            child,
+            sock: sock.clone(),
+            reader: FrameBufReader::default(),
+        },
+        Lane {
+            key,
+            sock,
+            open: true,
+            writer: FrameBufWriter::default(),
+            inflight: VecDeque::new(),
+            sent: 0,
+            head_started: Instant::now(),
+            ewma: Duration::ZERO,
+            samples: 0,
+        },
+    ))
 }
 
 /// Starts the workers (eagerly, so errors surface at `build`) and the
 /// supervisor thread.
 pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinHandle<()>)> {
     let (wake_tx, wake_rx) = sys::socketpair()?;
-    let mut workers = Vec::with_capacity(cfg.processes);
+    let mut procs = Vec::with_capacity(cfg.processes);
+    let mut lanes = Vec::with_capacity(cfg.processes);
     let mut counter = 0;
     for _ in 0..cfg.processes {
         counter += 1;
-        workers.push(start_worker(&cfg, counter)?);
+        let (p, l) = start_worker(&cfg, counter)?;
+        procs.push(p);
+        lanes.push(l);
     }
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -183,7 +262,9 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
             closed: false,
             terminated: false,
             finished: false,
-            outstanding: 0,
+            lanes,
+            maxtasks: cfg.maxtasks,
+            next_id: 0,
         }),
         cv: Condvar::new(),
         wake_tx,
@@ -191,10 +272,9 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
     let sup = Supervisor {
         shared: shared.clone(),
         cfg,
-        workers,
+        procs,
         wake_rx,
         counter,
-        next_id: 0,
         done: Vec::new(),
     };
     let handle = std::thread::Builder::new()
@@ -206,123 +286,81 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
 struct Supervisor {
     shared: Arc<Shared>,
     cfg: Config,
-    workers: Vec<Worker>,
+    procs: Vec<WorkerProc>,
     wake_rx: OwnedFd,
     counter: usize,
-    next_id: u64,
     /// Completions to run once the state lock is released.
     done: Vec<(Completion, JobOutcome)>,
+}
+
+enum Next {
+    Continue,
+    Drained,
+    Terminated,
 }
 
 impl Supervisor {
     fn run(mut self) {
         loop {
-            let (terminated, draining) = self.dispatch();
-            if terminated {
-                self.shut_down(true);
-                return;
+            match self.step() {
+                Next::Continue => {}
+                Next::Drained => return self.shut_down(false),
+                Next::Terminated => return self.shut_down(true),
             }
-            if draining && self.workers.iter().all(|w| w.inflight.is_empty()) {
-                self.shut_down(false);
-                return;
-            }
-            for w in &mut self.workers {
-                if let Some(sock) = &w.sock {
-                    if !w.writer.is_empty() && w.writer.flush(sock.as_fd(), true).is_err() {
-                        w.sock = None; // a dead worker; its exit is handled below
-                    }
-                }
-            }
-            self.wait_for_events();
-            self.run_completions();
         }
     }
 
-    /// Moves pending jobs to workers with room. Returns (terminated,
-    /// closed-and-nothing-pending).
-    fn dispatch(&mut self) -> (bool, bool) {
-        let shared = self.shared.clone();
-        let mut s = shared.lock();
-        if s.terminated {
-            return (true, false);
-        }
-        for w in &mut self.workers {
-            if w.sock.is_none() {
-                continue;
+    fn step(&mut self) -> Next {
+        // What to wait for, decided under the lock.
+        let (deadline, writable) = {
+            let shared = self.shared.clone();
+            let mut s = shared.lock();
+            if s.terminated {
+                return Next::Terminated;
             }
-            let room = w.window(self.cfg.maxtasks).saturating_sub(w.inflight.len());
-            for _ in 0..room {
-                let Some(job) = s.pending.pop_front() else {
-                    break;
-                };
-                let id = self.next_id;
-                self.next_id += 1;
-                let mut frame = job.frame;
-                frame[..8].copy_from_slice(&id.to_le_bytes());
-                let retry = if w.inflight.is_empty() {
-                    w.head_started = Instant::now();
-                    None
-                } else {
-                    let fds = job.fds.iter().filter_map(|f| f.try_clone().ok()).collect();
-                    Some((frame.clone(), fds))
-                };
-                w.writer.push(&frame, job.fds);
-                w.inflight.push_back(Inflight {
-                    id,
-                    complete: job.complete,
-                    timeout: job.timeout,
-                    retry,
-                });
-                w.sent += 1;
+            s.dispatch();
+            if s.closed && s.pending.is_empty() && s.lanes.iter().all(|l| l.inflight.is_empty()) {
+                return Next::Drained;
             }
-        }
-        (false, s.closed && s.pending.is_empty())
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.workers
-            .iter()
-            .filter_map(|w| {
-                let head = w.inflight.front()?;
-                Some(w.head_started + head.timeout?)
-            })
-            .min()
-    }
-
-    fn wait_for_events(&mut self) {
-        let mut fds = vec![sys::poll_in(self.wake_rx.as_raw_fd())];
-        // (worker index, is exit fd) for each entry after the first.
-        let mut who = Vec::new();
-        for (i, w) in self.workers.iter().enumerate() {
-            if let Some(sock) = &w.sock {
-                let mut p = sys::poll_in(sock.as_raw_fd());
-                if !w.writer.is_empty() {
-                    p.events |= libc::POLLOUT;
-                }
-                fds.push(p);
-                who.push((i, false));
-            }
-            if let Some(fd) = w.child.lock().exit_fd() {
-                fds.push(sys::poll_in(fd));
-                who.push((i, true));
-            } else {
-                // Exited already (reaped elsewhere): handle it now.
-                fds.push(libc::pollfd {
-                    fd: -1,
-                    events: 0,
-                    revents: libc::POLLIN,
-                });
-                who.push((i, true));
-            }
-        }
-        let timeout = self
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let ready = if fds.iter().any(|p| p.fd == -1) {
-            1
-        } else {
-            sys::poll(&mut fds, timeout).unwrap_or(0)
+            let deadline = s
+                .lanes
+                .iter()
+                .filter_map(|l| Some(l.head_started + l.inflight.front()?.timeout?))
+                .min();
+            let writable: Vec<u64> = s
+                .lanes
+                .iter()
+                .filter(|l| l.open && !l.writer.is_empty())
+                .map(|l| l.key)
+                .collect();
+            (deadline, writable)
         };
+
+        let mut fds = vec![sys::poll_in(self.wake_rx.as_raw_fd())];
+        let mut already_dead = Vec::new();
+        for (i, w) in self.procs.iter().enumerate() {
+            let mut p = sys::poll_in(w.sock.as_raw_fd());
+            if writable.contains(&w.key) {
+                p.events |= libc::POLLOUT;
+            }
+            fds.push(p);
+            match w.child.lock().exit_fd() {
+                Some(fd) => fds.push(sys::poll_in(fd)),
+                None => {
+                    // Exited and reaped already: nothing to wait for.
+                    fds.push(libc::pollfd {
+                        fd: -1,
+                        events: 0,
+                        revents: 0,
+                    });
+                    already_dead.push(i);
+                }
+            }
+        }
+        if already_dead.is_empty() {
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let _ = sys::poll(&mut fds, timeout);
+        }
         if fds[0].revents != 0 {
             let mut buf = [0u8; 256];
             let mut junk = Vec::new();
@@ -332,109 +370,98 @@ impl Supervisor {
                 }
             }
         }
-        let mut dead = Vec::new();
-        for (k, &(i, is_exit)) in who.iter().enumerate() {
-            let revents = fds[k + 1].revents;
-            if revents == 0 {
-                continue;
-            }
-            if is_exit {
+
+        // Read results without the lock.
+        let mut dead = already_dead;
+        let mut frames = Vec::new();
+        for (i, w) in self.procs.iter_mut().enumerate() {
+            let sock_ev = fds[1 + 2 * i].revents;
+            let exit_ev = fds[2 + 2 * i].revents;
+            // A worker that exited (or was reaped meanwhile by someone else)
+            // may have left results in its socket: read them first.
+            let exited = exit_ev != 0 || dead.contains(&i);
+            if (exited || sock_ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+                && !read_frames(w, &mut frames)
+            {
                 dead.push(i);
-            } else if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                self.read_results(i);
-                if self.workers[i].reader.at_eof() {
-                    dead.push(i);
-                }
+            }
+            if exited {
+                dead.push(i);
             }
         }
-        let _ = ready;
-        self.check_deadlines(&mut dead);
+
+        // Match results to jobs, watch deadlines, dispatch more.
+        {
+            let shared = self.shared.clone();
+            let mut s = shared.lock();
+            for (key, frame, fds) in frames {
+                let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) else {
+                    continue;
+                };
+                let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+                let Some(pos) = lane.inflight.iter().position(|f| f.id == id) else {
+                    continue;
+                };
+                let job = lane.inflight.remove(pos).expect("position just found");
+                let now = Instant::now();
+                let took = now.saturating_duration_since(lane.head_started);
+                lane.ewma = if lane.samples == 0 {
+                    took
+                } else {
+                    (lane.ewma * 7 + took) / 8
+                };
+                lane.samples = lane.samples.saturating_add(1);
+                lane.head_started = now;
+                let outcome = match Reply::parse(&frame[8..]) {
+                    Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
+                    None => JobOutcome::Failed(TaskError::Decode(
+                        "the worker sent a malformed result".into(),
+                    )),
+                };
+                self.done.push((job.complete, outcome));
+            }
+            let now = Instant::now();
+            for lane in s.lanes.iter_mut() {
+                let late = lane
+                    .inflight
+                    .front()
+                    .and_then(|h| h.timeout)
+                    .is_some_and(|t| now >= lane.head_started + t);
+                if !late {
+                    continue;
+                }
+                let job = lane.inflight.pop_front().expect("head exists");
+                lane.open = false;
+                if let Some(i) = self.procs.iter().position(|p| p.key == lane.key) {
+                    let w = &self.procs[i];
+                    log::warn!(
+                        target: "mproc",
+                        "a task ran past its deadline; killing worker {} (pid {})",
+                        w.child.name,
+                        w.pid
+                    );
+                    let _ = w.child.lock().signal(libc::SIGKILL);
+                    dead.push(i);
+                }
+                self.done
+                    .push((job.complete, JobOutcome::Failed(TaskError::Timeout)));
+            }
+            s.dispatch();
+        }
+
         dead.sort_unstable();
         dead.dedup();
         for i in dead.into_iter().rev() {
             self.handle_exit(i);
         }
-    }
-
-    fn read_results(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        let Some(sock) = &w.sock else { return };
-        loop {
-            loop {
-                match w.reader.next_buffered() {
-                    Ok(Some((frame, fds))) => {
-                        let id = frame
-                            .get(..8)
-                            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-                        let Some(pos) = w.inflight.iter().position(|f| Some(f.id) == id) else {
-                            continue;
-                        };
-                        // Results come back in order; anything before this
-                        // one cannot be outstanding, but be tolerant.
-                        let job = w.inflight.remove(pos).expect("position just found");
-                        let now = Instant::now();
-                        let took = now.saturating_duration_since(w.head_started);
-                        w.ewma = if w.samples == 0 {
-                            took
-                        } else {
-                            (w.ewma * 7 + took) / 8
-                        };
-                        w.samples = w.samples.saturating_add(1);
-                        w.head_started = now;
-                        let outcome = match Reply::parse(&frame[8..]) {
-                            Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
-                            None => JobOutcome::Failed(TaskError::Decode(
-                                "the worker sent a malformed result".into(),
-                            )),
-                        };
-                        self.done.push((job.complete, outcome));
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        w.sock = None;
-                        return;
-                    }
-                }
-            }
-            match w.reader.fill(sock.as_fd(), true) {
-                Ok(true) => continue,
-                Ok(false) => return,
-                Err(_) => {
-                    w.sock = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn check_deadlines(&mut self, dead: &mut Vec<usize>) {
-        let now = Instant::now();
-        for (i, w) in self.workers.iter_mut().enumerate() {
-            let Some(head) = w.inflight.front() else {
-                continue;
-            };
-            let Some(t) = head.timeout else { continue };
-            if now >= w.head_started + t {
-                let job = w.inflight.pop_front().expect("head exists");
-                log::warn!(
-                    target: "mproc",
-                    "task ran past its {t:?} deadline; killing worker {} (pid {})",
-                    w.child.name,
-                    w.pid
-                );
-                let _ = w.child.lock().signal(libc::SIGKILL);
-                self.done
-                    .push((job.complete, JobOutcome::Failed(TaskError::Timeout)));
-                dead.push(i);
-            }
-        }
+        self.run_completions();
+        Next::Continue
     }
 
     /// A worker's socket closed or its process exited: fail the job it was
     /// running, requeue the ones behind it, and replace it.
     fn handle_exit(&mut self, i: usize) {
-        let mut w = self.workers.swap_remove(i);
-        w.sock = None;
+        let w = self.procs.swap_remove(i);
         let code = {
             let mut s = w.child.lock();
             match s.wait(Some(Duration::from_secs(2))) {
@@ -449,49 +476,56 @@ impl Supervisor {
             }
         };
         crate::process::table::forget(&w.child);
-        let mut inflight = std::mem::take(&mut w.inflight);
-        if let Some(head) = inflight.pop_front() {
-            log::warn!(
-                target: "mproc",
-                "worker {} (pid {}) died with exit code {code} while running a task",
-                w.child.name,
-                w.pid
-            );
-            self.done.push((
-                head.complete,
-                JobOutcome::Failed(TaskError::WorkerDied {
-                    pid: w.pid,
-                    exitcode: code,
-                }),
-            ));
-        } else {
-            log::debug!(target: "mproc", "worker {} exited with {code}", w.child.name);
-        }
-        // Jobs queued behind the dead one never started: run them elsewhere.
-        if !inflight.is_empty() {
+        let (terminated, closed, pending) = {
             let mut s = self.shared.lock();
-            for job in inflight.into_iter().rev() {
-                match job.retry {
-                    Some((frame, fds)) if !s.terminated => s.pending.push_front(Job {
-                        frame,
-                        fds,
-                        timeout: job.timeout,
-                        complete: job.complete,
-                    }),
-                    _ => self
-                        .done
-                        .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed))),
+            let lane = s
+                .lanes
+                .iter()
+                .position(|l| l.key == w.key)
+                .map(|p| s.lanes.swap_remove(p));
+            if let Some(mut lane) = lane {
+                if let Some(head) = lane.inflight.pop_front() {
+                    log::warn!(
+                        target: "mproc",
+                        "worker {} (pid {}) died with exit code {code} while running a task",
+                        w.child.name,
+                        w.pid
+                    );
+                    self.done.push((
+                        head.complete,
+                        JobOutcome::Failed(TaskError::WorkerDied {
+                            pid: w.pid,
+                            exitcode: code,
+                        }),
+                    ));
+                } else {
+                    log::debug!(target: "mproc", "worker {} exited with {code}", w.child.name);
+                }
+                // Jobs queued behind the dead one never started: run them
+                // elsewhere.
+                for job in lane.inflight.drain(..).rev() {
+                    match job.retry {
+                        Some((frame, fds)) if !s.terminated => s.pending.push_front(Job {
+                            frame,
+                            fds,
+                            timeout: job.timeout,
+                            complete: job.complete,
+                        }),
+                        _ => self
+                            .done
+                            .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed))),
+                    }
                 }
             }
-        }
-        let (terminated, closed, pending) = {
-            let s = self.shared.lock();
             (s.terminated, s.closed, !s.pending.is_empty())
         };
         if !terminated && (!closed || pending) {
             self.counter += 1;
             match start_worker(&self.cfg, self.counter) {
-                Ok(nw) => self.workers.push(nw),
+                Ok((p, l)) => {
+                    self.procs.push(p);
+                    self.shared.lock().lanes.push(l);
+                }
                 Err(e) => log::error!(target: "mproc", "could not replace a worker: {e}"),
             }
         }
@@ -501,40 +535,43 @@ impl Supervisor {
         if self.done.is_empty() {
             return;
         }
-        let n = self.done.len();
         for (complete, outcome) in self.done.drain(..) {
             // A panicking callback must not take the supervisor down.
             if panic::catch_unwind(AssertUnwindSafe(|| complete(outcome))).is_err() {
                 log::error!(target: "mproc", "a pool callback panicked");
             }
         }
-        let mut s = self.shared.lock();
-        s.outstanding -= n.min(s.outstanding);
-        drop(s);
         self.shared.cv.notify_all();
     }
 
     /// Stops every worker. `terminate`: signal them and fail everything
     /// left; otherwise (close + join) let them finish and exit on EOF.
     fn shut_down(&mut self, terminate: bool) {
-        for w in &mut self.workers {
-            w.sock = None;
-            if terminate {
-                let _ = w.child.lock().signal(libc::SIGTERM);
+        {
+            let mut s = self.shared.lock();
+            let lanes = std::mem::take(&mut s.lanes);
+            for mut lane in lanes {
+                for job in lane.inflight.drain(..) {
+                    self.done
+                        .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
+                }
             }
-            for job in w.inflight.drain(..) {
+            for job in s.pending.drain(..) {
                 self.done
                     .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
             }
         }
-        let pending: Vec<Job> = self.shared.lock().pending.drain(..).collect();
-        for job in pending {
-            self.done
-                .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
+        if terminate {
+            for w in &self.procs {
+                let _ = w.child.lock().signal(libc::SIGTERM);
+            }
         }
+        // Dropping our ends of the sockets tells the workers to exit.
+        let procs = std::mem::take(&mut self.procs);
+        let children: Vec<Arc<ChildShared>> = procs.into_iter().map(|w| w.child).collect();
         self.run_completions();
-        for w in &self.workers {
-            let mut s = w.child.lock();
+        for child in &children {
+            let mut s = child.lock();
             if s.wait(Some(Duration::from_secs(5)))
                 .ok()
                 .flatten()
@@ -544,14 +581,33 @@ impl Supervisor {
                 let _ = s.wait(Some(Duration::from_secs(5)));
             }
             drop(s);
-            crate::process::table::forget(&w.child);
+            crate::process::table::forget(child);
         }
-        self.workers.clear();
-        let mut s = self.shared.lock();
-        s.finished = true;
-        s.outstanding = 0;
-        drop(s);
+        self.shared.lock().finished = true;
         self.shared.cv.notify_all();
         log::debug!(target: "mproc", "pool supervisor finished");
+    }
+}
+
+/// Reads every complete result a worker has sent. Returns false if its
+/// socket is closed or broken.
+fn read_frames(w: &mut WorkerProc, out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>) -> bool {
+    loop {
+        loop {
+            match w.reader.next_buffered() {
+                Ok(Some((frame, fds))) if frame.len() >= 8 => out.push((w.key, frame, fds)),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        if w.reader.at_eof() {
+            return false;
+        }
+        match w.reader.fill(w.sock.as_fd(), true) {
+            Ok(true) => continue,
+            Ok(false) => return !w.reader.at_eof(),
+            Err(_) => return false,
+        }
     }
 }
