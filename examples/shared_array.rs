@@ -15,7 +15,7 @@ fn fill(squares: mproc::Array<u64>, part: usize, parts: usize) {
 
 #[mproc::process]
 fn set_pi(num: mproc::Value<f64>) {
-    num.set(3.1415927);
+    num.set(std::f64::consts::PI);
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         p.join()?;
     }
     pi.join()?;
-    println!("{}", num.get());
+    println!("{:.7}", num.get());
     println!("{:?}", squares.to_vec());
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mproc::{
     Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, Process, ProcessError,
-    RLock, RawValue, Semaphore, SemaphoreError, StartMethod,
+    RLock, RawArray, RawValue, Semaphore, SemaphoreError, StartMethod,
 };
 use util::METHODS;
 
@@ -28,6 +28,49 @@ fn hold_lock(lock: Lock, held: Event) {
     let _g = lock.acquire().unwrap();
     held.set();
     thread::sleep(LONG);
+}
+
+/// Forgets a guard, drops the last handle, then keeps using other locks:
+/// the leaked lock's page must stay mapped (the thread's robust list points
+/// into it), or the next lock would write through a dangling pointer.
+#[mproc::process]
+fn leak_then_lock() -> bool {
+    let leaked = Lock::new().unwrap();
+    std::mem::forget(leaked.acquire().unwrap());
+    drop(leaked);
+    // Were the page unmapped, this same-sized mapping would likely land in
+    // its place, and locking below would scribble on it.
+    let bystander = RawArray::<u8>::new(4096 - 64).unwrap();
+    let other = Lock::new().unwrap();
+    for _ in 0..3 {
+        drop(other.acquire().unwrap());
+    }
+    let r = RLock::new().unwrap();
+    let g = r.acquire().unwrap();
+    let g2 = r.acquire().unwrap();
+    drop((g2, g));
+    bystander.to_vec().iter().all(|&b| b == 0)
+}
+
+/// Interleaves mproc locks with a glibc robust mutex on this thread's
+/// robust list (taking and releasing in the middle), then dies holding all.
+#[mproc::process]
+fn hold_mixed(a: Lock, b: Lock, held: Event, glibc: usize) {
+    let glibc = glibc as *mut libc::pthread_mutex_t;
+    // SAFETY: the parent initialised the mutex in a shared mapping that this
+    // forked child inherited at the same address.
+    unsafe {
+        assert_eq!(libc::pthread_mutex_lock(glibc), 0);
+        let ga = a.acquire().unwrap();
+        let gb = b.acquire().unwrap(); // list: b, a, glibc
+        assert_eq!(libc::pthread_mutex_unlock(glibc), 0); // glibc unlinks the tail
+        drop(ga); // we unlink from the middle: list b
+        assert_eq!(libc::pthread_mutex_lock(glibc), 0); // list: glibc, b
+        let ga = a.acquire().unwrap(); // list: a, glibc, b
+        held.set();
+        thread::sleep(LONG);
+        drop((ga, gb));
+    }
 }
 
 #[mproc::process]
@@ -398,6 +441,73 @@ fn lock_waiter_already_blocked_when_owner_is_killed_gets_owner_died() {
         );
         reap_killed(p);
         assert!(lock.try_acquire().unwrap().is_some());
+    }
+}
+
+#[test]
+fn lock_leaked_by_an_exiting_thread_gives_owner_died() {
+    let lock = Lock::new().unwrap();
+    let l2 = lock.clone();
+    thread::spawn(move || std::mem::forget(l2.acquire().unwrap()))
+        .join()
+        .unwrap();
+    let died = lock
+        .acquire()
+        .expect_err("the owning thread exited holding it");
+    drop(died);
+    assert!(lock.acquire().is_ok());
+}
+
+#[test]
+fn a_leaked_guard_keeps_its_mapping_so_other_locks_keep_working() {
+    for m in [StartMethod::Fork, StartMethod::Spawn] {
+        assert!(start(leak_then_lock, (), m).join().unwrap(), "{m:?}");
+    }
+}
+
+#[test]
+fn locks_share_the_robust_list_with_glibc_robust_mutexes() {
+    // A glibc robust, process-shared mutex in memory the forked child shares.
+    // SAFETY: a fresh anonymous shared mapping of one page.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    let glibc = page.cast::<libc::pthread_mutex_t>();
+    // SAFETY: the attribute and the mutex are initialised before use; the
+    // mutex is not shared yet.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        assert_eq!(libc::pthread_mutex_init(glibc, &attr), 0);
+    }
+    let (a, b) = (Lock::new().unwrap(), Lock::new().unwrap());
+    let held = Event::new().unwrap();
+    kill_while_holding(
+        hold_mixed,
+        (a.clone(), b.clone(), held.clone(), glibc as usize),
+        &held,
+        StartMethod::Fork,
+    );
+    assert!(a.acquire().is_err(), "ours, first on the list");
+    assert!(b.acquire().is_err(), "ours, last on the list");
+    // SAFETY: the mutex was initialised above and is mapped.
+    let rc = unsafe { libc::pthread_mutex_lock(glibc) };
+    assert_eq!(rc, libc::EOWNERDEAD, "glibc's, in the middle");
+    // SAFETY: as above; we hold it.
+    unsafe {
+        libc::pthread_mutex_consistent(glibc);
+        libc::pthread_mutex_unlock(glibc);
+        libc::munmap(page, 4096);
     }
 }
 

@@ -43,10 +43,14 @@ pub(crate) struct ArrayPage<T> {
     _data: PhantomData<fn() -> T>,
 }
 
-// SAFETY: a zeroed mutex (initialised by the creator before sharing); the
-// elements after the page are reached only through raw pointers.
+// SAFETY: a zeroed mutex is an unlocked one; the elements after the page
+// are reached only through raw pointers.
 unsafe impl<T: Pod> Page for ArrayPage<T> {
     const KIND: Kind = Kind::Array;
+
+    fn keep_mapped(&self) -> bool {
+        self.mutex.held_in_this_process()
+    }
 
     fn body_len(meta: &[u64; 4]) -> Option<usize> {
         data_body_len::<T>(size_of::<Self>(), meta)
@@ -103,10 +107,9 @@ impl<T: Pod> Array<T> {
     /// assert!(a.to_vec().iter().all(|&x| x == 0.0));
     /// ```
     pub fn new(len: usize) -> io::Result<Array<T>> {
-        let shm = Shm::<ArrayPage<T>>::create(layout_meta::<T>(len))?;
-        // SAFETY: the segment was just created and is not shared yet.
-        unsafe { shm.page().mutex.init(false)? };
-        Ok(Array { shm })
+        Ok(Array {
+            shm: Shm::create(layout_meta::<T>(len))?,
+        })
     }
 
     /// A shared array holding a copy of `items`.

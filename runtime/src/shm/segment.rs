@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -86,6 +87,14 @@ pub(crate) unsafe trait Page: Sync + Sized {
     fn body_len(meta: &[u64; 4]) -> Option<usize> {
         let _ = meta;
         Some(std::mem::size_of::<Self>())
+    }
+
+    /// Whether the mapping must outlive the last handle in this process:
+    /// true while a thread of this process holds a lock in it (its guard
+    /// leaked with `mem::forget`), because that thread's robust list points
+    /// into the page.
+    fn keep_mapped(&self) -> bool {
+        false
     }
 }
 
@@ -168,6 +177,7 @@ impl Segment {
     ///
     /// # Panics
     /// If `offset + len` is past the end of the mapping.
+    #[inline]
     pub(crate) fn ptr_at(&self, offset: usize, len: usize) -> *mut u8 {
         assert!(
             offset
@@ -186,9 +196,22 @@ impl fmt::Debug for Segment {
     }
 }
 
+/// The body of `seg`, typed as `P`.
+#[inline]
+fn page_of<P: Page>(seg: &Segment) -> &P {
+    let ptr = seg.ptr_at(HEADER_LEN, std::mem::size_of::<P>());
+    debug_assert!(ptr.cast::<P>().is_aligned());
+    // SAFETY: in bounds (checked by ptr_at, and at open against the kind's
+    // needs), aligned (the mapping is page-aligned and HEADER_LEN is a
+    // multiple of 64, the largest page alignment), valid for any bytes and
+    // safe to share (the `Page` contract). The reference lives no longer
+    // than `seg`, which keeps the mapping.
+    unsafe { &*ptr.cast::<P>() }
+}
+
 /// A handle to a segment whose body is a `P`; clones share the mapping.
 pub(crate) struct Shm<P: Page> {
-    seg: Arc<Segment>,
+    seg: ManuallyDrop<Arc<Segment>>,
     _page: PhantomData<fn() -> P>,
 }
 
@@ -201,21 +224,15 @@ impl<P: Page> Shm<P> {
         })?;
         let seg = Segment::create(P::KIND, body, meta)?;
         Ok(Shm {
-            seg: Arc::new(seg),
+            seg: ManuallyDrop::new(Arc::new(seg)),
             _page: PhantomData,
         })
     }
 
     /// The typed body.
+    #[inline]
     pub(crate) fn page(&self) -> &P {
-        let ptr = self.seg.ptr_at(HEADER_LEN, std::mem::size_of::<P>());
-        debug_assert!(ptr.cast::<P>().is_aligned());
-        // SAFETY: in bounds (checked by ptr_at and at open), aligned (the
-        // mapping is page-aligned and HEADER_LEN is a multiple of 64, more
-        // than any page type's alignment), valid for any bytes and safe to
-        // share (the `Page` contract). The reference lives no longer than
-        // `self`, which keeps the mapping.
-        unsafe { &*ptr.cast::<P>() }
+        page_of(&self.seg)
     }
 
     /// The header constants given at creation.
@@ -229,6 +246,7 @@ impl<P: Page> Shm<P> {
     }
 
     /// The underlying segment.
+    #[inline]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -237,8 +255,23 @@ impl<P: Page> Shm<P> {
 impl<P: Page> Clone for Shm<P> {
     fn clone(&self) -> Self {
         Shm {
-            seg: self.seg.clone(),
+            seg: ManuallyDrop::new(Arc::clone(&self.seg)),
             _page: PhantomData,
+        }
+    }
+}
+
+impl<P: Page> Drop for Shm<P> {
+    fn drop(&mut self) {
+        // SAFETY: `seg` is taken exactly once, here, and never used after.
+        let seg = unsafe { ManuallyDrop::take(&mut self.seg) };
+        if let Some(seg) = Arc::into_inner(seg) {
+            if page_of::<P>(&seg).keep_mapped() {
+                // A leaked guard: unmapping would leave this process's
+                // robust list pointing at nothing. Keep the mapping (and
+                // the memory) until the process ends.
+                std::mem::forget(seg);
+            }
         }
     }
 }
@@ -260,7 +293,7 @@ impl<'de, P: Page> Deserialize<'de> for Shm<P> {
         let fd = SharedFd::deserialize(d)?;
         let seg = Segment::open(fd, P::KIND, P::body_len).map_err(serde::de::Error::custom)?;
         Ok(Shm {
-            seg: Arc::new(seg),
+            seg: ManuallyDrop::new(Arc::new(seg)),
             _page: PhantomData,
         })
     }

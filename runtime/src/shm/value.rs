@@ -22,10 +22,14 @@ pub(crate) struct ValuePage<T> {
     _data: PhantomData<fn() -> T>,
 }
 
-// SAFETY: a zeroed mutex (initialised by the creator before sharing); the
-// data after the page is reached only through raw pointers.
+// SAFETY: a zeroed mutex is an unlocked one; the data after the page is
+// reached only through raw pointers.
 unsafe impl<T: Pod> Page for ValuePage<T> {
     const KIND: Kind = Kind::Value;
+
+    fn keep_mapped(&self) -> bool {
+        self.mutex.held_in_this_process()
+    }
 
     fn body_len(meta: &[u64; 4]) -> Option<usize> {
         data_body_len::<T>(size_of::<Self>(), meta)
@@ -84,10 +88,9 @@ impl<T: Pod> Value<T> {
     /// assert_eq!(v.get()[2], 3.0);
     /// ```
     pub fn new(value: T) -> io::Result<Value<T>> {
-        let shm = Shm::<ValuePage<T>>::create(layout_meta::<T>(1))?;
-        // SAFETY: the segment was just created and is not shared yet.
-        unsafe { shm.page().mutex.init(false)? };
-        let v = Value { shm };
+        let v = Value {
+            shm: Shm::<ValuePage<T>>::create(layout_meta::<T>(1))?,
+        };
         // SAFETY: in bounds and aligned (see `data`), and not shared yet.
         unsafe { v.data().write(value) };
         Ok(v)

@@ -47,10 +47,14 @@ pub(crate) struct BarrierPage {
     sleepers: AtomicU32,
 }
 
-// SAFETY: zero bytes are valid atomics and a mutex the creator initialises
-// before sharing; everything is usable through `&self`.
+// SAFETY: zero bytes are valid atomics and an unlocked mutex; everything is
+// usable through `&self`.
 unsafe impl Page for BarrierPage {
     const KIND: Kind = Kind::Barrier;
+
+    fn keep_mapped(&self) -> bool {
+        self.mutex.held_in_this_process()
+    }
 }
 
 /// A barrier for a fixed number of parties (threads or processes), like
@@ -176,10 +180,9 @@ impl Barrier {
                     "a barrier needs between 1 and u32::MAX parties",
                 )
             })?;
-        let shm = Shm::<BarrierPage>::create([u64::from(parties), timeout_ns, 0, 0])?;
-        // SAFETY: the segment was just created and is not shared yet.
-        unsafe { shm.page().mutex.init(false)? };
-        Ok(Barrier { shm })
+        Ok(Barrier {
+            shm: Shm::create([u64::from(parties), timeout_ns, 0, 0])?,
+        })
     }
 
     fn enter(&self) -> Inside<'_> {

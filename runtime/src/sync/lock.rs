@@ -17,10 +17,13 @@ pub(crate) struct LockPage {
     mutex: RawMutex,
 }
 
-// SAFETY: a zeroed pthread mutex is valid memory (and is initialised by the
-// creator before sharing); RawMutex is Sync.
+// SAFETY: a zeroed RawMutex is an unlocked one; RawMutex is Sync.
 unsafe impl Page for LockPage {
     const KIND: Kind = Kind::Lock;
+
+    fn keep_mapped(&self) -> bool {
+        self.mutex.held_in_this_process()
+    }
 }
 
 /// A lock shared between processes, like Python's `multiprocessing.Lock`.
@@ -66,12 +69,13 @@ impl Lock {
     /// assert!(lock.try_acquire().unwrap().is_some());
     /// ```
     pub fn new() -> io::Result<Lock> {
-        let shm = Shm::<LockPage>::create([0; 4])?;
-        // SAFETY: the segment was just created and is not shared yet.
-        unsafe { shm.page().mutex.init(false)? };
-        Ok(Lock { shm })
+        // A zeroed mutex is an unlocked one.
+        Ok(Lock {
+            shm: Shm::create([0; 4])?,
+        })
     }
 
+    #[inline]
     pub(crate) fn mutex(&self) -> &RawMutex {
         &self.shm.page().mutex
     }
@@ -80,6 +84,7 @@ impl Lock {
         self.shm.same_object(&other.shm)
     }
 
+    #[inline]
     fn guard(&self) -> LockGuard<'_> {
         LockGuard {
             lock: self,
@@ -104,6 +109,7 @@ impl Lock {
     /// drop(guard);
     /// assert!(lock.try_acquire().unwrap().is_some());
     /// ```
+    #[inline]
     pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
         let got = spin::lock(self.mutex(), &Wait::Forever);
         if got == Locked::ByCaller {
@@ -129,6 +135,7 @@ impl Lock {
     /// assert!(held.is_some());
     /// assert!(lock.try_acquire().unwrap().is_none());
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
         lock_result(spin::lock(self.mutex(), &Wait::Try), || self.guard())
     }
@@ -190,6 +197,7 @@ impl LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         spin::unlock(self.lock.mutex());
     }

@@ -142,6 +142,7 @@ impl<G> fmt::Display for OwnerDied<G> {
 impl<G> std::error::Error for OwnerDied<G> {}
 
 /// Turns a raw lock outcome into the public result shape.
+#[inline]
 pub(crate) fn lock_result<G>(
     locked: crate::sys::Locked,
     guard: impl FnOnce() -> G,

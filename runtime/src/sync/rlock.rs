@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,26 +11,27 @@ use serde::{Deserialize, Serialize};
 use super::spin::{self, Wait};
 use super::{LockResult, OwnerDied, lock_result};
 use crate::shm::segment::{Kind, Page, Shm};
-use crate::sys::{self, Locked, RawMutex};
+use crate::sys::{Locked, RawMutex};
 
+/// A non-recursive robust mutex plus the owner's depth: the mutex's lock
+/// word names the owner thread, and re-entry is detected from it (the
+/// kernel clears it when an owner dies, so a dead owner is never mistaken
+/// for the caller).
 #[repr(C)]
 pub(crate) struct RLockPage {
     mutex: RawMutex,
-    /// `pid << 32 | tid` of the holder, 0 when free. Written only by the
-    /// holder, while holding the mutex.
-    owner: AtomicU64,
-    /// How many guards the holder has.
+    /// How many guards the owner has; touched only by the owner.
     depth: AtomicU32,
 }
 
-// SAFETY: zero bytes are a valid (uninitialised, then initialised by the
-// creator) mutex and valid atomics; everything is usable through `&self`.
+// SAFETY: zero bytes are an unlocked mutex and a valid atomic; everything
+// is usable through `&self`.
 unsafe impl Page for RLockPage {
     const KIND: Kind = Kind::RLock;
-}
 
-fn me() -> u64 {
-    sys::thread_identity()
+    fn keep_mapped(&self) -> bool {
+        self.mutex.held_in_this_process()
+    }
 }
 
 /// A re-entrant lock shared between processes, like Python's
@@ -71,10 +72,9 @@ impl RLock {
     /// assert!(r.try_acquire().unwrap().is_some());
     /// ```
     pub fn new() -> io::Result<RLock> {
-        let shm = Shm::<RLockPage>::create([0; 4])?;
-        // SAFETY: the segment was just created and is not shared yet.
-        unsafe { shm.page().mutex.init(true)? };
-        Ok(RLock { shm })
+        Ok(RLock {
+            shm: Shm::create([0; 4])?,
+        })
     }
 
     fn page(&self) -> &RLockPage {
@@ -88,22 +88,17 @@ impl RLock {
     /// Records the outcome of locking the mutex and wraps it in a guard.
     fn finish(&self, got: Locked) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
         let page = self.page();
-        match got {
-            Locked::Yes => {
-                let me = me();
-                if page.owner.load(Relaxed) == me {
-                    page.depth.fetch_add(1, Relaxed);
-                } else {
-                    page.owner.store(me, Relaxed);
-                    page.depth.store(1, Relaxed);
-                }
-            }
-            Locked::OwnerDied => {
-                page.owner.store(me(), Relaxed);
+        let got = match got {
+            Locked::Yes | Locked::OwnerDied => {
                 page.depth.store(1, Relaxed);
+                got
             }
-            Locked::No | Locked::ByCaller => {}
-        }
+            Locked::ByCaller => {
+                page.depth.fetch_add(1, Relaxed);
+                Locked::Yes
+            }
+            Locked::No => Locked::No,
+        };
         lock_result(got, || RLockGuard {
             lock: self,
             _not_send: PhantomData,
@@ -179,10 +174,7 @@ impl RLock {
     pub(crate) fn release_all(&self) -> u32 {
         let page = self.page();
         let depth = page.depth.swap(0, Relaxed);
-        page.owner.store(0, Relaxed);
-        for _ in 0..depth {
-            spin::unlock(&page.mutex);
-        }
+        spin::unlock(&page.mutex);
         depth
     }
 
@@ -191,11 +183,6 @@ impl RLock {
     pub(crate) fn restore(&self, depth: u32) -> bool {
         let page = self.page();
         let got = spin::lock(&page.mutex, &Wait::Forever);
-        for _ in 1..depth {
-            // Re-entry: succeeds at once.
-            spin::lock(&page.mutex, &Wait::Try);
-        }
-        page.owner.store(me(), Relaxed);
         page.depth.store(depth, Relaxed);
         got == Locked::OwnerDied
     }
@@ -230,13 +217,12 @@ impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         let page = self.lock.page();
         // A forked child holds a copy of its parent's guard but not the lock.
-        if page.owner.load(Relaxed) != me() {
+        if !page.mutex.held_by_caller() {
             return;
         }
         if page.depth.fetch_sub(1, Relaxed) == 1 {
-            page.owner.store(0, Relaxed);
+            spin::unlock(&page.mutex);
         }
-        spin::unlock(&page.mutex);
     }
 }
 

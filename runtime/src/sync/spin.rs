@@ -86,48 +86,49 @@ pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Op
     }
 }
 
-/// Locks `mutex`, waiting as `wait` allows. A dead owner's lock is made
-/// consistent at once and reported as [`Locked::OwnerDied`].
+// SAFETY (for every `RawMutex` call below): the mutexes passed here live in
+// shared-memory segments whose mapping outlives every guard (guards borrow
+// their handle, and `Shm` keeps a mapping whose lock this process holds).
+
+/// Locks `mutex`, waiting as `wait` allows. A dead owner's lock is taken
+/// over and reported as [`Locked::OwnerDied`]; it is consistent again as
+/// soon as the caller unlocks it.
+#[inline]
 pub(crate) fn lock(mutex: &RawMutex, wait: &Wait) -> Locked {
-    // SAFETY (all blocks below): every RawMutex handed to this function
-    // lives in a segment whose creator initialised it.
+    // SAFETY: see above.
     let first = unsafe { mutex.try_lock() };
-    let got = if first != Locked::No || matches!(wait, Wait::Try) {
-        first
-    } else {
-        let spun = spin(wait, || {
-            if mutex.looks_locked() {
-                return None;
-            }
-            // SAFETY: see above.
-            match unsafe { mutex.try_lock() } {
-                Locked::No => None,
-                other => Some(other),
-            }
-        });
-        match spun {
-            Some(r) => r,
-            None if wait.expired() => {
-                // SAFETY: see above.
-                unsafe { mutex.try_lock() }
-            }
-            // SAFETY: see above.
-            None => unsafe { mutex.lock(wait.deadline()) },
-        }
-    };
-    if got == Locked::OwnerDied {
-        // SAFETY: we hold the mutex after EOWNERDEAD.
-        unsafe { mutex.make_consistent() };
+    if first != Locked::No || matches!(wait, Wait::Try) {
+        return first;
     }
-    got
+    lock_contended(mutex, wait)
+}
+
+#[cold]
+fn lock_contended(mutex: &RawMutex, wait: &Wait) -> Locked {
+    let spun = spin(wait, || {
+        if mutex.looks_locked() {
+            return None;
+        }
+        // SAFETY: see above.
+        match unsafe { mutex.try_lock() } {
+            Locked::No => None,
+            other => Some(other),
+        }
+    });
+    match spun {
+        Some(got) => got,
+        // SAFETY: see above.
+        None if wait.expired() => unsafe { mutex.try_lock() },
+        // SAFETY: see above.
+        None => unsafe { mutex.lock(wait.deadline()) },
+    }
 }
 
 /// Unlocks a mutex the calling thread holds (a no-op if it does not).
+#[inline]
 pub(crate) fn unlock(mutex: &RawMutex) {
-    // SAFETY: the mutex was initialised by its segment's creator.
-    unsafe {
-        mutex.unlock();
-    }
+    // SAFETY: see above.
+    unsafe { mutex.unlock() };
 }
 
 /// The futex counterpart of [`lock`]: waits until `word` differs from
