@@ -8,6 +8,7 @@ pub mod codec;
 mod error;
 mod framed;
 pub mod log;
+mod manager;
 mod pool;
 mod process;
 mod shm;
@@ -18,6 +19,11 @@ mod task;
 mod transport;
 
 pub use error::{ContextError, ProcessError};
+pub use manager::{
+    BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
+    ListProxy, LockProxy, Manager, ManagerError, NamespaceProxy, Proxy, QueueProxy, Shared,
+    ValueProxy,
+};
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
 pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{
@@ -41,6 +47,10 @@ pub use bytemuck::Pod;
 /// What the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::manager::{
+        Call, CallError, DispatchResult, Handle, ObjectBox, SHARED_TYPES, SharedEntry,
+        encode_result, revive, shared_fingerprint,
+    };
     pub use crate::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
     pub use linkme;
     pub use serde;

@@ -141,6 +141,22 @@ impl Context {
         crate::Pool::builder().start_method(self.method)
     }
 
+    /// A [`Manager`](crate::Manager) whose server process is started with
+    /// this context's method.
+    ///
+    /// # Errors
+    /// As [`Manager::start`](crate::Manager::start).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
+    /// let m = ctx.manager().unwrap();
+    /// assert_eq!(m.value(3u8).unwrap().get().unwrap(), 3);
+    /// ```
+    pub fn manager(&self) -> Result<crate::Manager, crate::ManagerError> {
+        crate::Manager::start_with(self.method)
+    }
+
     /// A process builder that uses this context's start method.
     pub fn process<T: Task>(&self, task: T, args: T::Args) -> ProcessBuilder<T> {
         crate::process::Process::new(task, args).start_method(self.method)

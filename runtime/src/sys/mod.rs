@@ -555,3 +555,72 @@ pub(crate) use sync::{
     Deadline, Locked, Mapping, RawMutex, file_size, futex_wait, futex_wake, memfd_create,
     page_size, process_exists, thread_identity,
 };
+
+// Byte and word access to a shared mapping, for the manager's fast path.
+
+/// The atomic `u32` at `offset` in `map`. Panics if it is out of bounds or
+/// misaligned (a bug in the caller, never in the peer's data).
+pub(crate) fn mapping_u32(map: &Mapping, offset: usize) -> &std::sync::atomic::AtomicU32 {
+    assert!(offset % 4 == 0 && offset + 4 <= map.len(), "word outside the mapping");
+    // SAFETY: in bounds and aligned (checked above; the mapping is
+    // page-aligned); AtomicU32 has the layout of u32 and any bit pattern is
+    // valid; the reference borrows `map`, so it cannot outlive the mapping.
+    unsafe { &*map.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() }
+}
+
+/// Copies `out.len()` bytes from `map` at `offset` into `out`. Returns
+/// `false` (copying nothing) if that range is not inside the mapping.
+pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool {
+    if offset.checked_add(out.len()).is_none_or(|end| end > map.len()) {
+        return false;
+    }
+    // SAFETY: the source range is inside the mapping (checked above) and
+    // `out` is ours; the bytes are plain data, and the peer's protocol says
+    // it does not write them while we copy (if it does, we copy garbage,
+    // which the decoder refuses).
+    unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+    true
+}
+
+/// Copies `bytes` into `map` at `offset`. Returns `false` (copying nothing)
+/// if that range is not inside the mapping.
+pub(crate) fn mapping_write(map: &Mapping, offset: usize, bytes: &[u8]) -> bool {
+    if offset.checked_add(bytes.len()).is_none_or(|end| end > map.len()) {
+        return false;
+    }
+    // SAFETY: the destination range is inside the mapping (checked above),
+    // which is writable shared memory that `bytes` cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len()) };
+    true
+}
+
+/// Whether the peer of a connected socket has gone (hung up or shut down
+/// its side), without reading anything.
+pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
+    let mut p = [libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
+    match poll(&mut p, Some(Duration::ZERO)) {
+        Ok(0) => false,
+        Ok(_) => p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0,
+        Err(_) => true,
+    }
+}
+
+/// Waits until `sock` is readable or its peer is gone (`None` = forever).
+/// Returns `(readable, gone)`.
+pub(crate) fn wait_readable(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+    let mut p = [libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    }];
+    poll(&mut p, timeout)?;
+    let r = p[0].revents;
+    Ok((
+        r & libc::POLLIN != 0,
+        r & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0,
+    ))
+}

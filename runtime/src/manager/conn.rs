@@ -1,0 +1,353 @@
+//! The client side: addresses, connections (one per thread and server,
+//! cached), and the handle every proxy wraps.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{self as unix, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ManagerError;
+use super::auth::{self, AuthError};
+use super::fastpath::{Dir, FastPath};
+use super::wire::{self, FrameDecoder, MESSAGE_LIMIT, Request};
+use crate::codec;
+use crate::sys;
+
+/// How long either side waits for the other's handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a manager listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum Address {
+    /// An abstract Unix socket name (without the leading NUL).
+    Unix(Vec<u8>),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            Address::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A connected socket of either family.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An authenticated connection to a manager.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: Stream,
+    decoder: FrameDecoder,
+    fast: Option<FastPath>,
+    pid: u32,
+}
+
+fn connect_error(e: io::Error) -> ManagerError {
+    match e.kind() {
+        io::ErrorKind::NotFound => ManagerError::Closed,
+        _ => ManagerError::from_io(e),
+    }
+}
+
+impl Conn {
+    /// Connects, authenticates, and on a Unix socket asks for the fast path.
+    pub(crate) fn connect(address: &Address, authkey: &[u8]) -> Result<Conn, ManagerError> {
+        let mut stream = match address {
+            Address::Unix(name) => {
+                let addr = unix::SocketAddr::from_abstract_name(name).map_err(ManagerError::Io)?;
+                Stream::Unix(UnixStream::connect_addr(&addr).map_err(connect_error)?)
+            }
+            Address::Tcp(a) => {
+                let s = TcpStream::connect(a).map_err(connect_error)?;
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+        };
+        let mut decoder = FrameDecoder::new(wire::HANDSHAKE_LIMIT);
+        stream
+            .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+            .map_err(ManagerError::Io)?;
+        match auth::client_handshake(&mut stream, &mut decoder, authkey) {
+            Ok(()) => {}
+            Err(AuthError::Denied) => return Err(ManagerError::Authentication),
+            Err(AuthError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(ManagerError::Authentication);
+            }
+            Err(AuthError::Io(e)) => return Err(ManagerError::from_io(e)),
+        }
+        stream.set_read_timeout(None).map_err(ManagerError::Io)?;
+        decoder.set_limit(MESSAGE_LIMIT);
+        let mut conn = Conn {
+            stream,
+            decoder,
+            fast: None,
+            pid: sys::getpid(),
+        };
+        if matches!(conn.stream, Stream::Unix(_)) {
+            conn.fast = conn.ask_fast_path()?;
+        }
+        Ok(conn)
+    }
+
+    /// Asks the server for shared memory; `None` if it has none to give.
+    fn ask_fast_path(&mut self) -> Result<Option<FastPath>, ManagerError> {
+        wire::write_frame(&mut self.stream, &Request::FastPath.encode())?;
+        let mut reader = FdReader {
+            sock: self.stream.fd(),
+            fds: Vec::new(),
+        };
+        let frame = self
+            .decoder
+            .read_frame(&mut reader)?
+            .ok_or(ManagerError::Closed)?;
+        let fds = std::mem::take(&mut reader.fds);
+        match (wire::parse_reply(&frame), fds.into_iter().next()) {
+            (Ok(_), Some(fd)) => Ok(Some(FastPath::open(fd)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sends one request and returns the reply frame.
+    pub(crate) fn request(&mut self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
+        match &mut self.fast {
+            Some(fast) => {
+                fast.send(Dir::Request, &mut self.stream, req)?;
+                let sock = self.stream.fd();
+                fast.recv(Dir::Reply, sock, &mut self.decoder)?
+                    .ok_or(ManagerError::Closed)
+            }
+            None => {
+                wire::write_frame(&mut self.stream, req)?;
+                self.decoder
+                    .read_frame(&mut self.stream)?
+                    .ok_or(ManagerError::Closed)
+            }
+        }
+    }
+}
+
+/// Reads with `recvmsg`, keeping the descriptors that arrive.
+struct FdReader<'a> {
+    sock: BorrowedFd<'a>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv_with_fds(self.sock, buf, &mut self.fds, false)
+    }
+}
+
+/// A server's address and the key to it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) address: Address,
+    pub(crate) authkey: Vec<u8>,
+}
+
+struct Cached {
+    address: Address,
+    authkey: Vec<u8>,
+    conn: Option<Conn>,
+}
+
+thread_local! {
+    /// This thread's connections, one per server.
+    static CONNS: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Endpoint {
+    fn take(&self) -> Option<Conn> {
+        CONNS
+            .try_with(|c| {
+                let mut c = c.borrow_mut();
+                let slot = c
+                    .iter_mut()
+                    .find(|e| e.address == self.address && e.authkey == self.authkey)?;
+                slot.conn.take()
+            })
+            .ok()
+            .flatten()
+            // A connection inherited through `fork` belongs to the parent.
+            .filter(|conn| conn.pid == sys::getpid())
+    }
+
+    pub(crate) fn put_back(&self, conn: Conn) {
+        let _ = CONNS.try_with(|c| {
+            let mut c = c.borrow_mut();
+            match c
+                .iter_mut()
+                .find(|e| e.address == self.address && e.authkey == self.authkey)
+            {
+                Some(slot) => slot.conn = Some(conn),
+                None => c.push(Cached {
+                    address: self.address.clone(),
+                    authkey: self.authkey.clone(),
+                    conn: Some(conn),
+                }),
+            }
+        });
+    }
+
+    /// Sends a request on this thread's connection (made if needed) and
+    /// returns the reply's body.
+    pub(crate) fn request(&self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
+        let mut conn = match self.take() {
+            Some(c) => c,
+            None => Conn::connect(&self.address, &self.authkey)?,
+        };
+        let mut frame = conn.request(req)?;
+        self.put_back(conn);
+        match wire::parse_reply(&frame) {
+            Ok(_) => {
+                frame.remove(0);
+                Ok(frame)
+            }
+            Err(f) => Err(f.into()),
+        }
+    }
+
+    /// Creates a built-in object on the server.
+    pub(crate) fn create(&self, kind: u8, init: &[u8]) -> Result<u64, ManagerError> {
+        let body = self.request(&Request::Create { kind, init }.encode())?;
+        id_from(&body)
+    }
+}
+
+/// The object id in a reply body.
+pub(crate) fn id_from(body: &[u8]) -> Result<u64, ManagerError> {
+    body.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| ManagerError::Decode("the manager sent a malformed object id".into()))
+}
+
+/// What every proxy holds: the server's endpoint and the object's id.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) id: u64,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the authkey.
+        write!(f, "{} object {}", self.endpoint.address, self.id)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct HandleRepr {
+    address: Address,
+    authkey: Vec<u8>,
+    id: u64,
+}
+
+impl Serialize for Handle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        HandleRepr {
+            address: self.endpoint.address.clone(),
+            authkey: self.endpoint.authkey.clone(),
+            id: self.id,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = HandleRepr::deserialize(d)?;
+        Ok(Handle {
+            endpoint: Arc::new(Endpoint {
+                address: r.address,
+                authkey: r.authkey,
+            }),
+            id: r.id,
+        })
+    }
+}
+
+impl Handle {
+    /// Calls `method` with `args` (a tuple of the parameters) and decodes
+    /// its result.
+    pub fn call<A, R>(&self, method: &str, args: &A) -> Result<R, ManagerError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let args = codec::encode(args).map_err(ManagerError::Encode)?;
+        let body = self.endpoint.request(
+            &Request::Call {
+                id: self.id,
+                method,
+                args: &args,
+            }
+            .encode(),
+        )?;
+        codec::decode(&body).map_err(ManagerError::Decode)
+    }
+}

@@ -1,0 +1,301 @@
+//! `Manager`: a server process holding shared objects, reached over an
+//! abstract Unix socket with the shared-memory fast path.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ManagerError;
+use super::conn::{Address, Endpoint, Handle, id_from};
+use super::objects;
+use super::proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
+};
+use super::server::{self, Listener, ServerState};
+use super::shared::{self, Proxy, Shared};
+use super::wire::Request;
+use crate::codec::{self, SharedFd};
+use crate::process::Process;
+use crate::start::StartMethod;
+use crate::task::{self, Task, TaskEntry};
+
+/// A server process holding shared objects (Python's
+/// `multiprocessing.Manager()`).
+///
+/// Each constructor (`dict`, `list`, …, [`share`](Manager::share)) makes an
+/// object in the server and returns a proxy to it. Proxies work from any
+/// process and thread: pass them to tasks and pool tasks. Dropping the
+/// `Manager` shuts the server down, as Python's `with Manager() as m:` does.
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn record(d: mproc::DictProxy<u32, String>, n: u32) {
+///     d.insert(n, format!("seen by {}", mproc::current_process().name())).unwrap();
+/// }
+///
+/// let m = mproc::Manager::start().unwrap();
+/// let d = m.dict::<u32, String>().unwrap();
+/// let p = mproc::Process::new(record, (d.clone(), 7)).name("worker").start().unwrap();
+/// p.join().unwrap();
+/// assert_eq!(d.get(&7).unwrap().as_deref(), Some("seen by worker"));
+/// m.shutdown().unwrap();
+/// assert!(d.len().unwrap_err().is_closed());
+/// ```
+#[derive(Debug)]
+pub struct Manager {
+    endpoint: Arc<Endpoint>,
+    process: Mutex<Option<Process<()>>>,
+}
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+impl Manager {
+    /// Starts the server process (with the default start method).
+    ///
+    /// # Errors
+    /// [`ManagerError::Io`] if the socket or the process cannot be made (a
+    /// daemonic process may not start one).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// assert_eq!(m.list::<u8>().unwrap().len().unwrap(), 0);
+    /// ```
+    pub fn start() -> Result<Manager, ManagerError> {
+        Manager::start_with(crate::get_start_method())
+    }
+
+    /// Starts the server process with `method`.
+    pub(crate) fn start_with(method: StartMethod) -> Result<Manager, ManagerError> {
+        let mut random = [0u8; 8];
+        crate::sys::fill_random(&mut random);
+        let name = format!(
+            "mproc-manager-{}-{}",
+            crate::sys::getpid(),
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
+        let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
+        let authkey = crate::current_process().authkey().to_vec();
+        let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+        let args = ServerArgs {
+            listener: SharedFd::new(OwnedFd::from(listener)),
+            name: name.clone(),
+            authkey: authkey.clone(),
+        };
+        let process = Process::new(ManagerServer, args)
+            .name(format!("SyncManager-{n}"))
+            .daemon(true)
+            .start_method(method)
+            .start()
+            .map_err(|e| match e {
+                crate::ProcessError::Io(e) => ManagerError::Io(e),
+                other => ManagerError::Io(std::io::Error::other(format!(
+                    "cannot start the manager's server process: {other}"
+                ))),
+            })?;
+        log::debug!(target: "mproc", "manager started at @{name} (pid {})", process.pid());
+        Ok(Manager {
+            endpoint: Arc::new(Endpoint {
+                address: Address::Unix(name.into_bytes()),
+                authkey,
+            }),
+            process: Mutex::new(Some(process)),
+        })
+    }
+
+    fn make<P: Proxy>(&self, kind: u8, init: &[u8]) -> Result<P, ManagerError> {
+        let id = self.endpoint.create(kind, init)?;
+        Ok(P::__from_handle(Handle {
+            endpoint: Arc::clone(&self.endpoint),
+            id,
+        }))
+    }
+
+    /// A new, empty dict in the server (Python's `manager.dict()`).
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, ManagerError>
+    where
+        K: Serialize + serde::de::DeserializeOwned + Eq + std::hash::Hash + Send + 'static,
+        V: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.make(objects::DICT, &[])
+    }
+
+    /// A new, empty list in the server (Python's `manager.list()`).
+    pub fn list<T>(&self) -> Result<ListProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.make(objects::LIST, &[])
+    }
+
+    /// A new namespace (Python's `manager.Namespace()`).
+    pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
+        self.make(objects::NAMESPACE, &[])
+    }
+
+    /// A new, unbounded queue (Python's `manager.Queue()`).
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.make(objects::QUEUE, &[])
+    }
+
+    /// A new, unlocked lock (Python's `manager.Lock()`).
+    pub fn lock(&self) -> Result<LockProxy, ManagerError> {
+        self.make(objects::LOCK, &[])
+    }
+
+    /// A new, clear event (Python's `manager.Event()`).
+    pub fn event(&self) -> Result<EventProxy, ManagerError> {
+        self.make(objects::EVENT, &[])
+    }
+
+    /// A new value (Python's `manager.Value(typecode, value)`).
+    pub fn value<T>(&self, value: T) -> Result<ValueProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let init = codec::encode(&value).map_err(ManagerError::Encode)?;
+        self.make(objects::VALUE, &init)
+    }
+
+    /// Moves `object` — of a type with a `#[mproc::shared]` impl block —
+    /// into the server, and returns its proxy.
+    ///
+    /// # Errors
+    /// [`ManagerError::Encode`] if the object cannot be encoded, or if its
+    /// type is not a `#[mproc::shared]` type (an [`mproc::Queue`](crate::Queue)
+    /// cannot move into a server process: make one there with
+    /// [`queue`](Manager::queue), or serve it with
+    /// [`BaseManager`](crate::BaseManager)).
+    ///
+    /// # Examples
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Greeter { greeting: String }
+    ///
+    /// #[mproc::shared]
+    /// impl Greeter {
+    ///     pub fn greet(&self, name: String) -> String { format!("{} {name}", self.greeting) }
+    /// }
+    ///
+    /// let m = mproc::Manager::start().unwrap();
+    /// let g = m.share(Greeter { greeting: "hello".into() }).unwrap();
+    /// assert_eq!(g.greet("bob".into()).unwrap(), "hello bob");
+    /// ```
+    pub fn share<S: Shared>(&self, object: S) -> Result<S::Proxy, ManagerError> {
+        let name = <S::Proxy as Proxy>::__KIND;
+        shared::lookup(name).map_err(|_| {
+            ManagerError::Encode(format!(
+                "`{}` cannot move into the manager's server process (only #[mproc::shared] \
+                 types can); for a queue use Manager::queue, or serve it with BaseManager",
+                std::any::type_name::<S>()
+            ))
+        })?;
+        let bytes = codec::encode(&object).map_err(ManagerError::Encode)?;
+        let body = self.endpoint.request(
+            &Request::Share {
+                name,
+                fingerprint: shared::shared_fingerprint::<S>(),
+                object: &bytes,
+            }
+            .encode(),
+        )?;
+        Ok(<S::Proxy as Proxy>::__from_handle(Handle {
+            endpoint: Arc::clone(&self.endpoint),
+            id: id_from(&body)?,
+        }))
+    }
+
+    /// Stops the server process. Every proxy's next call (and any call
+    /// blocked in the server) then fails with [`ManagerError::Closed`].
+    /// Calling it again does nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let v = m.value(1u8).unwrap();
+    /// m.shutdown().unwrap();
+    /// m.shutdown().unwrap();
+    /// assert!(v.get().unwrap_err().is_closed());
+    /// ```
+    pub fn shutdown(&self) -> Result<(), ManagerError> {
+        let taken = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut p) = taken else {
+            return Ok(());
+        };
+        let _ = p.terminate();
+        match p.join_timeout(Duration::from_secs(5)) {
+            Ok(Some(_)) => Ok(()),
+            _ => {
+                let _ = p.kill();
+                let _ = p.join_timeout(Duration::from_secs(5));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// What the server process is started with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ServerArgs {
+    listener: SharedFd,
+    name: String,
+    authkey: Vec<u8>,
+}
+
+/// The server process's task, registered by the runtime for itself.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct ManagerServer;
+
+const SERVER_TASK: &str = "mproc::manager::server";
+
+impl Task for ManagerServer {
+    type Args = ServerArgs;
+    type Output = ();
+    fn name(&self) -> &'static str {
+        SERVER_TASK
+    }
+    fn call(self, args: ServerArgs) {
+        let fd = match args.listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::error!(target: "mproc", "manager: no listening socket: {e}");
+                return;
+            }
+        };
+        drop(args.listener);
+        log::info!(target: "mproc", "manager serving at '@{}'", args.name);
+        let state = ServerState::new(args.authkey, Vec::new());
+        server::serve(state, Listener::Unix(UnixListener::from(fd)), None);
+    }
+}
+
+#[linkme::distributed_slice(task::TASKS)]
+static MANAGER_SERVER: TaskEntry = TaskEntry {
+    name: SERVER_TASK,
+    fingerprint: task::fingerprint::<ManagerServer>,
+    run: task::run_erased::<ManagerServer>,
+    run_chunk: task::run_chunk_erased::<ManagerServer>,
+};

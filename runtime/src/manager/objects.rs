@@ -1,0 +1,387 @@
+//! The built-in objects of a manager: type-erased byte stores. Typing
+//! lives in the proxies (`proxy.rs`); here a key, an item or a value is the
+//! bincode bytes the proxy sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
+use super::wire::{CallFailure, Failure};
+
+/// Kinds on the wire (`CREATE`), and the proxy kinds they answer to.
+pub(crate) const DICT: u8 = 1;
+pub(crate) const LIST: u8 = 2;
+pub(crate) const NAMESPACE: u8 = 3;
+pub(crate) const QUEUE: u8 = 4;
+pub(crate) const LOCK: u8 = 5;
+pub(crate) const EVENT: u8 = 6;
+pub(crate) const VALUE: u8 = 7;
+
+/// How long a blocking method waits before checking that its caller is
+/// still there.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+type Bytes = Vec<u8>;
+
+/// Makes a new built-in object of `kind` from its initial value.
+pub(crate) fn create(kind: u8, init: &[u8]) -> Result<Arc<dyn Object>, CallFailure> {
+    let no_init = || {
+        if init.is_empty() {
+            Ok(())
+        } else {
+            Err(CallFailure::new(
+                Failure::Protocol,
+                "unexpected initial value",
+            ))
+        }
+    };
+    Ok(match kind {
+        DICT => {
+            no_init()?;
+            Arc::new(Dict::default())
+        }
+        LIST => {
+            no_init()?;
+            Arc::new(List::default())
+        }
+        NAMESPACE => {
+            no_init()?;
+            Arc::new(Namespace::default())
+        }
+        QUEUE => {
+            no_init()?;
+            Arc::new(ByteQueue::default())
+        }
+        LOCK => {
+            no_init()?;
+            Arc::new(Flag::lock())
+        }
+        EVENT => {
+            no_init()?;
+            Arc::new(Flag::event())
+        }
+        VALUE => Arc::new(Value(Mutex::new(init.to_vec()))),
+        _ => {
+            return Err(CallFailure::new(
+                Failure::Protocol,
+                format!("unknown object kind {kind}"),
+            ));
+        }
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ok<R: serde::Serialize>(r: R) -> DispatchResult {
+    encode_result(&r)
+}
+
+/// Waits on `cv` until `ready` holds, the deadline passes or the caller
+/// goes away; returns the guard and whether `ready` holds.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    call: &Call<'_>,
+    mut ready: impl FnMut(&mut T) -> bool,
+) -> Result<(MutexGuard<'a, T>, bool), CallError> {
+    loop {
+        if ready(&mut guard) {
+            return Ok((guard, true));
+        }
+        let slice = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok((guard, false));
+                }
+                left.min(SLICE)
+            }
+            None => SLICE,
+        };
+        guard = cv
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        if !ready(&mut guard) && !call.client_alive() {
+            return Err(remote(
+                "the caller went away or the manager is shutting down",
+            ));
+        }
+    }
+}
+
+/// The deadline `nanos` from now; `None` (no deadline) when absent or too
+/// far away to represent.
+fn deadline(nanos: Option<u64>) -> Option<Instant> {
+    nanos.and_then(|n| Instant::now().checked_add(Duration::from_nanos(n)))
+}
+
+/// A dict: key bytes → (insertion number, value bytes). Iteration is in
+/// insertion order, as in Python.
+#[derive(Default)]
+struct Dict(Mutex<DictInner>);
+
+#[derive(Default)]
+struct DictInner {
+    map: HashMap<Bytes, (u64, Bytes)>,
+    next: u64,
+}
+
+impl DictInner {
+    fn ordered(&self) -> Vec<(&Bytes, &Bytes)> {
+        let mut v: Vec<_> = self.map.iter().map(|(k, (n, v))| (*n, k, v)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v.into_iter().map(|(_, k, v)| (k, v)).collect()
+    }
+}
+
+impl Object for Dict {
+    fn kind(&self) -> &'static str {
+        "dict"
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        match call.method() {
+            "insert" => {
+                let (k, v): (Bytes, Bytes) = call.args()?;
+                let mut d = lock(&self.0);
+                let n = d.next;
+                let old = match d.map.get_mut(&k) {
+                    // Python keeps the original position on update.
+                    Some(slot) => Some(std::mem::replace(&mut slot.1, v)),
+                    None => {
+                        d.map.insert(k, (n, v));
+                        d.next += 1;
+                        None
+                    }
+                };
+                ok(old)
+            }
+            "get" => {
+                let k: Bytes = call.args()?;
+                ok(lock(&self.0).map.get(&k).map(|e| &e.1))
+            }
+            "remove" => {
+                let k: Bytes = call.args()?;
+                ok(lock(&self.0).map.remove(&k).map(|e| e.1))
+            }
+            "contains_key" => {
+                let k: Bytes = call.args()?;
+                ok(lock(&self.0).map.contains_key(&k))
+            }
+            "len" => ok(lock(&self.0).map.len() as u64),
+            "keys" => ok(lock(&self.0)
+                .ordered()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()),
+            "items" => ok(lock(&self.0).ordered()),
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct List(Mutex<Vec<Bytes>>);
+
+impl Object for List {
+    fn kind(&self) -> &'static str {
+        "list"
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        match call.method() {
+            "push" => {
+                let item: Bytes = call.args()?;
+                lock(&self.0).push(item);
+                ok(())
+            }
+            "get" => {
+                let i: u64 = call.args()?;
+                ok(lock(&self.0).get(i as usize))
+            }
+            "set" => {
+                let (i, item): (u64, Bytes) = call.args()?;
+                let mut l = lock(&self.0);
+                let len = l.len();
+                match l.get_mut(i as usize) {
+                    Some(slot) => {
+                        *slot = item;
+                        ok(())
+                    }
+                    None => Err(remote(format!(
+                        "list assignment index {i} out of range (length {len})"
+                    ))),
+                }
+            }
+            "len" => ok(lock(&self.0).len() as u64),
+            "to_vec" => ok(&*lock(&self.0)),
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+/// Attributes: name → (type name, value bytes).
+#[derive(Default)]
+struct Namespace(Mutex<HashMap<String, (String, Bytes)>>);
+
+impl Object for Namespace {
+    fn kind(&self) -> &'static str {
+        "namespace"
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        match call.method() {
+            "set" => {
+                let (name, ty, v): (String, String, Bytes) = call.args()?;
+                lock(&self.0).insert(name, (ty, v));
+                ok(())
+            }
+            "get" => {
+                let (name, ty): (String, String) = call.args()?;
+                match lock(&self.0).get(&name) {
+                    None => ok(None::<Bytes>),
+                    Some((t, v)) if *t == ty => ok(Some(v)),
+                    Some((t, _)) => Err(CallError(CallFailure::new(
+                        Failure::Decode,
+                        format!("attribute `{name}` holds a `{t}`, not a `{ty}`"),
+                    ))),
+                }
+            }
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+/// A FIFO of encoded items.
+#[derive(Default)]
+struct ByteQueue {
+    items: Mutex<VecDeque<Bytes>>,
+    cv: Condvar,
+}
+
+impl Object for ByteQueue {
+    fn kind(&self) -> &'static str {
+        "queue"
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        let timed = |d: Option<Instant>| -> Result<Option<Bytes>, CallError> {
+            let g = lock(&self.items);
+            let (mut g, ready) = wait_until(&self.cv, g, d, call, |q| !q.is_empty())?;
+            Ok(if ready { g.pop_front() } else { None })
+        };
+        match call.method() {
+            "put" => {
+                let item: Bytes = call.args()?;
+                lock(&self.items).push_back(item);
+                self.cv.notify_one();
+                ok(())
+            }
+            "get" => {
+                let () = call.args()?;
+                ok(timed(None)?.expect("waited until non-empty"))
+            }
+            "get_timeout" => {
+                let nanos: u64 = call.args()?;
+                ok(timed(deadline(Some(nanos)))?)
+            }
+            "try_get" => ok(lock(&self.items).pop_front()),
+            "len" => ok(lock(&self.items).len() as u64),
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+/// A lock (no owner, as Python's manager `Lock`) or an event: one flag.
+struct Flag {
+    kind: &'static str,
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Flag {
+    fn lock() -> Flag {
+        Flag {
+            kind: "lock",
+            set: Mutex::new(false),
+            cv: Condvar::new(),
+        }
+    }
+    fn event() -> Flag {
+        Flag {
+            kind: "event",
+            ..Flag::lock()
+        }
+    }
+}
+
+impl Object for Flag {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        let acquire = |d: Option<Instant>| -> Result<bool, CallError> {
+            let g = lock(&self.set);
+            let (mut g, ready) = wait_until(&self.cv, g, d, call, |locked| !*locked)?;
+            if ready {
+                *g = true;
+            }
+            Ok(ready)
+        };
+        match (self.kind, call.method()) {
+            ("lock", "acquire") => ok(acquire(None)?),
+            ("lock", "acquire_timeout") => {
+                let nanos: u64 = call.args()?;
+                ok(acquire(deadline(Some(nanos)))?)
+            }
+            ("lock", "release") => {
+                let mut g = lock(&self.set);
+                if !*g {
+                    return Err(remote("release of an unlocked lock"));
+                }
+                *g = false;
+                self.cv.notify_one();
+                ok(())
+            }
+            ("event", "set") => {
+                *lock(&self.set) = true;
+                self.cv.notify_all();
+                ok(())
+            }
+            ("event", "clear") => {
+                *lock(&self.set) = false;
+                ok(())
+            }
+            ("event", "is_set") => ok(*lock(&self.set)),
+            ("event", "wait") => {
+                let nanos: Option<u64> = call.args()?;
+                let d = deadline(nanos);
+                let g = lock(&self.set);
+                let (_g, ready) = wait_until(&self.cv, g, d, call, |set| *set)?;
+                ok(ready)
+            }
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+/// One value.
+struct Value(Mutex<Bytes>);
+
+impl Object for Value {
+    fn kind(&self) -> &'static str {
+        "value"
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        match call.method() {
+            "get" => ok(&*lock(&self.0)),
+            "set" => {
+                let v: Bytes = call.args()?;
+                *lock(&self.0) = v;
+                ok(())
+            }
+            _ => Err(call.unknown_method()),
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The typed proxies of the built-in objects. Each is a [`Handle`] plus the
+//! types it encodes and decodes; the server only sees bytes.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ManagerError;
+use super::conn::Handle;
+use super::shared::Proxy;
+use crate::codec;
+
+fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
+    codec::encode(v).map_err(ManagerError::Encode)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {
+    codec::decode(b).map_err(ManagerError::Decode)
+}
+
+fn dec_opt<T: DeserializeOwned>(b: Option<Vec<u8>>) -> Result<Option<T>, ManagerError> {
+    b.map(|b| dec(&b)).transpose()
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Declares a proxy struct over a handle with phantom types, with `Clone`,
+/// `Debug`, serde and `Proxy` impls that put no bounds on the types.
+macro_rules! proxy_type {
+    ($(#[$doc:meta])* $name:ident [$($t:ident),*] $kind:literal $(where $($bound:tt)*)?) => {
+        $(#[$doc])*
+        #[derive(Serialize, Deserialize)]
+        #[serde(transparent, bound = "")]
+        pub struct $name<$($t),*> {
+            handle: Handle,
+            #[serde(skip)]
+            _types: PhantomData<fn() -> ($($t,)*)>,
+        }
+
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                $name { handle: self.handle.clone(), _types: PhantomData }
+            }
+        }
+
+        impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.handle)
+            }
+        }
+
+        impl<$($t: 'static),*> Proxy for $name<$($t),*> $(where $($bound)*)? {
+            const __KIND: &'static str = $kind;
+            fn __from_handle(handle: Handle) -> Self {
+                $name { handle, _types: PhantomData }
+            }
+        }
+    };
+}
+
+proxy_type! {
+    /// A dict held by a manager (Python's `manager.dict()`), made by
+    /// [`Manager::dict`](crate::Manager::dict).
+    ///
+    /// Keys are compared by their encoded bytes, so keys that are equal
+    /// must encode equally (true of integers, strings, tuples and derived
+    /// types; not of floats that differ only in sign of zero). `keys` and
+    /// `items` come in insertion order, as in Python.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let d = m.dict::<String, i64>().unwrap();
+    /// assert_eq!(d.insert("a".into(), 1).unwrap(), None);
+    /// assert_eq!(d.insert("a".into(), 2).unwrap(), Some(1));
+    /// d.insert("b".into(), 3).unwrap();
+    /// assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
+    /// assert!(d.contains_key(&"b".into()).unwrap());
+    /// assert_eq!(d.keys().unwrap(), ["a", "b"]);
+    /// assert_eq!(d.remove(&"a".into()).unwrap(), Some(2));
+    /// assert_eq!(d.items().unwrap(), [("b".to_string(), 3)]);
+    /// assert_eq!((d.len().unwrap(), d.is_empty().unwrap()), (1, false));
+    /// ```
+    DictProxy [K, V] "dict"
+}
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned + Eq + Hash + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Inserts, returning the value the key had.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
+        let old: Option<Vec<u8>> = self.handle.call("insert", &(enc(&key)?, enc(&value)?))?;
+        dec_opt(old)
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        dec_opt(self.handle.call("get", &enc(key)?)?)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        dec_opt(self.handle.call("remove", &enc(key)?)?)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool, ManagerError> {
+        self.handle.call("contains_key", &enc(key)?)
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.handle.call::<_, u64>("len", &()).map(|n| n as usize)
+    }
+
+    /// Whether the dict is empty.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The keys, in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        let keys: Vec<Vec<u8>> = self.handle.call("keys", &())?;
+        keys.iter().map(|k| dec(k)).collect()
+    }
+
+    /// The entries, in insertion order.
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        let items: Vec<(Vec<u8>, Vec<u8>)> = self.handle.call("items", &())?;
+        items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect()
+    }
+}
+
+proxy_type! {
+    /// A list held by a manager (Python's `manager.list()`), made by
+    /// [`Manager::list`](crate::Manager::list).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let l = m.list::<i64>().unwrap();
+    /// l.push(1).unwrap();
+    /// l.push(2).unwrap();
+    /// l.set(0, 10).unwrap();
+    /// assert!(l.set(5, 0).is_err()); // past the end
+    /// assert_eq!(l.get(1).unwrap(), Some(2));
+    /// assert_eq!(l.get(9).unwrap(), None);
+    /// assert_eq!(l.to_vec().unwrap(), [10, 2]);
+    /// assert_eq!((l.len().unwrap(), l.is_empty().unwrap()), (2, false));
+    /// ```
+    ListProxy [T] "list"
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
+    /// Appends an item (Python's `append`).
+    pub fn push(&self, item: T) -> Result<(), ManagerError> {
+        self.handle.call("push", &enc(&item)?)
+    }
+
+    /// The item at `index`, if there is one.
+    pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
+        dec_opt(self.handle.call("get", &(index as u64))?)
+    }
+
+    /// Replaces the item at `index`.
+    ///
+    /// # Errors
+    /// [`ManagerError::Remote`] if `index` is past the end.
+    pub fn set(&self, index: usize, item: T) -> Result<(), ManagerError> {
+        self.handle.call("set", &(index as u64, enc(&item)?))
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.handle.call::<_, u64>("len", &()).map(|n| n as usize)
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// A copy of every item, in order.
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        let items: Vec<Vec<u8>> = self.handle.call("to_vec", &())?;
+        items.iter().map(|i| dec(i)).collect()
+    }
+}
+
+proxy_type! {
+    /// A namespace held by a manager (Python's `manager.Namespace()`):
+    /// named attributes of any type, made by
+    /// [`Manager::namespace`](crate::Manager::namespace).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let ns = m.namespace().unwrap();
+    /// ns.set("x", 10_i64).unwrap();
+    /// ns.set("name", "bob".to_string()).unwrap();
+    /// assert_eq!(ns.get::<i64>("x").unwrap(), Some(10));
+    /// assert_eq!(ns.get::<String>("name").unwrap().as_deref(), Some("bob"));
+    /// assert_eq!(ns.get::<i64>("unset").unwrap(), None);
+    /// assert!(ns.get::<String>("x").is_err()); // another type
+    /// ```
+    NamespaceProxy [] "namespace"
+}
+
+impl NamespaceProxy {
+    /// Sets attribute `name`.
+    pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<(), ManagerError> {
+        self.handle
+            .call("set", &(name, std::any::type_name::<T>(), enc(&value)?))
+    }
+
+    /// Attribute `name`: `Ok(None)` if it is unset, an error if it holds
+    /// another type.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
+        dec_opt(
+            self.handle
+                .call("get", &(name, std::any::type_name::<T>()))?,
+        )
+    }
+}
+
+proxy_type! {
+    /// A queue held by a manager (Python's `manager.Queue()`, made by
+    /// [`Manager::queue`](crate::Manager::queue)), or an
+    /// [`mproc::Queue`](crate::Queue) served by a
+    /// [`BaseManager`](crate::BaseManager).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let m = mproc::Manager::start().unwrap();
+    /// let q = m.queue::<String>().unwrap();
+    /// q.put("a".into()).unwrap();
+    /// q.put("b".into()).unwrap();
+    /// assert_eq!(q.len().unwrap(), 2);
+    /// assert_eq!(q.get().unwrap(), "a");
+    /// assert_eq!(q.try_get().unwrap().as_deref(), Some("b"));
+    /// assert_eq!(q.try_get().unwrap(), None);
+    /// assert_eq!(q.get_timeout(Duration::from_millis(10)).unwrap(), None);
+    /// assert!(q.is_empty().unwrap());
+    /// ```
+    QueueProxy [T] "queue"
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> QueueProxy<T> {
+    /// Puts an item at the back.
+    pub fn put(&self, item: T) -> Result<(), ManagerError> {
+        self.handle.call("put", &enc(&item)?)
+    }
+
+    /// Takes the item at the front, waiting for one.
+    pub fn get(&self) -> Result<T, ManagerError> {
+        let b: Vec<u8> = self.handle.call("get", &())?;
+        dec(&b)
+    }
+
+    /// Takes the item at the front, waiting at most `timeout`: `Ok(None)`
+    /// if none came.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
+        dec_opt(self.handle.call("get_timeout", &nanos(timeout))?)
+    }
+
+    /// Takes the item at the front if there is one.
+    pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
+        dec_opt(self.handle.call("try_get", &())?)
+    }
+
+    /// The number of items waiting.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.handle.call::<_, u64>("len", &()).map(|n| n as usize)
+    }
+
+    /// Whether no item is waiting.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        self.len().map(|n| n == 0)
+    }
+}
+
+proxy_type! {
+    /// A lock held by a manager (Python's `manager.Lock()`), made by
+    /// [`Manager::lock`](crate::Manager::lock). As in Python it has no
+    /// owner: any process may release it, and releasing an unlocked lock
+    /// is an error.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let m = mproc::Manager::start().unwrap();
+    /// let lock = m.lock().unwrap();
+    /// lock.acquire().unwrap();
+    /// assert!(!lock.acquire_timeout(Duration::from_millis(10)).unwrap());
+    /// lock.release().unwrap();
+    /// assert!(lock.release().is_err());
+    /// ```
+    LockProxy [] "lock"
+}
+
+impl LockProxy {
+    /// Waits until the lock is free and takes it.
+    pub fn acquire(&self) -> Result<(), ManagerError> {
+        self.handle.call::<_, bool>("acquire", &()).map(drop)
+    }
+
+    /// Takes the lock if it becomes free within `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        self.handle.call("acquire_timeout", &nanos(timeout))
+    }
+
+    /// Frees the lock.
+    ///
+    /// # Errors
+    /// [`ManagerError::Remote`] if it is not locked.
+    pub fn release(&self) -> Result<(), ManagerError> {
+        self.handle.call("release", &())
+    }
+}
+
+proxy_type! {
+    /// An event held by a manager (Python's `manager.Event()`), made by
+    /// [`Manager::event`](crate::Manager::event).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let m = mproc::Manager::start().unwrap();
+    /// let e = m.event().unwrap();
+    /// assert!(!e.is_set().unwrap());
+    /// assert!(!e.wait(Some(Duration::from_millis(10))).unwrap());
+    /// e.set().unwrap();
+    /// assert!(e.wait(None).unwrap());
+    /// e.clear().unwrap();
+    /// assert!(!e.is_set().unwrap());
+    /// ```
+    EventProxy [] "event"
+}
+
+impl EventProxy {
+    /// Sets the flag, waking every waiter.
+    pub fn set(&self) -> Result<(), ManagerError> {
+        self.handle.call("set", &())
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.handle.call("clear", &())
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> Result<bool, ManagerError> {
+        self.handle.call("is_set", &())
+    }
+
+    /// Waits until the flag is set (at most `timeout`); returns the flag.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, ManagerError> {
+        self.handle.call("wait", &timeout.map(nanos))
+    }
+}
+
+proxy_type! {
+    /// One value held by a manager (Python's `manager.Value(typecode, v)`),
+    /// made by [`Manager::value`](crate::Manager::value).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let v = m.value(1.5_f64).unwrap();
+    /// assert_eq!(v.get().unwrap(), 1.5);
+    /// v.set(2.5).unwrap();
+    /// assert_eq!(v.get().unwrap(), 2.5);
+    /// ```
+    ValueProxy [T] "value"
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> ValueProxy<T> {
+    /// The value.
+    pub fn get(&self) -> Result<T, ManagerError> {
+        let b: Vec<u8> = self.handle.call("get", &())?;
+        dec(&b)
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) -> Result<(), ManagerError> {
+        self.handle.call("set", &enc(&value)?)
+    }
+}

@@ -1,0 +1,247 @@
+//! `BaseManager`: serve registered objects over TCP to authenticated
+//! clients on other machines (Python's distributed task master / worker).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::ManagerError;
+use super::conn::{Address, Conn, Endpoint, Handle, id_from};
+use super::server::{self, Listener, ServerState};
+use super::shared::{ObjectBox, Proxy, Shared};
+use super::wire::Request;
+
+/// Python's `multiprocessing.managers.BaseManager` for the network: a
+/// namespace for [`bind`](BaseManager::bind) (the server) and
+/// [`connect`](BaseManager::connect) (a client).
+///
+/// Every connection is mutually authenticated with an HMAC-SHA256
+/// challenge on the authkey before anything else is read (the handshake of
+/// CPython 3.12's `multiprocessing.connection`).
+///
+/// # Examples
+/// ```
+/// let jobs = mproc::Queue::<u64>::new().unwrap();
+/// let server = mproc::BaseManager::bind("127.0.0.1:0", b"secret")
+///     .register("jobs", jobs.clone())
+///     .start()
+///     .unwrap();
+///
+/// let client = mproc::BaseManager::connect(server.address(), b"secret").unwrap();
+/// let q: mproc::QueueProxy<u64> = client.get("jobs").unwrap();
+/// q.put(7).unwrap();
+/// assert_eq!(jobs.get().unwrap(), 7);
+/// assert!(mproc::BaseManager::connect(server.address(), b"wrong")
+///     .unwrap_err()
+///     .is_authentication());
+/// server.shutdown().unwrap();
+/// ```
+#[derive(Debug)]
+pub enum BaseManager {}
+
+impl BaseManager {
+    /// A server to listen at `addr` with `authkey`. Nothing happens until
+    /// [`start`](BaseManagerBuilder::start) or
+    /// [`serve_forever`](BaseManagerBuilder::serve_forever); errors (an
+    /// address that does not resolve) surface there.
+    pub fn bind<A: ToSocketAddrs>(addr: A, authkey: &[u8]) -> BaseManagerBuilder {
+        BaseManagerBuilder {
+            addrs: addr.to_socket_addrs().map(Iterator::collect),
+            authkey: authkey.to_vec(),
+            objects: Vec::new(),
+        }
+    }
+
+    /// Connects to a server and authenticates.
+    ///
+    /// # Errors
+    /// [`ManagerError::Authentication`] if the keys differ;
+    /// [`ManagerError::Closed`] if nothing listens there; `Io` otherwise.
+    pub fn connect<A: ToSocketAddrs>(
+        addr: A,
+        authkey: &[u8],
+    ) -> Result<BaseManagerClient, ManagerError> {
+        let mut last = ManagerError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        ));
+        for a in addr.to_socket_addrs().map_err(ManagerError::Io)? {
+            let endpoint = Endpoint {
+                address: Address::Tcp(a),
+                authkey: authkey.to_vec(),
+            };
+            match Conn::connect(&endpoint.address, authkey) {
+                Ok(conn) => {
+                    endpoint.put_back(conn);
+                    return Ok(BaseManagerClient {
+                        endpoint: Arc::new(endpoint),
+                    });
+                }
+                Err(e @ ManagerError::Authentication) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A server being configured; made by [`BaseManager::bind`].
+#[must_use = "a BaseManagerBuilder does nothing until .start() or .serve_forever()"]
+pub struct BaseManagerBuilder {
+    addrs: io::Result<Vec<SocketAddr>>,
+    authkey: Vec<u8>,
+    objects: Vec<(String, ObjectBox)>,
+}
+
+impl std::fmt::Debug for BaseManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseManagerBuilder")
+            .field("addrs", &self.addrs)
+            .field(
+                "objects",
+                &self.objects.iter().map(|o| &o.0).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl BaseManagerBuilder {
+    /// Serves `object` under `name`; clients reach it with
+    /// [`BaseManagerClient::get`]. The object stays in this process (an
+    /// [`mproc::Queue`](crate::Queue) registered here is the same queue
+    /// this process keeps using).
+    pub fn register<S: Shared>(mut self, name: &str, object: S) -> Self {
+        self.objects
+            .push((name.to_string(), ObjectBox::shared(object)));
+        self
+    }
+
+    fn listen(&mut self) -> Result<(TcpListener, Arc<ServerState>), ManagerError> {
+        let addrs = std::mem::replace(&mut self.addrs, Ok(Vec::new())).map_err(ManagerError::Io)?;
+        // std sets SO_REUSEADDR, so a port is free again right after a
+        // shutdown even with connections in TIME_WAIT.
+        let listener = TcpListener::bind(&addrs[..]).map_err(ManagerError::Io)?;
+        let state = ServerState::new(
+            std::mem::take(&mut self.authkey),
+            std::mem::take(&mut self.objects),
+        );
+        Ok((listener, state))
+    }
+
+    /// Starts serving on background threads of this process.
+    ///
+    /// # Errors
+    /// [`ManagerError::Io`] if the address does not resolve or cannot be
+    /// bound.
+    pub fn start(mut self) -> Result<BaseManagerServer, ManagerError> {
+        let (listener, state) = self.listen()?;
+        let address = listener.local_addr().map_err(ManagerError::Io)?;
+        let (wake_rx, wake_tx) = crate::sys::socketpair().map_err(ManagerError::Io)?;
+        let st = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("mproc-manager-accept".into())
+            .spawn(move || server::serve(st, Listener::Tcp(listener), Some(wake_rx)))
+            .map_err(ManagerError::Io)?;
+        log::info!(target: "mproc", "manager serving at {address}");
+        Ok(BaseManagerServer {
+            address,
+            state,
+            wake: Some(wake_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves on this thread, forever (Python's
+    /// `manager.get_server().serve_forever()`).
+    ///
+    /// # Errors
+    /// Returns only if the address does not resolve or cannot be bound.
+    pub fn serve_forever(mut self) -> Result<(), ManagerError> {
+        let (listener, state) = self.listen()?;
+        if let Ok(a) = listener.local_addr() {
+            log::info!(target: "mproc", "manager serving at {a}");
+        }
+        server::serve(state, Listener::Tcp(listener), None);
+        Ok(())
+    }
+}
+
+/// A running server; made by [`BaseManagerBuilder::start`]. Dropping it
+/// shuts the server down.
+#[derive(Debug)]
+pub struct BaseManagerServer {
+    address: SocketAddr,
+    state: Arc<ServerState>,
+    wake: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BaseManagerServer {
+    /// The address the server listens at (with the real port after binding
+    /// port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops the server: closes the listening socket (the address can be
+    /// bound again at once) and every connection; clients' proxies then fail
+    /// with [`ManagerError::Closed`].
+    ///
+    /// # Examples
+    /// ```
+    /// let server = mproc::BaseManager::bind("127.0.0.1:0", b"k").start().unwrap();
+    /// let addr = server.address();
+    /// server.shutdown().unwrap();
+    /// let again = mproc::BaseManager::bind(addr, b"k").start().unwrap();
+    /// assert_eq!(again.address(), addr);
+    /// ```
+    pub fn shutdown(mut self) -> Result<(), ManagerError> {
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.state.stop();
+        // Closing our end wakes the accept loop (its end turns readable).
+        drop(self.wake.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BaseManagerServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A connection to a [`BaseManager`] server; made by
+/// [`BaseManager::connect`].
+#[derive(Debug, Clone)]
+pub struct BaseManagerClient {
+    endpoint: Arc<Endpoint>,
+}
+
+impl BaseManagerClient {
+    /// A proxy to the object registered as `name`.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] if no object has that name, or if it is
+    /// not of the kind `P` talks to.
+    pub fn get<P: Proxy>(&self, name: &str) -> Result<P, ManagerError> {
+        let body = self.endpoint.request(
+            &Request::Lookup {
+                name,
+                kind: P::__KIND,
+            }
+            .encode(),
+        )?;
+        Ok(P::__from_handle(Handle {
+            endpoint: Arc::clone(&self.endpoint),
+            id: id_from(&body)?,
+        }))
+    }
+}

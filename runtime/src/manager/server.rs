@@ -1,0 +1,318 @@
+//! The server: an accept loop, one thread per connection, the handshake,
+//! and dispatch of requests to objects.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::auth::{self, AuthError};
+use super::conn::{HANDSHAKE_TIMEOUT, Stream};
+use super::fastpath::{Dir, FastPath};
+use super::objects;
+use super::shared::{self, Call, Object, ObjectBox};
+use super::wire::{self, CallFailure, Failure, FrameDecoder, MESSAGE_LIMIT, Request};
+use crate::sys;
+
+/// The most connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// Everything a server holds.
+pub(crate) struct ServerState {
+    authkey: Vec<u8>,
+    objects: RwLock<HashMap<u64, Arc<dyn Object>>>,
+    names: RwLock<HashMap<String, u64>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    /// A clone of each live connection's socket, to shut it down on stop.
+    live: Mutex<HashMap<u64, Stream>>,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("stopping", &self.is_stopping())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerState {
+    /// A server with `named` objects registered under their names.
+    pub(crate) fn new(authkey: Vec<u8>, named: Vec<(String, ObjectBox)>) -> Arc<ServerState> {
+        let state = ServerState {
+            authkey,
+            objects: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            live: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+        };
+        for (name, obj) in named {
+            let id = state.insert(obj.0);
+            state
+                .names
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name, id);
+        }
+        Arc::new(state)
+    }
+
+    fn insert(&self, obj: Arc<dyn Object>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, obj);
+        id
+    }
+
+    fn object(&self, id: u64) -> Option<Arc<dyn Object>> {
+        self.objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Stops serving: no new connections, every live one shut down, every
+    /// blocking call ended at its next slice.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for s in self.live.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            s.shutdown();
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Runs one request and encodes its reply.
+    fn execute(&self, req: Request<'_>, alive: &dyn Fn() -> bool) -> Vec<u8> {
+        let result: Result<Vec<u8>, CallFailure> = match req {
+            Request::Create { kind, init } => {
+                objects::create(kind, init).map(|o| self.insert(o).to_be_bytes().to_vec())
+            }
+            Request::Share {
+                name,
+                fingerprint,
+                object,
+            } => shared::lookup(name)
+                .map_err(|m| CallFailure::new(Failure::NotFound, m))
+                .and_then(|entry| {
+                    if (entry.fingerprint)() != fingerprint {
+                        return Err(CallFailure::new(
+                            Failure::Decode,
+                            format!("`{name}` has other types in the manager's server (a different build?)"),
+                        ));
+                    }
+                    (entry.revive)(object)
+                        .map_err(|m| CallFailure::new(Failure::Decode, format!("`{name}`: {m}")))
+                })
+                .map(|o| self.insert(o.0).to_be_bytes().to_vec()),
+            Request::Lookup { name, kind } => {
+                let id = self
+                    .names
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(name)
+                    .copied();
+                match id.and_then(|id| Some((id, self.object(id)?))) {
+                    None => Err(CallFailure::new(
+                        Failure::NotFound,
+                        format!("no object is registered as `{name}`"),
+                    )),
+                    Some((_, o)) if o.kind() != kind => Err(CallFailure::new(
+                        Failure::NotFound,
+                        format!("`{name}` is a {}, not a {kind}", o.kind()),
+                    )),
+                    Some((id, _)) => Ok(id.to_be_bytes().to_vec()),
+                }
+            }
+            Request::Call { id, method, args } => match self.object(id) {
+                None => Err(CallFailure::new(
+                    Failure::NotFound,
+                    format!("no object with id {id}"),
+                )),
+                Some(o) => o
+                    .call(&mut Call {
+                        method,
+                        args,
+                        alive,
+                    })
+                    .map_err(|e| e.0),
+            },
+            Request::FastPath => Err(CallFailure::new(
+                Failure::Protocol,
+                "the fast path is only offered once, on a Unix socket",
+            )),
+        };
+        match result {
+            Ok(body) => wire::ok_reply(&body),
+            Err(f) => wire::err_reply(&f),
+        }
+    }
+}
+
+/// A listening socket of either family.
+pub(crate) enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+    fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l) => Stream::Unix(l.accept()?.0),
+            Listener::Tcp(l) => {
+                let s = l.accept()?.0;
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+        })
+    }
+}
+
+/// Accepts connections until `waker` becomes readable (or forever without
+/// one), serving each on its own thread.
+pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<OwnedFd>) {
+    loop {
+        let mut fds = vec![sys::poll_in(listener.fd().as_raw_fd())];
+        if let Some(w) = &waker {
+            fds.push(sys::poll_in(w.as_raw_fd()));
+        }
+        if sys::poll(&mut fds, None).is_err() {
+            continue;
+        }
+        if fds.len() > 1 && fds[1].revents != 0 || state.is_stopping() {
+            return;
+        }
+        if fds[0].revents == 0 {
+            continue;
+        }
+        let stream = match listener.accept() {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!(target: "mproc", "manager: accept failed: {e}");
+                continue;
+            }
+        };
+        let count = state.live.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if count >= MAX_CONNECTIONS {
+            log::warn!(target: "mproc", "manager: too many connections; refusing one");
+            continue;
+        }
+        let st = Arc::clone(&state);
+        let spawned = std::thread::Builder::new()
+            .name("mproc-manager-conn".into())
+            .spawn(move || connection(st, stream));
+        if let Err(e) = spawned {
+            log::warn!(target: "mproc", "manager: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Serves one connection from handshake to hang-up.
+fn connection(state: Arc<ServerState>, mut stream: Stream) {
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let mut decoder = FrameDecoder::new(wire::HANDSHAKE_LIMIT);
+    match auth::server_handshake(&mut stream, &mut decoder, &state.authkey) {
+        Ok(()) => {}
+        Err(AuthError::Denied) => {
+            log::warn!(target: "mproc", "manager: a connection failed authentication (wrong authkey)");
+            return;
+        }
+        Err(AuthError::Io(e)) => {
+            log::debug!(target: "mproc", "manager: handshake failed: {e}");
+            return;
+        }
+    }
+    if stream.set_read_timeout(None).is_err() {
+        return;
+    }
+    decoder.set_limit(MESSAGE_LIMIT);
+    let id = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Ok(clone) = stream.try_clone() {
+        state
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, clone);
+    }
+    if state.is_stopping() {
+        stream.shutdown();
+    }
+    if let Err(e) = serve_requests(&state, &mut stream, &mut decoder) {
+        log::debug!(target: "mproc", "manager: dropping a connection: {e}");
+    }
+    state
+        .live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+}
+
+fn serve_requests(
+    state: &ServerState,
+    stream: &mut Stream,
+    decoder: &mut FrameDecoder,
+) -> io::Result<()> {
+    // A second descriptor of the socket, to look for a hang-up while a
+    // blocking call waits.
+    let probe = stream.try_clone()?;
+    let alive = move || !state.is_stopping() && !sys::peer_gone(probe.fd());
+    loop {
+        let Some(frame) = decoder.read_frame(stream)? else {
+            return Ok(());
+        };
+        let req = Request::parse(&frame)?;
+        if req == Request::FastPath && matches!(stream, Stream::Unix(_)) {
+            let (fast, fd) = FastPath::create()?;
+            let mut reply = 1u32.to_be_bytes().to_vec();
+            reply.push(0);
+            let n = sys::send_with_fds(
+                stream.fd(),
+                &[io::IoSlice::new(&reply)],
+                &[fd.as_raw_fd()],
+                false,
+            )?;
+            if n < reply.len() {
+                io::Write::write_all(stream, &reply[n..])?;
+            }
+            drop(fd);
+            return serve_fast(state, stream, decoder, fast, &alive);
+        }
+        let reply = state.execute(req, &alive);
+        wire::write_frame(stream, &reply)?;
+    }
+}
+
+fn serve_fast(
+    state: &ServerState,
+    stream: &mut Stream,
+    decoder: &mut FrameDecoder,
+    mut fast: FastPath,
+    alive: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    loop {
+        let sock = stream.fd();
+        let Some(frame) = fast.recv(Dir::Request, sock, decoder)? else {
+            return Ok(());
+        };
+        let req = Request::parse(&frame)?;
+        let reply = state.execute(req, alive);
+        fast.send(Dir::Reply, stream, &reply)?;
+    }
+}

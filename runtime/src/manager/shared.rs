@@ -1,0 +1,254 @@
+//! `Shared` (what a manager can hold) and `Proxy` (what talks to it), the
+//! server-side object interface, and the link-time registry that lets a
+//! server process revive a `#[mproc::shared]` object sent to it.
+
+use std::any::type_name;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conn::Handle;
+use super::wire::{CallFailure, Failure};
+use crate::codec;
+
+/// A type a manager can hold, whose methods proxies call from other
+/// processes.
+///
+/// Implemented by `#[mproc::shared]` on a type's `impl` block (which also
+/// generates the proxy type) and by [`Queue<T>`](crate::Queue) (proxy
+/// [`QueueProxy<T>`](crate::QueueProxy)). Not meant to be implemented by
+/// hand.
+///
+/// # Examples
+/// ```
+/// #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// struct Counter { n: i64 }
+///
+/// #[mproc::shared]
+/// impl Counter {
+///     pub fn add(&mut self, by: i64) -> i64 { self.n += by; self.n }
+/// }
+///
+/// let m = mproc::Manager::start().unwrap();
+/// let c: CounterProxy = m.share(Counter::default()).unwrap();
+/// assert_eq!(c.add(2).unwrap(), 2);
+/// assert_eq!(c.add(3).unwrap(), 5);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be held by a manager",
+    note = "put `#[mproc::shared]` on an `impl {Self} {{ ... }}` block to share it"
+)]
+pub trait Shared: Serialize + DeserializeOwned + Send + 'static {
+    /// The proxy that calls this type's methods.
+    type Proxy: Proxy;
+
+    /// Runs one call on the object (server side).
+    #[doc(hidden)]
+    fn __dispatch(cell: &Mutex<Self>, call: &mut Call<'_>) -> DispatchResult;
+}
+
+/// A handle on an object held by a manager, usable from any process and
+/// thread.
+///
+/// Implemented by the built-in proxies ([`DictProxy`](crate::DictProxy),
+/// …) and by the proxies `#[mproc::shared]` generates. Proxies are
+/// `Clone + Serialize + Deserialize`: pass them to tasks, through queues,
+/// or store them inside other managed objects. They carry the server's
+/// address, its authkey and the object's id, and connect lazily in the
+/// process that uses them.
+///
+/// # Examples
+/// ```
+/// fn takes_any_proxy<P: mproc::Proxy>(p: &P) -> P { p.clone() }
+///
+/// let m = mproc::Manager::start().unwrap();
+/// let l = takes_any_proxy(&m.list::<u8>().unwrap());
+/// l.push(1).unwrap();
+/// assert_eq!(l.len().unwrap(), 1);
+/// ```
+pub trait Proxy: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind of object this proxy talks to; a lookup by name checks it.
+    #[doc(hidden)]
+    const __KIND: &'static str;
+
+    /// Wraps a handle on an object of kind `__KIND`.
+    #[doc(hidden)]
+    fn __from_handle(handle: Handle) -> Self;
+}
+
+/// A failed call, on its way back to the client.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CallError(pub(crate) CallFailure);
+
+/// What a dispatch returns: the encoded result.
+#[doc(hidden)]
+pub type DispatchResult = Result<Vec<u8>, CallError>;
+
+/// One call, as the server's dispatch sees it.
+#[doc(hidden)]
+pub struct Call<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) args: &'a [u8],
+    pub(crate) alive: &'a dyn Fn() -> bool,
+}
+
+impl Call<'_> {
+    /// The method's name.
+    pub fn method(&self) -> &str {
+        self.method
+    }
+
+    /// Decodes the arguments.
+    pub fn args<A: DeserializeOwned>(&self) -> Result<A, CallError> {
+        codec::decode(self.args).map_err(|e| {
+            CallError(CallFailure::new(
+                Failure::Decode,
+                format!("the arguments of `{}`: {e}", self.method),
+            ))
+        })
+    }
+
+    /// Whether the caller is still connected and the server still running;
+    /// a blocking method checks this between slices of its wait.
+    pub fn client_alive(&self) -> bool {
+        (self.alive)()
+    }
+
+    /// The error for a method the object does not have.
+    pub fn unknown_method(&self) -> CallError {
+        CallError(CallFailure::new(
+            Failure::NotFound,
+            format!("the object has no method `{}`", self.method),
+        ))
+    }
+
+    /// Decodes the arguments as `A`, runs `f` on the object (locked, with
+    /// panics caught) and encodes its result.
+    pub fn run<S, A, R>(&self, cell: &Mutex<S>, f: impl FnOnce(&mut S, A) -> R) -> DispatchResult
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        let args: A = self.args()?;
+        crate::task::install_panic_hook();
+        let result = crate::task::catch_panic(|| {
+            let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard, args)
+        });
+        match result {
+            Ok(value) => encode_result(&value),
+            Err((message, location)) => Err(CallError(CallFailure::new(
+                Failure::Remote,
+                format!(
+                    "method `{}` panicked: {message}{}",
+                    self.method,
+                    location.map(|l| format!(" (at {l})")).unwrap_or_default()
+                ),
+            ))),
+        }
+    }
+}
+
+/// Encodes a method's result.
+#[doc(hidden)]
+pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> DispatchResult {
+    codec::encode(value).map_err(|e| {
+        CallError(CallFailure::new(
+            Failure::Encode,
+            format!("the result: {e}"),
+        ))
+    })
+}
+
+/// The error a method returns when the object refuses the call.
+pub(crate) fn remote(message: impl Into<String>) -> CallError {
+    CallError(CallFailure::new(Failure::Remote, message))
+}
+
+/// An object inside a server.
+pub(crate) trait Object: Send + Sync {
+    /// The proxy kind that may talk to it.
+    fn kind(&self) -> &'static str;
+    /// Runs one call.
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult;
+}
+
+/// A server-side object, type-erased.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct ObjectBox(pub(crate) Arc<dyn Object>);
+
+impl std::fmt::Debug for ObjectBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectBox({})", self.0.kind())
+    }
+}
+
+struct SharedObject<S>(Mutex<S>);
+
+impl<S: Shared> Object for SharedObject<S> {
+    fn kind(&self) -> &'static str {
+        <S::Proxy as Proxy>::__KIND
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        S::__dispatch(&self.0, call)
+    }
+}
+
+impl ObjectBox {
+    /// Wraps a shared object.
+    pub(crate) fn shared<S: Shared>(value: S) -> ObjectBox {
+        ObjectBox(Arc::new(SharedObject(Mutex::new(value))))
+    }
+}
+
+/// One `#[mproc::shared]` type, so that a server process can revive an
+/// object of it from bytes. Built by the macro.
+#[doc(hidden)]
+pub struct SharedEntry {
+    /// The registered name (the proxy's kind).
+    pub name: &'static str,
+    /// A fingerprint of the type; client and server must agree.
+    pub fingerprint: fn() -> u64,
+    /// Decodes an object and wraps it for the server.
+    pub revive: fn(&[u8]) -> Result<ObjectBox, String>,
+}
+
+/// Every `#[mproc::shared]` type linked into this binary.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static SHARED_TYPES: [SharedEntry];
+
+/// The fingerprint of shared type `S`.
+#[doc(hidden)]
+pub fn shared_fingerprint<S: Shared>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [type_name::<S>(), type_name::<S::Proxy>()] {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Decodes an `S` and wraps it for the server.
+#[doc(hidden)]
+pub fn revive<S: Shared>(bytes: &[u8]) -> Result<ObjectBox, String> {
+    codec::decode::<S>(bytes).map(ObjectBox::shared)
+}
+
+/// The registry entry named `name`, if exactly one exists.
+pub(crate) fn lookup(name: &str) -> Result<&'static SharedEntry, String> {
+    let mut found = SHARED_TYPES.iter().filter(|e| e.name == name);
+    match (found.next(), found.next()) {
+        (Some(e), None) => Ok(e),
+        (Some(_), Some(_)) => Err(format!("two shared types are registered as `{name}`")),
+        (None, _) => Err(format!(
+            "`{name}` is not a registered shared type (is its impl block annotated with \
+             #[mproc::shared]?)"
+        )),
+    }
+}

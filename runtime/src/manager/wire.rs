@@ -1,0 +1,597 @@
+//! The bytes on a manager connection: frames, requests and replies (see
+//! `README.md` beside this file).
+
+use std::io::{self, Read, Write};
+
+/// The largest frame before both handshakes have passed.
+pub(crate) const HANDSHAKE_LIMIT: usize = 256;
+/// The largest frame afterwards (1 GiB).
+pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
+/// How much a reader asks for per `read`, and so how far its buffer may run
+/// ahead of the bytes that actually arrived.
+const CHUNK: usize = 64 * 1024;
+
+/// Why a frame or a request was refused. Each ends its connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ProtocolError {
+    /// The length prefix is over the limit.
+    TooLarge { len: u64, limit: usize },
+    /// The frame does not parse as a request or a reply.
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolError::TooLarge { len, limit } => {
+                write!(f, "a frame of {len} bytes exceeds the limit of {limit}")
+            }
+            ProtocolError::Malformed(what) => write!(f, "malformed message: {what}"),
+        }
+    }
+}
+
+impl From<ProtocolError> for io::Error {
+    fn from(e: ProtocolError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+    }
+}
+
+/// Splits a byte stream into frames. It never allocates for a frame more
+/// than the bytes that have arrived (plus what one read brings), whatever
+/// the length prefix says, and refuses a prefix over its limit at once.
+#[derive(Debug)]
+pub(crate) struct FrameDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+    limit: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames longer than `limit`.
+    pub(crate) fn new(limit: usize) -> FrameDecoder {
+        FrameDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            limit,
+        }
+    }
+
+    /// Changes the limit (after the handshake).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Appends bytes that arrived.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether part of a frame is buffered.
+    pub(crate) fn in_frame(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// The next complete frame, if one is buffered.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let avail = &self.buf[self.pos..];
+        if avail.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+        if len > self.limit {
+            return Err(ProtocolError::TooLarge {
+                len: len as u64,
+                limit: self.limit,
+            });
+        }
+        if avail.len() < 4 + len {
+            return Ok(None);
+        }
+        let frame = avail[4..4 + len].to_vec();
+        self.pos += 4 + len;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        Ok(Some(frame))
+    }
+
+    /// Reads from `r` until a frame is complete. `Ok(None)`: the peer
+    /// closed the stream between frames.
+    pub(crate) fn read_frame(&mut self, r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(frame) = self.next_frame()? {
+                return Ok(Some(frame));
+            }
+            // Large frames: read straight into the buffer, in CHUNK steps.
+            let want = self
+                .pending_len()
+                .map_or(chunk.len(), |rest| rest.min(CHUNK));
+            let n = if want > chunk.len() {
+                let old = self.buf.len();
+                self.buf.resize(old + want, 0);
+                let n = read_retry(r, &mut self.buf[old..]);
+                self.buf.truncate(old + *n.as_ref().unwrap_or(&0));
+                n?
+            } else {
+                let n = read_retry(r, &mut chunk)?;
+                self.feed(&chunk[..n]);
+                n
+            };
+            if n == 0 {
+                if self.in_frame() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection in the middle of a message",
+                    ));
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The bytes still missing from a frame whose header has arrived.
+    fn pending_len(&self) -> Option<usize> {
+        let avail = &self.buf[self.pos..];
+        if avail.len() < 4 {
+            return None;
+        }
+        let len = u32::from_be_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+        Some((4 + len).saturating_sub(avail.len()))
+    }
+}
+
+fn read_retry(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Writes one frame.
+pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| l as usize <= MESSAGE_LIMIT)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a message of {} bytes exceeds the manager's limit of {MESSAGE_LIMIT}",
+                    payload.len()
+                ),
+            )
+        })?;
+    if payload.len() <= 4096 {
+        let mut buf = Vec::with_capacity(4 + payload.len());
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(payload);
+        w.write_all(&buf)
+    } else {
+        w.write_all(&len.to_be_bytes())?;
+        w.write_all(payload)
+    }
+}
+
+// ----- requests -----
+
+pub(crate) const OP_CREATE: u8 = 1;
+pub(crate) const OP_SHARE: u8 = 2;
+pub(crate) const OP_LOOKUP: u8 = 3;
+pub(crate) const OP_CALL: u8 = 4;
+pub(crate) const OP_FASTPATH: u8 = 5;
+
+/// A parsed request, borrowing its frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Request<'a> {
+    Create {
+        kind: u8,
+        init: &'a [u8],
+    },
+    Share {
+        name: &'a str,
+        fingerprint: u64,
+        object: &'a [u8],
+    },
+    Lookup {
+        name: &'a str,
+        kind: &'a str,
+    },
+    Call {
+        id: u64,
+        method: &'a str,
+        args: &'a [u8],
+    },
+    FastPath,
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ProtocolError> {
+        if self.0.len() < n {
+            return Err(ProtocolError::Malformed(what));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, ProtocolError> {
+        Ok(u16::from_be_bytes(
+            self.take(2, what)?.try_into().expect("2"),
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
+        Ok(u64::from_be_bytes(
+            self.take(8, what)?.try_into().expect("8"),
+        ))
+    }
+    fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, ProtocolError> {
+        std::str::from_utf8(self.take(n, what)?).map_err(|_| ProtocolError::Malformed(what))
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Parses a request frame. Never panics, whatever the bytes.
+    pub(crate) fn parse(frame: &'a [u8]) -> Result<Request<'a>, ProtocolError> {
+        let mut c = Cursor(frame);
+        match c.u8("empty request")? {
+            OP_CREATE => Ok(Request::Create {
+                kind: c.u8("create: kind")?,
+                init: c.0,
+            }),
+            OP_SHARE => {
+                let n = c.u16("share: name length")? as usize;
+                let name = c.str(n, "share: name")?;
+                let fingerprint = c.u64("share: fingerprint")?;
+                Ok(Request::Share {
+                    name,
+                    fingerprint,
+                    object: c.0,
+                })
+            }
+            OP_LOOKUP => {
+                let n = c.u16("lookup: name length")? as usize;
+                let name = c.str(n, "lookup: name")?;
+                let m = c.u16("lookup: kind length")? as usize;
+                let kind = c.str(m, "lookup: kind")?;
+                if !c.0.is_empty() {
+                    return Err(ProtocolError::Malformed("lookup: trailing bytes"));
+                }
+                Ok(Request::Lookup { name, kind })
+            }
+            OP_CALL => {
+                let id = c.u64("call: object id")?;
+                let n = c.u8("call: method length")? as usize;
+                let method = c.str(n, "call: method")?;
+                Ok(Request::Call {
+                    id,
+                    method,
+                    args: c.0,
+                })
+            }
+            OP_FASTPATH if frame.len() == 1 => Ok(Request::FastPath),
+            _ => Err(ProtocolError::Malformed("unknown request")),
+        }
+    }
+
+    /// Encodes the request.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match self {
+            Request::Create { kind, init } => {
+                out.extend([OP_CREATE, *kind]);
+                out.extend_from_slice(init);
+            }
+            Request::Share {
+                name,
+                fingerprint,
+                object,
+            } => {
+                out.push(OP_SHARE);
+                out.extend((name.len() as u16).to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.extend(fingerprint.to_be_bytes());
+                out.extend_from_slice(object);
+            }
+            Request::Lookup { name, kind } => {
+                out.push(OP_LOOKUP);
+                out.extend((name.len() as u16).to_be_bytes());
+                out.extend_from_slice(name.as_bytes());
+                out.extend((kind.len() as u16).to_be_bytes());
+                out.extend_from_slice(kind.as_bytes());
+            }
+            Request::Call { id, method, args } => {
+                out.reserve(args.len() + method.len() + 10);
+                out.push(OP_CALL);
+                out.extend(id.to_be_bytes());
+                out.push(method.len() as u8);
+                out.extend_from_slice(method.as_bytes());
+                out.extend_from_slice(args);
+            }
+            Request::FastPath => out.push(OP_FASTPATH),
+        }
+        out
+    }
+}
+
+// ----- replies -----
+
+/// Failure codes in a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    NotFound = 1,
+    Remote = 2,
+    Decode = 3,
+    Encode = 4,
+    Protocol = 5,
+}
+
+/// A failed call, as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallFailure {
+    pub(crate) code: Failure,
+    pub(crate) message: String,
+}
+
+impl CallFailure {
+    pub(crate) fn new(code: Failure, message: impl Into<String>) -> CallFailure {
+        CallFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Encodes a successful reply around `body`, without copying it twice.
+pub(crate) fn ok_reply(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(0);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Encodes a failed reply.
+pub(crate) fn err_reply(f: &CallFailure) -> Vec<u8> {
+    let mut out = Vec::with_capacity(f.message.len() + 2);
+    out.extend([1, f.code as u8]);
+    out.extend_from_slice(f.message.as_bytes());
+    out
+}
+
+/// Parses a reply: the body on success.
+pub(crate) fn parse_reply(frame: &[u8]) -> Result<&[u8], CallFailure> {
+    match frame.split_first() {
+        Some((0, body)) => Ok(body),
+        Some((1, rest)) if !rest.is_empty() => {
+            let code = match rest[0] {
+                1 => Failure::NotFound,
+                2 => Failure::Remote,
+                3 => Failure::Decode,
+                4 => Failure::Encode,
+                _ => Failure::Protocol,
+            };
+            Err(CallFailure::new(
+                code,
+                String::from_utf8_lossy(&rest[1..]).into_owned(),
+            ))
+        }
+        _ => Err(CallFailure::new(
+            Failure::Protocol,
+            "the manager sent a malformed reply",
+        )),
+    }
+}
+
+impl From<CallFailure> for super::ManagerError {
+    fn from(f: CallFailure) -> Self {
+        use super::ManagerError as ME;
+        match f.code {
+            Failure::NotFound => ME::NotFound(f.message),
+            Failure::Remote => ME::Remote(f.message),
+            Failure::Decode | Failure::Protocol => ME::Decode(f.message),
+            Failure::Encode => ME::Encode(f.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// xorshift64*: small, deterministic, good enough to shake a parser.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn valid_request(rng: &mut Rng) -> Vec<u8> {
+        let n = rng.below(40) as usize;
+        let args = rng.bytes(n);
+        match rng.below(5) {
+            0 => Request::Create {
+                kind: rng.below(9) as u8,
+                init: &args,
+            }
+            .encode(),
+            1 => Request::Share {
+                name: "a::B",
+                fingerprint: rng.next(),
+                object: &args,
+            }
+            .encode(),
+            2 => Request::Lookup {
+                name: "task_queue",
+                kind: "queue",
+            }
+            .encode(),
+            3 => Request::Call {
+                id: rng.next(),
+                method: "insert",
+                args: &args,
+            }
+            .encode(),
+            _ => Request::FastPath.encode(),
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let r = Request::Call {
+            id: 7,
+            method: "push",
+            args: b"xyz",
+        };
+        assert_eq!(Request::parse(&r.encode()).unwrap(), r);
+        let l = Request::Lookup {
+            name: "q",
+            kind: "queue",
+        };
+        assert_eq!(Request::parse(&l.encode()).unwrap(), l);
+        assert!(Request::parse(&[]).is_err());
+        assert!(Request::parse(&[OP_CALL, 0, 0]).is_err());
+        assert!(Request::parse(&[OP_FASTPATH, 0]).is_err());
+    }
+
+    #[test]
+    fn oversized_prefix_is_refused_before_allocating() {
+        let mut d = FrameDecoder::new(HANDSHAKE_LIMIT);
+        d.feed(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            d.next_frame(),
+            Err(ProtocolError::TooLarge {
+                len: u32::MAX as u64,
+                limit: HANDSHAKE_LIMIT
+            })
+        );
+        let mut d = FrameDecoder::new(MESSAGE_LIMIT);
+        let mut src: &[u8] = &[0x40, 0, 0, 0, 1, 2, 3];
+        let err = d.read_frame(&mut src).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(d.buf.capacity() < 2 * CHUNK, "{}", d.buf.capacity());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        assert_eq!(parse_reply(&ok_reply(b"abc")).unwrap(), b"abc");
+        let f = CallFailure::new(Failure::Remote, "index 3 out of range");
+        assert_eq!(parse_reply(&err_reply(&f)).unwrap_err(), f);
+        assert!(parse_reply(&[]).is_err());
+        assert!(parse_reply(&[1]).is_err());
+    }
+
+    /// Random frames, split at random points, fed to the decoder and the
+    /// request parser: nothing panics, a prefix over the limit is refused,
+    /// whole frames come out whole, and valid requests parse to themselves.
+    #[test]
+    fn fuzz_frame_decoder_and_parser() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let start = Instant::now();
+        let mut rounds = 0u64;
+        while start.elapsed() < Duration::from_secs(2) {
+            rounds += 1;
+            let limit = [HANDSHAKE_LIMIT, 4096][rng.below(2) as usize];
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            let mut bad_at = None;
+            for _ in 0..rng.below(8) {
+                let payload = match rng.below(4) {
+                    0 => valid_request(&mut rng),
+                    1 => {
+                        let mut v = valid_request(&mut rng);
+                        let i = rng.below(v.len() as u64) as usize;
+                        v[i] = rng.next() as u8;
+                        v.truncate(rng.below(v.len() as u64 + 1) as usize);
+                        v
+                    }
+                    _ => {
+                        let n = rng.below(300) as usize;
+                        rng.bytes(n)
+                    }
+                };
+                let declared = if rng.below(20) == 0 {
+                    rng.next() as u32
+                } else {
+                    payload.len() as u32
+                };
+                if declared as usize > limit && bad_at.is_none() {
+                    bad_at = Some(expected.len());
+                }
+                stream.extend(declared.to_be_bytes());
+                stream.extend(&payload);
+                if declared as usize == payload.len() && bad_at.is_none() {
+                    expected.push(payload);
+                } else if bad_at.is_none() {
+                    // A lying prefix desynchronises the stream: what follows
+                    // is garbage, which must still not panic.
+                    bad_at = Some(expected.len());
+                }
+            }
+            let mut d = FrameDecoder::new(limit);
+            let mut got = Vec::new();
+            let mut refused = false;
+            let mut rest = &stream[..];
+            'feed: while !rest.is_empty() {
+                let n = (rng.below(64) as usize + 1).min(rest.len());
+                d.feed(&rest[..n]);
+                rest = &rest[n..];
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(f)) => {
+                            let _ = Request::parse(&f);
+                            let _ = parse_reply(&f);
+                            got.push(f);
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            refused = true;
+                            break 'feed;
+                        }
+                    }
+                }
+                assert!(d.buf.len() <= stream.len());
+            }
+            let good = bad_at.unwrap_or(expected.len());
+            assert_eq!(
+                &got[..good.min(got.len())],
+                &expected[..good.min(got.len())]
+            );
+            if bad_at.is_none() {
+                assert!(!refused);
+                assert_eq!(got, expected);
+            }
+            for f in &expected {
+                if let Ok(r) = Request::parse(f) {
+                    assert_eq!(Request::parse(&r.encode()).unwrap(), r);
+                }
+            }
+        }
+        assert!(rounds > 1000, "only {rounds} rounds");
+    }
+}
