@@ -122,5 +122,5 @@
 
 #![deny(missing_docs)]
 
-pub use mproc_macros::process;
+pub use mproc_macros::{process, shared};
 pub use mproc_runtime::*;

@@ -58,3 +58,324 @@ fn proxy_after_shutdown_fails_promptly() {
         .unwrap();
     assert!(err.is_closed(), "{err:?}");
 }
+
+#[mproc::process]
+fn set_attrs(ns: mproc::NamespaceProxy) {
+    let x: i64 = ns.get("x").unwrap().unwrap();
+    ns.set("y", x * 2).unwrap();
+    ns.set("who", mproc::current_process().name().to_string())
+        .unwrap();
+}
+
+#[test]
+fn namespace_between_processes() {
+    let m = Manager::start().unwrap();
+    let ns = m.namespace().unwrap();
+    ns.set("x", 21_i64).unwrap();
+    mproc::Process::new(set_attrs, ns.clone())
+        .name("setter")
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(ns.get::<i64>("y").unwrap(), Some(42));
+    assert_eq!(ns.get::<String>("who").unwrap().as_deref(), Some("setter"));
+    assert_eq!(ns.get::<i64>("nothing").unwrap(), None);
+    let err = ns.get::<String>("y").unwrap_err();
+    assert!(matches!(err, ManagerError::Decode(_)), "{err:?}");
+}
+
+#[mproc::process]
+fn produce(q: mproc::QueueProxy<String>, n: usize) {
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..n {
+        q.put(format!("item {i}")).unwrap();
+    }
+}
+
+#[test]
+fn queue_get_waits_for_a_producer() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<String>().unwrap();
+    let p = mproc::spawn(produce, (q.clone(), 3)).unwrap();
+    let t = Instant::now();
+    assert_eq!(q.get().unwrap(), "item 0");
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert_eq!(q.get().unwrap(), "item 1");
+    assert_eq!(q.get().unwrap(), "item 2");
+    assert_eq!(q.get_timeout(Duration::from_millis(50)).unwrap(), None);
+    p.join().unwrap();
+}
+
+#[mproc::process]
+fn count_under_lock(lock: mproc::LockProxy, v: mproc::ValueProxy<u64>, n: u64) {
+    for _ in 0..n {
+        lock.acquire().unwrap();
+        let x = v.get().unwrap();
+        v.set(x + 1).unwrap();
+        lock.release().unwrap();
+    }
+}
+
+#[test]
+fn lock_makes_read_modify_write_atomic_across_processes() {
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let v = m.value(0_u64).unwrap();
+    let ps: Vec<_> = (0..4)
+        .map(|_| mproc::spawn(count_under_lock, (lock.clone(), v.clone(), 100)).unwrap())
+        .collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    assert_eq!(v.get().unwrap(), 400);
+    let err = lock.release().unwrap_err();
+    assert!(err.is_remote(), "{err:?}");
+}
+
+#[mproc::process]
+fn wait_for_event(e: mproc::EventProxy) -> bool {
+    e.wait(Some(Duration::from_secs(10))).unwrap()
+}
+
+#[test]
+fn event_wakes_a_waiting_process() {
+    let m = Manager::start().unwrap();
+    let e = m.event().unwrap();
+    let p = mproc::spawn(wait_for_event, e.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    e.set().unwrap();
+    assert!(p.join().unwrap());
+    assert!(e.is_set().unwrap());
+}
+
+#[test]
+fn many_threads_share_one_proxy() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    l.push(t * 1000 + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(l.len().unwrap(), 400);
+}
+
+#[test]
+fn values_larger_than_the_shared_buffer_round_trip() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, Vec<u8>>().unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+    d.insert(1, big.clone()).unwrap();
+    d.insert(2, vec![7]).unwrap();
+    assert_eq!(d.get(&1).unwrap().unwrap(), big);
+    assert_eq!(d.get(&2).unwrap().unwrap(), [7]);
+    assert_eq!(d.items().unwrap().len(), 2);
+}
+
+#[test]
+fn proxies_nest_inside_other_objects() {
+    let m = Manager::start().unwrap();
+    let outer = m.dict::<String, ListProxy<i32>>().unwrap();
+    let inner = m.list::<i32>().unwrap();
+    inner.push(5).unwrap();
+    outer.insert("l".into(), inner).unwrap();
+    let back = outer.get(&"l".into()).unwrap().unwrap();
+    back.push(6).unwrap();
+    assert_eq!(back.to_vec().unwrap(), [5, 6]);
+}
+
+#[test]
+fn list_set_past_the_end_is_an_error() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u8>().unwrap();
+    l.push(1).unwrap();
+    let err = l.set(3, 9).unwrap_err();
+    assert!(err.is_remote(), "{err:?}");
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert_eq!(l.to_vec().unwrap(), [1]);
+}
+
+#[mproc::process]
+fn block_on_get(q: mproc::QueueProxy<u8>) -> Result<u8, String> {
+    q.get().map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_call_blocked_in_the_server_fails_promptly_at_shutdown() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u8>().unwrap();
+    let p = mproc::spawn(block_on_get, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    m.shutdown().unwrap();
+    let t = Instant::now();
+    let r = p.join().unwrap();
+    assert!(r.unwrap_err().contains("shut down"));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_killed_client_takes_no_item() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u8>().unwrap();
+    let mut p = mproc::spawn(block_on_get, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    p.kill().unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(5)).unwrap(), Some(-9));
+    // Give the server a slice to notice the hang-up.
+    std::thread::sleep(Duration::from_millis(150));
+    q.put(9).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(2)).unwrap(), Some(9));
+}
+
+#[test]
+fn the_server_process_is_gone_after_shutdown() {
+    let before: Vec<u32> = mproc::active_children().iter().map(|c| c.pid()).collect();
+    let m = Manager::start().unwrap();
+    let server: Vec<_> = mproc::active_children()
+        .into_iter()
+        .filter(|c| !before.contains(&c.pid()))
+        .collect();
+    assert_eq!(server.len(), 1);
+    assert!(server[0].name().starts_with("SyncManager-"));
+    assert!(server[0].is_daemon());
+    let pid = server[0].pid();
+    m.shutdown().unwrap();
+    assert!(!util::pid_running(pid));
+}
+
+#[test]
+fn every_start_method_serves() {
+    for method in util::METHODS {
+        let m = mproc::get_context(method).manager().unwrap();
+        let v = m.value(format!("{method:?}")).unwrap();
+        assert_eq!(v.get().unwrap(), format!("{method:?}"));
+    }
+}
+
+#[mproc::process]
+fn pool_push(l: ListProxy<u64>, x: u64) -> u64 {
+    l.push(x * x).unwrap();
+    x
+}
+
+#[test]
+fn proxies_are_pool_task_arguments() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u64>().unwrap();
+    let pool = mproc::Pool::new(2).unwrap();
+    let out = pool
+        .starmap(pool_push, (1..=5).map(|x| (l.clone(), x)))
+        .unwrap();
+    assert_eq!(out, [1, 2, 3, 4, 5]);
+    let mut got = l.to_vec().unwrap();
+    got.sort();
+    assert_eq!(got, [1, 4, 9, 16, 25]);
+}
+
+// ----- user types with #[mproc::shared] -----
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Account {
+    balance: i64,
+    log: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum BankError {
+    Insufficient { balance: i64, wanted: i64 },
+}
+
+#[mproc::shared]
+impl Account {
+    /// Not proxied: no receiver.
+    fn opened_with(balance: i64) -> Account {
+        Account {
+            balance,
+            log: Vec::new(),
+        }
+    }
+
+    pub(crate) fn deposit(&mut self, amount: i64, note: String) -> i64 {
+        self.balance += amount;
+        self.log.push(note);
+        self.balance
+    }
+
+    pub(crate) fn withdraw(&mut self, amount: i64) -> Result<i64, BankError> {
+        if amount > self.balance {
+            return Err(BankError::Insufficient {
+                balance: self.balance,
+                wanted: amount,
+            });
+        }
+        self.balance -= amount;
+        Ok(self.balance)
+    }
+
+    pub(crate) fn balance(&self) -> i64 {
+        self.balance
+    }
+
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.clone()
+    }
+
+    pub(crate) fn explode(&self) {
+        panic!("the vault is on fire");
+    }
+}
+
+#[mproc::process]
+fn deposit_from_child(acc: AccountProxy, n: i64) {
+    for i in 0..n {
+        acc.deposit(1, format!("child {i}")).unwrap();
+    }
+}
+
+#[test]
+fn shared_user_type_across_processes() {
+    let m = Manager::start().unwrap();
+    let acc: AccountProxy = m.share(Account::opened_with(10)).unwrap();
+    assert_eq!(acc.deposit(5, "first".into()).unwrap(), 15);
+    let ps: Vec<_> = (0..3)
+        .map(|_| mproc::spawn(deposit_from_child, (acc.clone(), 10)).unwrap())
+        .collect();
+    for p in ps {
+        p.join().unwrap();
+    }
+    assert_eq!(acc.balance().unwrap(), 45);
+    assert_eq!(acc.log().unwrap().len(), 31);
+}
+
+#[test]
+fn errors_the_object_returns_come_back_typed() {
+    let m = Manager::start().unwrap();
+    let acc = m.share(Account::opened_with(3)).unwrap();
+    assert_eq!(acc.withdraw(2).unwrap(), Ok(1));
+    assert_eq!(
+        acc.withdraw(5).unwrap(),
+        Err(BankError::Insufficient {
+            balance: 1,
+            wanted: 5
+        })
+    );
+}
+
+#[test]
+fn a_panicking_method_is_a_remote_error_and_the_object_lives_on() {
+    let m = Manager::start().unwrap();
+    let acc = m.share(Account::opened_with(3)).unwrap();
+    let err = acc.explode().unwrap_err();
+    assert!(err.is_remote(), "{err:?}");
+    assert!(err.to_string().contains("the vault is on fire"), "{err}");
+    assert_eq!(acc.balance().unwrap(), 3);
+}

@@ -9,6 +9,9 @@
 
 mod expand;
 mod parse;
+mod shared;
+mod shared_expand;
+mod shared_validate;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -22,6 +25,27 @@ pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(parsed) => {
             let errors = validate::validate(&parsed);
             expand::expand(&parsed, errors).into()
+        }
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item2);
+            out.into()
+        }
+    }
+}
+
+/// Shares a type through managers: on an inherent `impl` block, generates
+/// the proxy type `<Type>Proxy` with each `&self`/`&mut self` method (its
+/// result wrapped in `Result<_, mproc::ManagerError>`), `impl
+/// mproc::Shared` and `impl mproc::Proxy`. See the `mproc` crate's guide,
+/// section Managers.
+#[proc_macro_attribute]
+pub fn shared(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2: proc_macro2::TokenStream = item.clone().into();
+    match shared::parse(attr.into(), item.into()) {
+        Ok(parsed) => {
+            let errors = shared_validate::validate(&parsed);
+            shared_expand::expand(&parsed, errors).into()
         }
         Err(e) => {
             let mut out = e.to_compile_error();
