@@ -550,10 +550,11 @@ extern "C" fn pre_main() {
 }
 
 // Shared memory, futexes and robust mutexes for `sync/` and `shm/`.
+mod robust;
 mod sync;
+pub(crate) use robust::{Locked, RawMutex, thread_identity};
 pub(crate) use sync::{
-    Deadline, Locked, Mapping, RawMutex, file_size, futex_wait, futex_wake, memfd_create,
-    page_size, process_exists, thread_identity,
+    Deadline, Mapping, file_size, futex_wait, futex_wake, memfd_create, page_size, process_exists,
 };
 
 // Byte and word access to a shared mapping, for the manager's fast path.
