@@ -49,7 +49,7 @@ pub use bytemuck::Pod;
 pub mod __private {
     pub use crate::manager::{
         Call, CallError, DispatchResult, Handle, ObjectBox, SHARED_TYPES, SharedEntry,
-        encode_result, revive, shared_fingerprint,
+        client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
     pub use crate::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
     pub use linkme;

@@ -25,3 +25,11 @@ pub use shared::{
     Call, CallError, DispatchResult, ObjectBox, Proxy, SHARED_TYPES, Shared, SharedEntry,
     encode_result, revive, shared_fingerprint,
 };
+
+/// Runs the client's half of the handshake on a raw stream (for tests that
+/// then misbehave on purpose). Returns whether both sides accepted.
+#[doc(hidden)]
+pub fn client_handshake<S: std::io::Read + std::io::Write>(stream: &mut S, authkey: &[u8]) -> bool {
+    let mut decoder = wire::FrameDecoder::new(wire::HANDSHAKE_LIMIT);
+    auth::client_handshake(stream, &mut decoder, authkey).is_ok()
+}

@@ -1,0 +1,11 @@
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Counter(i64);
+
+#[mproc::shared]
+impl Counter {
+    async fn get(&self) -> i64 {
+        self.0
+    }
+}
+
+fn main() {}

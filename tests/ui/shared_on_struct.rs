@@ -1,0 +1,4 @@
+#[mproc::shared]
+struct Counter(i64);
+
+fn main() {}
