@@ -68,10 +68,11 @@ impl Stream {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
         })
     }
-    pub(crate) fn shutdown(&self) {
+    /// Shuts down `how` (both ways, or reading only).
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(how),
+            Stream::Tcp(s) => s.shutdown(how),
         };
     }
 }

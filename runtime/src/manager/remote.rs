@@ -203,7 +203,7 @@ impl BaseManagerServer {
     }
 
     fn stop(&mut self) {
-        self.state.stop();
+        self.state.stop(std::time::Duration::from_secs(2));
         // Closing our end wakes the accept loop (its end turns readable).
         drop(self.wake.take());
         if let Some(t) = self.thread.take() {

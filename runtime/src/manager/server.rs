@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::Shutdown;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::auth::{self, AuthError};
 use super::conn::{HANDSHAKE_TIMEOUT, Stream};
@@ -29,6 +31,8 @@ pub(crate) struct ServerState {
     stopping: AtomicBool,
     /// A clone of each live connection's socket, to shut it down on stop.
     live: Mutex<HashMap<u64, Stream>>,
+    /// Signalled when a connection ends.
+    ended: Condvar,
     next_conn: AtomicU64,
 }
 
@@ -50,6 +54,7 @@ impl ServerState {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
+            ended: Condvar::new(),
             next_conn: AtomicU64::new(1),
         };
         for (name, obj) in named {
@@ -80,12 +85,30 @@ impl ServerState {
             .cloned()
     }
 
-    /// Stops serving: no new connections, every live one shut down, every
-    /// blocking call ended at its next slice.
-    pub(crate) fn stop(&self) {
+    /// Stops serving: no new connections; every live one stops reading, so
+    /// it ends after answering the request it is running (a blocking call
+    /// ends at its next slice). Waits up to `grace` for them, so that a
+    /// reply already earned (a `put` that went through) reaches its client.
+    pub(crate) fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        for s in self.live.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            s.shutdown();
+        let deadline = Instant::now() + grace;
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for s in live.values() {
+            s.shutdown(Shutdown::Read);
+        }
+        while !live.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            live = self
+                .ended
+                .wait_timeout(live, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        for s in live.values() {
+            s.shutdown(Shutdown::Both);
         }
     }
 
@@ -252,7 +275,7 @@ fn connection(state: Arc<ServerState>, mut stream: Stream) {
             .insert(id, clone);
     }
     if state.is_stopping() {
-        stream.shutdown();
+        stream.shutdown(Shutdown::Both);
     }
     if let Err(e) = serve_requests(&state, &mut stream, &mut decoder) {
         log::debug!(target: "mproc", "manager: dropping a connection: {e}");
@@ -262,6 +285,7 @@ fn connection(state: Arc<ServerState>, mut stream: Stream) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
+    state.ended.notify_all();
 }
 
 fn serve_requests(
