@@ -379,3 +379,28 @@ fn a_panicking_method_is_a_remote_error_and_the_object_lives_on() {
     assert!(err.to_string().contains("the vault is on fire"), "{err}");
     assert_eq!(acc.balance().unwrap(), 3);
 }
+
+#[test]
+fn a_forked_child_makes_its_own_connection() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    d.insert(0, 0).unwrap(); // this thread now holds a connection
+    let d2 = d.clone();
+    // SAFETY: the closure only uses the proxy, whose connection cache is
+    // this thread's own (no lock another thread may hold).
+    let p = unsafe {
+        mproc::fork(move || {
+            for i in 1..100 {
+                d2.insert(i, i).unwrap();
+            }
+            d2.get(&50).unwrap()
+        })
+    }
+    .unwrap();
+    // The parent keeps using its connection meanwhile.
+    for i in 100..200 {
+        d.insert(i, i).unwrap();
+    }
+    assert_eq!(p.join().unwrap(), Some(50));
+    assert_eq!(d.len().unwrap(), 200);
+}

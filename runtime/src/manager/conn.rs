@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -104,7 +105,23 @@ pub(crate) struct Conn {
     stream: Stream,
     decoder: FrameDecoder,
     fast: Option<FastPath>,
-    pid: u32,
+    /// The fork generation it was made in (see [`generation`]).
+    generation: u64,
+}
+
+/// How many times this process's ancestry forked since the program started:
+/// bumped in every child of a `fork()`, so a connection made before a fork
+/// is never used after it (it belongs to the parent).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn generation() -> u64 {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| sys::at_fork_child(forked));
+    FORKS.load(Ordering::Relaxed)
 }
 
 fn connect_error(e: io::Error) -> ManagerError {
@@ -146,7 +163,7 @@ impl Conn {
             stream,
             decoder,
             fast: None,
-            pid: sys::getpid(),
+            generation: generation(),
         };
         if matches!(conn.stream, Stream::Unix(_)) {
             conn.fast = conn.ask_fast_path()?;
@@ -234,7 +251,7 @@ impl Endpoint {
             .ok()
             .flatten()
             // A connection inherited through `fork` belongs to the parent.
-            .filter(|conn| conn.pid == sys::getpid())
+            .filter(|conn| conn.generation == generation())
     }
 
     pub(crate) fn put_back(&self, conn: Conn) {
@@ -255,27 +272,24 @@ impl Endpoint {
     }
 
     /// Sends a request on this thread's connection (made if needed) and
-    /// returns the reply's body.
+    /// returns the reply frame; its body starts at byte 1.
     pub(crate) fn request(&self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
         let mut conn = match self.take() {
             Some(c) => c,
             None => Conn::connect(&self.address, &self.authkey)?,
         };
-        let mut frame = conn.request(req)?;
+        let frame = conn.request(req)?;
         self.put_back(conn);
         match wire::parse_reply(&frame) {
-            Ok(_) => {
-                frame.remove(0);
-                Ok(frame)
-            }
+            Ok(_) => Ok(frame),
             Err(f) => Err(f.into()),
         }
     }
 
     /// Creates a built-in object on the server.
     pub(crate) fn create(&self, kind: u8, init: &[u8]) -> Result<u64, ManagerError> {
-        let body = self.request(&Request::Create { kind, init }.encode())?;
-        id_from(&body)
+        let frame = self.request(&Request::Create { kind, init }.encode())?;
+        id_from(&frame[1..])
     }
 }
 
@@ -341,7 +355,7 @@ impl Handle {
         R: DeserializeOwned,
     {
         let args = codec::encode(args).map_err(ManagerError::Encode)?;
-        let body = self.endpoint.request(
+        let frame = self.endpoint.request(
             &Request::Call {
                 id: self.id,
                 method,
@@ -349,6 +363,6 @@ impl Handle {
             }
             .encode(),
         )?;
-        codec::decode(&body).map_err(ManagerError::Decode)
+        codec::decode(&frame[1..]).map_err(ManagerError::Decode)
     }
 }

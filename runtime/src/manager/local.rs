@@ -214,7 +214,7 @@ impl Manager {
         )?;
         Ok(<S::Proxy as Proxy>::__from_handle(Handle {
             endpoint: Arc::clone(&self.endpoint),
-            id: id_from(&body)?,
+            id: id_from(&body[1..])?,
         }))
     }
 

@@ -241,7 +241,7 @@ impl BaseManagerClient {
         )?;
         Ok(P::__from_handle(Handle {
             endpoint: Arc::clone(&self.endpoint),
-            id: id_from(&body)?,
+            id: id_from(&body[1..])?,
         }))
     }
 }

@@ -116,8 +116,15 @@ impl ServerState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Runs one request and encodes its reply.
-    fn execute(&self, req: Request<'_>, alive: &dyn Fn() -> bool) -> Vec<u8> {
+    /// Runs one request and encodes its reply. `cache` is the connection's
+    /// own map of objects it has used (objects live as long as the server,
+    /// so it never goes stale), sparing the shared table's lock.
+    fn execute(
+        &self,
+        req: Request<'_>,
+        alive: &dyn Fn() -> bool,
+        cache: &mut HashMap<u64, Arc<dyn Object>>,
+    ) -> Vec<u8> {
         let result: Result<Vec<u8>, CallFailure> = match req {
             Request::Create { kind, init } => {
                 objects::create(kind, init).map(|o| self.insert(o).to_be_bytes().to_vec())
@@ -158,7 +165,7 @@ impl ServerState {
                     Some((id, _)) => Ok(id.to_be_bytes().to_vec()),
                 }
             }
-            Request::Call { id, method, args } => match self.object(id) {
+            Request::Call { id, method, args } => match cached(cache, id, || self.object(id)) {
                 None => Err(CallFailure::new(
                     Failure::NotFound,
                     format!("no object with id {id}"),
@@ -181,6 +188,18 @@ impl ServerState {
             Err(f) => wire::err_reply(&f),
         }
     }
+}
+
+/// The object `id` from `cache`, fetched with `fetch` on first use.
+fn cached<'a>(
+    cache: &'a mut HashMap<u64, Arc<dyn Object>>,
+    id: u64,
+    fetch: impl FnOnce() -> Option<Arc<dyn Object>>,
+) -> Option<&'a Arc<dyn Object>> {
+    if !cache.contains_key(&id) {
+        cache.insert(id, fetch()?);
+    }
+    cache.get(&id)
 }
 
 /// A listening socket of either family.
@@ -297,6 +316,7 @@ fn serve_requests(
     // blocking call waits.
     let probe = stream.try_clone()?;
     let alive = move || !state.is_stopping() && !sys::peer_gone(probe.fd());
+    let mut cache = HashMap::new();
     loop {
         let Some(frame) = decoder.read_frame(stream)? else {
             return Ok(());
@@ -316,9 +336,9 @@ fn serve_requests(
                 io::Write::write_all(stream, &reply[n..])?;
             }
             drop(fd);
-            return serve_fast(state, stream, decoder, fast, &alive);
+            return serve_fast(state, stream, decoder, fast, &alive, &mut cache);
         }
-        let reply = state.execute(req, &alive);
+        let reply = state.execute(req, &alive, &mut cache);
         wire::write_frame(stream, &reply)?;
     }
 }
@@ -329,6 +349,7 @@ fn serve_fast(
     decoder: &mut FrameDecoder,
     mut fast: FastPath,
     alive: &dyn Fn() -> bool,
+    cache: &mut HashMap<u64, Arc<dyn Object>>,
 ) -> io::Result<()> {
     loop {
         let sock = stream.fd();
@@ -336,7 +357,7 @@ fn serve_fast(
             return Ok(());
         };
         let req = Request::parse(&frame)?;
-        let reply = state.execute(req, alive);
+        let reply = state.execute(req, alive, cache);
         fast.send(Dir::Reply, stream, &reply)?;
     }
 }

@@ -625,3 +625,13 @@ pub(crate) fn wait_readable(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> 
         r & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0,
     ))
 }
+
+/// Registers `f` to run in the child after every `fork()` made through the
+/// C library (`pthread_atfork`'s child handler).
+pub(crate) fn at_fork_child(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function valid for the whole program; the
+    // other two handlers are absent.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(f));
+    }
+}
