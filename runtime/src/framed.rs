@@ -146,6 +146,31 @@ impl FrameBufReader {
         Ok(true)
     }
 
+    /// As [`read_blocking`](Self::read_blocking), but first polls the
+    /// socket without sleeping for up to `spin`: a frame that arrives within
+    /// that time costs no wake-up.
+    pub(crate) fn read_spinning(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        spin: std::time::Duration,
+    ) -> io::Result<Option<Frame>> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(f) = self.next_buffered()? {
+                return Ok(Some(f));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            if start.elapsed() >= spin {
+                return self.read_blocking(sock);
+            }
+            if !self.fill(sock, true)? {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// Blocks until a frame is complete; `Ok(None)` at end of stream.
     pub(crate) fn read_blocking(&mut self, sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
         loop {

@@ -292,6 +292,28 @@ impl Pool {
     /// # Errors
     /// The task's [`TaskError`]; [`TaskError::PoolClosed`] after `close`.
     pub fn apply<T: Task>(&self, task: T, args: T::Args) -> Result<T::Output, TaskError> {
+        if self.task_timeout.is_none() {
+            let (frame, fds) = encode_job(
+                task.name(),
+                task::fingerprint::<T>(),
+                KIND_ONE,
+                &(&task, &args),
+            )?;
+            match self.shared.run_direct(frame, fds) {
+                Ok(outcome) => return decode_outcome(outcome),
+                Err((frame, fds)) => {
+                    let slot = Slot::new();
+                    let fill = slot.clone();
+                    self.shared.submit(vec![Job {
+                        frame,
+                        fds,
+                        timeout: None,
+                        complete: Box::new(move |o| fill.fill(decode_outcome(o))),
+                    }])?;
+                    return AsyncResult::new(slot).get();
+                }
+            }
+        }
         self.apply_async(task, args)?.get()
     }
 

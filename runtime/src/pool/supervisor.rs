@@ -65,7 +65,12 @@ struct Inflight {
 struct Lane {
     key: u64,
     sock: Arc<OwnedFd>,
+    child: Arc<ChildShared>,
+    /// The result reader; whoever reads the socket holds it.
+    reader: Arc<Mutex<FrameBufReader>>,
     open: bool,
+    /// A thread in `apply` is talking to this worker directly.
+    borrowed: bool,
     writer: FrameBufWriter,
     inflight: VecDeque<Inflight>,
     /// Jobs dispatched to it (for `maxtasksperchild`).
@@ -102,50 +107,60 @@ pub(crate) struct State {
     lanes: Vec<Lane>,
     maxtasks: Option<usize>,
     next_id: u64,
+    /// Workers the supervisor is not watching in its current `poll` (they
+    /// were borrowed when it went to sleep).
+    unwatched: Vec<u64>,
 }
 
 impl State {
     /// Moves pending jobs to workers with room and writes what the sockets
-    /// take. Returns whether anything is left to write.
+    /// take. Returns whether the supervisor must be woken: something is left
+    /// to write, or a job went to a worker it is not watching.
     fn dispatch(&mut self) -> bool {
         let maxtasks = self.maxtasks;
-        for lane in self.lanes.iter_mut().filter(|l| l.open) {
-            let room = lane.window(maxtasks).saturating_sub(lane.inflight.len());
-            for _ in 0..room {
-                let Some(job) = self.pending.pop_front() else {
-                    break;
-                };
-                let id = self.next_id;
-                self.next_id += 1;
-                let mut frame = job.frame;
-                frame[..8].copy_from_slice(&id.to_le_bytes());
-                let retry = if lane.inflight.is_empty() {
-                    lane.head_started = Instant::now();
-                    None
-                } else {
-                    let fds = job.fds.iter().filter_map(|f| f.try_clone().ok()).collect();
-                    Some((frame.clone(), fds))
-                };
-                lane.writer.push(&frame, job.fds);
-                lane.inflight.push_back(Inflight {
-                    id,
-                    complete: job.complete,
-                    timeout: job.timeout,
-                    retry,
-                });
-                lane.sent += 1;
-            }
+        let mut wake = false;
+        // One job at a time to the least loaded worker with room, so a burst
+        // is spread evenly even when windows are wide.
+        while !self.pending.is_empty() {
+            let Some(lane) = self
+                .lanes
+                .iter_mut()
+                .filter(|l| l.open && !l.borrowed && l.inflight.len() < l.window(maxtasks))
+                .min_by_key(|l| l.inflight.len())
+            else {
+                break;
+            };
+            let job = self.pending.pop_front().expect("pending is not empty");
+            wake |= self.unwatched.contains(&lane.key);
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut frame = job.frame;
+            frame[..8].copy_from_slice(&id.to_le_bytes());
+            let retry = if lane.inflight.is_empty() {
+                lane.head_started = Instant::now();
+                None
+            } else {
+                let fds = job.fds.iter().filter_map(|f| f.try_clone().ok()).collect();
+                Some((frame.clone(), fds))
+            };
+            lane.writer.push(&frame, job.fds);
+            lane.inflight.push_back(Inflight {
+                id,
+                complete: job.complete,
+                timeout: job.timeout,
+                retry,
+            });
+            lane.sent += 1;
         }
-        let mut unflushed = false;
-        for lane in self.lanes.iter_mut().filter(|l| l.open) {
+        for lane in self.lanes.iter_mut().filter(|l| l.open && !l.borrowed) {
             if !lane.writer.is_empty() {
                 match lane.writer.flush(lane.sock.as_fd(), true) {
-                    Ok(done) => unflushed |= !done,
+                    Ok(done) => wake |= !done,
                     Err(_) => lane.open = false, // its exit is handled by the supervisor
                 }
             }
         }
-        unflushed
+        wake
     }
 }
 
@@ -175,10 +190,10 @@ impl Shared {
                 return Err(TaskError::PoolClosed);
             }
             s.pending.extend(jobs);
-            let unflushed = s.dispatch();
-            // The supervisor must hear of work it has to finish writing, or
-            // of a new deadline to watch; results it sees by itself.
-            unflushed || deadline
+            // The supervisor must hear of work it has to finish writing, of a
+            // worker it must start watching, or of a new deadline; results
+            // from the workers it watches it sees by itself.
+            s.dispatch() || deadline
         };
         if need_wake {
             self.wake();
@@ -193,7 +208,7 @@ struct WorkerProc {
     child: Arc<ChildShared>,
     pid: u32,
     sock: Arc<OwnedFd>,
-    reader: FrameBufReader,
+    reader: Arc<Mutex<FrameBufReader>>,
 }
 
 fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
@@ -221,18 +236,22 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     log::info!(target: "mproc", "added worker {} (pid {})", child.name, child.pid);
     let sock = Arc::new(ours);
     let key = n as u64;
+    let reader = Arc::new(Mutex::new(FrameBufReader::default()));
     Ok((
         WorkerProc {
             key,
             pid: child.pid,
-            child,
+            child: child.clone(),
             sock: sock.clone(),
-            reader: FrameBufReader::default(),
+            reader: reader.clone(),
         },
         Lane {
             key,
             sock,
+            child,
+            reader,
             open: true,
+            borrowed: false,
             writer: FrameBufWriter::default(),
             inflight: VecDeque::new(),
             sent: 0,
@@ -265,6 +284,7 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
             lanes,
             maxtasks: cfg.maxtasks,
             next_id: 0,
+            unwatched: Vec::new(),
         }),
         cv: Condvar::new(),
         wake_tx,
@@ -312,7 +332,7 @@ impl Supervisor {
 
     fn step(&mut self) -> Next {
         // What to wait for, decided under the lock.
-        let (deadline, writable) = {
+        let (deadline, writable, borrowed) = {
             let shared = self.shared.clone();
             let mut s = shared.lock();
             if s.terminated {
@@ -333,12 +353,30 @@ impl Supervisor {
                 .filter(|l| l.open && !l.writer.is_empty())
                 .map(|l| l.key)
                 .collect();
-            (deadline, writable)
+            let borrowed: Vec<u64> = s
+                .lanes
+                .iter()
+                .filter(|l| l.borrowed)
+                .map(|l| l.key)
+                .collect();
+            s.unwatched.clone_from(&borrowed);
+            (deadline, writable, borrowed)
         };
 
         let mut fds = vec![sys::poll_in(self.wake_rx.as_raw_fd())];
         let mut already_dead = Vec::new();
         for (i, w) in self.procs.iter().enumerate() {
+            if borrowed.contains(&w.key) {
+                // Its borrower watches it; we hear back when it is returned.
+                let idle = libc::pollfd {
+                    fd: -1,
+                    events: 0,
+                    revents: 0,
+                };
+                fds.push(idle);
+                fds.push(idle);
+                continue;
+            }
             let mut p = sys::poll_in(w.sock.as_raw_fd());
             if writable.contains(&w.key) {
                 p.events |= libc::POLLOUT;
@@ -590,24 +628,192 @@ impl Supervisor {
 }
 
 /// Reads every complete result a worker has sent. Returns false if its
-/// socket is closed or broken.
+/// socket is closed or broken. A worker whose reader is held by a borrower
+/// is left alone.
 fn read_frames(w: &mut WorkerProc, out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>) -> bool {
+    let Ok(mut reader) = w.reader.try_lock() else {
+        return true;
+    };
+    read_available(&mut reader, w.sock.as_fd(), w.key, out)
+}
+
+fn read_available(
+    reader: &mut FrameBufReader,
+    sock: std::os::fd::BorrowedFd<'_>,
+    key: u64,
+    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
+) -> bool {
     loop {
         loop {
-            match w.reader.next_buffered() {
-                Ok(Some((frame, fds))) if frame.len() >= 8 => out.push((w.key, frame, fds)),
+            match reader.next_buffered() {
+                Ok(Some((frame, fds))) if frame.len() >= 8 => out.push((key, frame, fds)),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(_) => return false,
             }
         }
-        if w.reader.at_eof() {
+        if reader.at_eof() {
             return false;
         }
-        match w.reader.fill(w.sock.as_fd(), true) {
+        match reader.fill(sock, true) {
             Ok(true) => continue,
-            Ok(false) => return !w.reader.at_eof(),
+            Ok(false) => return !reader.at_eof(),
             Err(_) => return false,
+        }
+    }
+}
+
+/// How long a thread waiting for a direct result spins before it sleeps:
+/// a sleeping wake-up across CPUs costs tens of microseconds here.
+const SPIN: Duration = Duration::from_micros(50);
+
+impl Shared {
+    /// The fast path of a blocking `apply`: if a worker is idle and nothing
+    /// is queued, send it the job and wait for the answer on its socket in
+    /// this thread, spinning briefly before sleeping. Returns `Err(job)` when
+    /// no worker is idle (the caller then queues it as usual).
+    pub(crate) fn run_direct(
+        &self,
+        frame: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<JobOutcome, (Vec<u8>, Vec<OwnedFd>)> {
+        let (key, sock, child, reader, id) = {
+            let mut s = self.lock();
+            if s.closed || s.terminated || !s.pending.is_empty() {
+                return Err((frame, fds));
+            }
+            let maxtasks = s.maxtasks;
+            let id = s.next_id;
+            let Some(lane) = s.lanes.iter_mut().find(|l| {
+                l.open
+                    && !l.borrowed
+                    && l.inflight.is_empty()
+                    && l.writer.is_empty()
+                    && l.window(maxtasks) > 0
+            }) else {
+                return Err((frame, fds));
+            };
+            lane.borrowed = true;
+            lane.sent += 1;
+            let got = (
+                lane.key,
+                lane.sock.clone(),
+                lane.child.clone(),
+                lane.reader.clone(),
+                id,
+            );
+            s.next_id += 1;
+            got
+        };
+        let mut frame = frame;
+        frame[..8].copy_from_slice(&id.to_le_bytes());
+        // Held before sending, so no one else can consume the answer.
+        let mut rd = reader.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mut writer = FrameBufWriter::default();
+        writer.push(&frame, fds);
+        let mut answer = None;
+        let mut alive = writer.flush(sock.as_fd(), false).is_ok();
+        let mut frames = Vec::new();
+        while alive && answer.is_none() {
+            alive = read_available(&mut rd, sock.as_fd(), key, &mut frames);
+            if let Some(pos) = frames
+                .iter()
+                .position(|(_, f, _)| f[..8] == id.to_le_bytes())
+            {
+                answer = Some(frames.swap_remove(pos));
+                break;
+            }
+            if !alive {
+                break;
+            }
+            if started.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            let exit = child.lock().exit_fd();
+            let mut p = vec![sys::poll_in(sock.as_raw_fd())];
+            if let Some(fd) = exit {
+                p.push(sys::poll_in(fd));
+            }
+            let _ = sys::poll(&mut p, None);
+            if p.len() > 1 && p[1].revents != 0 {
+                // The worker exited: read what it left, then give up.
+                let _ = read_available(&mut rd, sock.as_fd(), key, &mut frames);
+                alive = false;
+                if let Some(pos) = frames
+                    .iter()
+                    .position(|(_, f, _)| f[..8] == id.to_le_bytes())
+                {
+                    answer = Some(frames.swap_remove(pos));
+                }
+            }
+        }
+        drop(rd);
+        let took = started.elapsed();
+        match answer {
+            Some((_, frame, fds)) => {
+                let wake;
+                {
+                    let mut s = self.lock();
+                    if let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) {
+                        lane.borrowed = false;
+                        lane.ewma = if lane.samples == 0 {
+                            took
+                        } else {
+                            (lane.ewma * 7 + took) / 8
+                        };
+                        lane.samples = lane.samples.saturating_add(1);
+                        lane.head_started = Instant::now();
+                        if !alive {
+                            lane.open = false;
+                        }
+                    }
+                    wake = s.dispatch() || !alive;
+                }
+                if wake {
+                    self.wake();
+                }
+                Ok(match Reply::parse(&frame[8..]) {
+                    Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
+                    None => JobOutcome::Failed(TaskError::Decode(
+                        "the worker sent a malformed result".into(),
+                    )),
+                })
+            }
+            None => {
+                // The worker died running our job: hand the lane back with
+                // the job as its head, so the supervisor reports it exactly
+                // as any other death (and replaces the worker).
+                let (tx, rx) = std::sync::mpsc::channel();
+                let returned = {
+                    let mut s = self.lock();
+                    match s.lanes.iter_mut().find(|l| l.key == key) {
+                        Some(lane) => {
+                            lane.borrowed = false;
+                            lane.open = false;
+                            lane.head_started = started;
+                            lane.inflight.push_front(Inflight {
+                                id,
+                                complete: Box::new(move |o| {
+                                    let _ = tx.send(o);
+                                }),
+                                timeout: None,
+                                retry: None,
+                            });
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                if !returned {
+                    return Ok(JobOutcome::Failed(TaskError::PoolClosed));
+                }
+                self.wake();
+                Ok(rx
+                    .recv()
+                    .unwrap_or(JobOutcome::Failed(TaskError::PoolClosed)))
+            }
         }
     }
 }

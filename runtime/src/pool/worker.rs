@@ -11,6 +11,9 @@ use crate::process::wire::Reply;
 use crate::sys;
 use crate::task::{self, Outcome, Task, TaskEntry};
 
+/// How long an idle worker polls its socket before sleeping.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// Job kinds on the wire.
 pub(crate) const KIND_ONE: u8 = 0;
 pub(crate) const KIND_CHUNK: u8 = 1;
@@ -128,7 +131,9 @@ fn worker_main(args: WorkerArgs) {
         if !reader.has_buffered() && writer.flush(sock.as_fd(), false).is_err() {
             return;
         }
-        let (frame, fds) = match reader.read_blocking(sock.as_fd()) {
+        // A short spin catches the next job of a caller issuing them one by
+        // one without a sleeping wake-up.
+        let (frame, fds) = match reader.read_spinning(sock.as_fd(), SPIN) {
             Ok(Some(f)) => f,
             _ => break, // the pool closed our socket: we are done
         };

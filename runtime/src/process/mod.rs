@@ -144,6 +144,8 @@ impl<R> Process<R> {
     /// assert_eq!(p.name(), "adder");
     /// assert_eq!(p.join().unwrap(), 3);
     /// ```
+    // The contract (API.md) names the builder's constructor `Process::new`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<T: Task<Output = R>>(task: T, args: T::Args) -> ProcessBuilder<T> {
         ProcessBuilder {
             task,
