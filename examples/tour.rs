@@ -33,6 +33,20 @@ fn nap(ms: u64) {
 }
 
 #[mproc::process]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[mproc::process]
+fn fragile(x: u64) -> u64 {
+    if x == 4 {
+        // SAFETY: a signal to our own process, to show a worker dying.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    x
+}
+
+#[mproc::process]
 fn fan_out(n: u32) -> Vec<String> {
     (0..n)
         .map(|_| {
@@ -124,7 +138,40 @@ fn main() -> Result<(), ProcessError> {
     println!("sum computed in a forked child: {sum}");
     assert_eq!(sum, 6);
 
-    step("8. Logging in every process");
+    step("8. A pool: map, imap, apply — and a worker killed mid-map");
+    let pool = mproc::Pool::new(2).map_err(|e| ProcessError::Io(std::io::Error::other(e)))?;
+    let squares = pool.map(square, 1..=8).expect("map");
+    println!("pool.map(square, 1..=8) = {squares:?}");
+    assert_eq!(squares[7], 64);
+    let t = Instant::now();
+    let results: Vec<_> = pool.imap(fragile, 0..10).expect("imap").collect();
+    let failed: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .collect();
+    println!(
+        "imap over 10 items where item 4 kills its worker: {} ok, failed {:?} ({:?})",
+        results.len() - failed.len(),
+        failed
+            .iter()
+            .map(|(i, r)| format!("{i}: {}", r.as_ref().unwrap_err()))
+            .collect::<Vec<_>>(),
+        t.elapsed()
+    );
+    assert_eq!(failed.len(), 1);
+    let t = Instant::now();
+    let n = 2000;
+    for i in 0..n {
+        assert_eq!(pool.apply(square, i).expect("apply"), i * i);
+    }
+    println!(
+        "{n} blocking apply round trips: {:?} each",
+        t.elapsed() / n as u32
+    );
+    drop(pool);
+
+    step("9. Logging in every process");
     mproc::log_to_stderr(mproc::LevelFilter::Info);
     mproc::spawn(add, (1, 1))?.join()?;
     mproc::get_logger().set_level(mproc::LevelFilter::Off);
