@@ -428,6 +428,7 @@ fn lock_waiter_already_blocked_when_owner_is_killed_gets_owner_died() {
             r.is_err()
         });
         // Let the waiter go to sleep in the kernel (well past the spin).
+        assert!(util::eventually(LONG, || blocked.load(Ordering::SeqCst) >= 1));
         thread::sleep(Duration::from_millis(200));
         assert_eq!(
             blocked.load(Ordering::SeqCst),

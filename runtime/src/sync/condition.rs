@@ -308,7 +308,8 @@ impl Condition {
     /// waited; the lock is held again either way.
     ///
     /// # Panics
-    /// If `guard` belongs to another condition.
+    /// If `guard` belongs to another condition, or more than 16 384
+    /// threads (of all processes) already wait on this condition.
     ///
     /// # Examples
     /// ```

@@ -555,6 +555,7 @@ mod sync;
 pub(crate) use robust::{Locked, RawMutex, thread_identity};
 pub(crate) use sync::{
     Deadline, Mapping, file_size, futex_wait, futex_wake, memfd_create, page_size, process_exists,
+    usable_cpus,
 };
 
 // Byte and word access to a shared mapping, for the manager's fast path.

@@ -252,9 +252,9 @@ impl RawMutex {
         unsafe { Self::set_pending(info.head, self.entry()) };
         let mut cur = self.word.load(Ordering::Relaxed);
         let got = loop {
-            let new = if cur == 0 {
-                info.tid | extra
-            } else if cur & FUTEX_TID_MASK == 0 && cur & FUTEX_OWNER_DIED != 0 {
+            let new = if cur & FUTEX_TID_MASK == 0 {
+                // Free, or its owner died (the kernel cleared the id and set
+                // FUTEX_OWNER_DIED): take it, keeping the sleepers' bit.
                 info.tid | extra | (cur & FUTEX_WAITERS)
             } else if cur & FUTEX_TID_MASK == info.tid {
                 break Locked::ByCaller;
@@ -265,8 +265,8 @@ impl RawMutex {
                 .word
                 .compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) if cur == 0 => break Locked::Yes,
-                Ok(_) => break Locked::OwnerDied,
+                Ok(_) if cur & FUTEX_OWNER_DIED != 0 => break Locked::OwnerDied,
+                Ok(_) => break Locked::Yes,
                 Err(now) => cur = now,
             }
         };

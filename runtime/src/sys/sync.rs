@@ -213,6 +213,21 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
 // ---------------------------------------------------------------------------
 // Identity
 
+/// How many CPUs this process may run on (its affinity mask), at least 1.
+pub(crate) fn usable_cpus() -> usize {
+    // SAFETY: an all-zero cpu_set_t is an empty set, a valid out-buffer.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-buffer of the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return 1;
+    }
+    // SAFETY: CPU_COUNT only reads the set.
+    let n = unsafe { libc::CPU_COUNT(&set) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 /// Whether a process with this pid exists (zombies included).
 pub(crate) fn process_exists(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
