@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+mod channel;
 pub mod codec;
 mod error;
 mod framed;
@@ -18,6 +19,11 @@ mod sys;
 mod task;
 mod transport;
 
+pub use channel::{
+    Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, PipeReceiver, PipeSender, PutError,
+    PutTimeoutError, Queue, RecvError, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError,
+    TryGetError, TryPutError,
+};
 pub use error::{ContextError, ProcessError};
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,

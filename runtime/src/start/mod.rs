@@ -161,4 +161,107 @@ impl Context {
     pub fn process<T: Task>(&self, task: T, args: T::Args) -> ProcessBuilder<T> {
         crate::process::Process::new(task, args).start_method(self.method)
     }
+
+    /// A new unbounded [`Queue`](crate::Queue). Channels work with processes
+    /// of any start method; this is Python's `ctx.Queue()`.
+    ///
+    /// # Errors
+    /// As [`Queue::new`](crate::Queue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
+    /// let q = ctx.queue::<u8>()?;
+    /// q.put(1).unwrap();
+    /// assert_eq!(q.get().unwrap(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn queue<T>(&self) -> std::io::Result<crate::Queue<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::Queue::new()
+    }
+
+    /// A new [`Queue`](crate::Queue) holding at most `maxsize` items.
+    ///
+    /// # Errors
+    /// As [`Queue::bounded`](crate::Queue::bounded).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::Fork);
+    /// let q = ctx.bounded_queue::<u8>(1)?;
+    /// q.put(1).unwrap();
+    /// assert!(q.is_full());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn bounded_queue<T>(&self, maxsize: usize) -> std::io::Result<crate::Queue<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::Queue::bounded(maxsize)
+    }
+
+    /// A new unbounded [`JoinableQueue`](crate::JoinableQueue).
+    ///
+    /// # Errors
+    /// As [`JoinableQueue::new`](crate::JoinableQueue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::ForkServer);
+    /// let q = ctx.joinable_queue::<u8>()?;
+    /// q.put(1).unwrap();
+    /// q.get().unwrap();
+    /// q.task_done().unwrap();
+    /// q.join();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn joinable_queue<T>(&self) -> std::io::Result<crate::JoinableQueue<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::JoinableQueue::new()
+    }
+
+    /// A new [`SimpleQueue`](crate::SimpleQueue).
+    ///
+    /// # Errors
+    /// As [`SimpleQueue::new`](crate::SimpleQueue::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
+    /// let q = ctx.simple_queue::<String>()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn simple_queue<T>(&self) -> std::io::Result<crate::SimpleQueue<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::SimpleQueue::new()
+    }
+
+    /// A new duplex [`Pipe`](crate::Pipe): two connected
+    /// [`Connection`](crate::Connection)s.
+    ///
+    /// # Errors
+    /// As [`Pipe::new`](crate::Pipe::new).
+    ///
+    /// # Examples
+    /// ```
+    /// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
+    /// let (a, b) = ctx.pipe::<u32>()?;
+    /// a.send(&7).unwrap();
+    /// assert_eq!(b.recv().unwrap(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pipe<T>(&self) -> std::io::Result<(crate::Connection<T>, crate::Connection<T>)>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::Pipe::new()
+    }
 }

@@ -1,0 +1,152 @@
+//! `SimpleQueue`: the pared-down queue (put, get, is_empty, close).
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::error::{GetError, PutError};
+use super::queue::{Flavor, Shared, get_error, put_error};
+use super::wait::Wait;
+
+/// An unbounded queue with only `put`, `get`, `is_empty` and `close`:
+/// Python's `multiprocessing.SimpleQueue`. Same transport and guarantees as
+/// [`Queue`](crate::Queue) (many producers and consumers, whole items, per-producer
+/// order, handles that travel).
+///
+/// # Examples
+/// ```
+/// #[mproc::process]
+/// fn square(q: mproc::SimpleQueue<u64>, n: u64) {
+///     q.put(n * n).unwrap();
+/// }
+///
+/// let q = mproc::SimpleQueue::new()?;
+/// mproc::spawn(square, (q.clone(), 12))?.join()?;
+/// assert_eq!(q.get().unwrap(), 144);
+/// assert!(q.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SimpleQueue<T> {
+    shared: Arc<Shared>,
+    _marker: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> SimpleQueue<T> {
+    /// A new, empty queue.
+    ///
+    /// # Errors
+    /// If the shared memory or the socket pair cannot be created.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = mproc::SimpleQueue::<i8>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new() -> io::Result<Self> {
+        Ok(SimpleQueue {
+            shared: Arc::new(Shared::create(Flavor::Simple, 0)?),
+            _marker: PhantomData,
+        })
+    }
+
+    /// Puts `value` at the back.
+    ///
+    /// # Errors
+    /// As [`Queue::put`](crate::Queue::put); the value is given back.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = mproc::SimpleQueue::new()?;
+    /// q.put([1, 2]).unwrap();
+    /// assert_eq!(q.get().unwrap(), [1, 2]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.shared.put(value, &Wait::Forever).map_err(put_error)
+    }
+
+    /// Takes the item at the front, waiting for one.
+    ///
+    /// # Errors
+    /// As [`Queue::get`](crate::Queue::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = mproc::SimpleQueue::new()?;
+    /// q.put('x').unwrap();
+    /// assert_eq!(q.get().unwrap(), 'x');
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        self.shared.get(&Wait::Forever).map_err(get_error)
+    }
+}
+
+impl<T> SimpleQueue<T> {
+    /// Whether the queue holds no item (a snapshot).
+    ///
+    /// # Examples
+    /// ```
+    /// let q = mproc::SimpleQueue::new()?;
+    /// q.put(1).unwrap();
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.shared.ring().len() == 0
+    }
+
+    /// Stops this process's use of the queue (idempotent): its `put` and
+    /// `get` then return `Closed`; other processes are not affected.
+    ///
+    /// # Examples
+    /// ```
+    /// let q = mproc::SimpleQueue::<u8>::new()?;
+    /// q.close();
+    /// q.close();
+    /// assert!(matches!(q.get(), Err(mproc::GetError::Closed)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            shared: Arc::clone(&self.shared),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue")
+            .field("empty", &self.is_empty())
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let shared = Shared::deserialize_as(d, Flavor::Simple)?;
+        Ok(SimpleQueue {
+            shared: Arc::new(shared),
+            _marker: PhantomData,
+        })
+    }
+}
