@@ -238,17 +238,17 @@ fn a_killed_client_takes_no_item() {
 
 #[test]
 fn the_server_process_is_gone_after_shutdown() {
-    let before: Vec<u32> = mproc::active_children().iter().map(|c| c.pid()).collect();
     let m = Manager::start().unwrap();
-    let server: Vec<_> = mproc::active_children()
+    let pid = m.pid().unwrap();
+    let info = mproc::active_children()
         .into_iter()
-        .filter(|c| !before.contains(&c.pid()))
-        .collect();
-    assert_eq!(server.len(), 1);
-    assert!(server[0].name().starts_with("SyncManager-"));
-    assert!(server[0].is_daemon());
-    let pid = server[0].pid();
+        .find(|c| c.pid() == pid)
+        .expect("the server is a child of ours");
+    assert!(info.name().starts_with("SyncManager-"), "{}", info.name());
+    assert!(info.is_daemon());
+    assert!(util::pid_running(pid));
     m.shutdown().unwrap();
+    assert_eq!(m.pid(), None);
     assert!(!util::pid_running(pid));
 }
 
@@ -403,4 +403,27 @@ fn a_forked_child_makes_its_own_connection() {
     }
     assert_eq!(p.join().unwrap(), Some(50));
     assert_eq!(d.len().unwrap(), 200);
+}
+
+#[test]
+fn a_killed_server_is_a_closed_error_not_a_hang() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u8>().unwrap();
+    q.put(1).unwrap();
+    let pid = m.pid().unwrap();
+    let blocked = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            q.get().unwrap();
+            q.get() // nothing more: blocks in the server until it dies
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child process, whose pid we just read.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let t = Instant::now();
+    let err = blocked.join().unwrap().unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
+    assert!(q.len().unwrap_err().is_closed());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }

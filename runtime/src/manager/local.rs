@@ -218,6 +218,23 @@ impl Manager {
         }))
     }
 
+    /// The server process's pid, or `None` once it has shut down.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// assert!(m.pid().is_some_and(|pid| pid != std::process::id()));
+    /// m.shutdown().unwrap();
+    /// assert_eq!(m.pid(), None);
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Process::pid)
+    }
+
     /// Stops the server process. Every proxy's next call (and any call
     /// blocked in the server) then fails with [`ManagerError::Closed`].
     /// Calling it again does nothing.
