@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ use crate::sys;
 
 /// The most connections served at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 4096;
+/// The most connections in their handshake at once; more are closed at
+/// accept (each gets at most `HANDSHAKE_TIMEOUT` to finish).
+const MAX_HANDSHAKES: usize = 256;
 
 /// Everything a server holds.
 pub(crate) struct ServerState {
@@ -34,6 +37,8 @@ pub(crate) struct ServerState {
     /// Signalled when a connection ends.
     ended: Condvar,
     next_conn: AtomicU64,
+    /// Connections still in their handshake.
+    handshaking: AtomicUsize,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -56,6 +61,7 @@ impl ServerState {
             live: Mutex::new(HashMap::new()),
             ended: Condvar::new(),
             next_conn: AtomicU64::new(1),
+            handshaking: AtomicUsize::new(0),
         };
         for (name, obj) in named {
             let id = state.insert(obj.0);
@@ -191,15 +197,15 @@ impl ServerState {
 }
 
 /// The object `id` from `cache`, fetched with `fetch` on first use.
-fn cached<'a>(
-    cache: &'a mut HashMap<u64, Arc<dyn Object>>,
+fn cached(
+    cache: &mut HashMap<u64, Arc<dyn Object>>,
     id: u64,
     fetch: impl FnOnce() -> Option<Arc<dyn Object>>,
-) -> Option<&'a Arc<dyn Object>> {
-    if !cache.contains_key(&id) {
-        cache.insert(id, fetch()?);
+) -> Option<&Arc<dyn Object>> {
+    match cache.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(fetch()?)),
     }
-    cache.get(&id)
 }
 
 /// A listening socket of either family.
@@ -252,15 +258,17 @@ pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<O
             }
         };
         let count = state.live.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if count >= MAX_CONNECTIONS {
+        if count >= MAX_CONNECTIONS || state.handshaking.load(Ordering::SeqCst) >= MAX_HANDSHAKES {
             log::warn!(target: "mproc", "manager: too many connections; refusing one");
             continue;
         }
+        state.handshaking.fetch_add(1, Ordering::SeqCst);
         let st = Arc::clone(&state);
         let spawned = std::thread::Builder::new()
             .name("mproc-manager-conn".into())
             .spawn(move || connection(st, stream));
         if let Err(e) = spawned {
+            state.handshaking.fetch_sub(1, Ordering::SeqCst);
             log::warn!(target: "mproc", "manager: cannot start a connection thread: {e}");
         }
     }
@@ -270,7 +278,9 @@ pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<O
 fn connection(state: Arc<ServerState>, mut stream: Stream) {
     let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut decoder = FrameDecoder::new(wire::HANDSHAKE_LIMIT);
-    match auth::server_handshake(&mut stream, &mut decoder, &state.authkey) {
+    let shaken = auth::server_handshake(&mut stream, &mut decoder, &state.authkey);
+    state.handshaking.fetch_sub(1, Ordering::SeqCst);
+    match shaken {
         Ok(()) => {}
         Err(AuthError::Denied) => {
             log::warn!(target: "mproc", "manager: a connection failed authentication (wrong authkey)");
