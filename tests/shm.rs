@@ -370,3 +370,40 @@ fn memory_of_a_killed_child_is_not_kept_by_the_child() {
     assert!(a.lock().is_err());
     assert!(a.lock().is_ok());
 }
+
+/// Encodes `value` as a task argument would be, and decodes it as `T`,
+/// with fresh descriptors for the same files (as the receiving process
+/// would get them).
+fn reinterpret<T: serde::de::DeserializeOwned>(value: &impl serde::Serialize) -> Result<T, String> {
+    let (bytes, fds) = mproc::codec::encode_with_fds(value)?;
+    let fds = fds
+        .iter()
+        .map(|fd| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/self/fd/{fd}"))
+                .unwrap();
+            std::os::fd::OwnedFd::from(file)
+        })
+        .collect();
+    mproc::codec::decode_with_fds(&bytes, fds)
+}
+
+#[test]
+fn a_handle_decoded_as_another_type_is_refused_not_misread() {
+    let v = Value::new(7_u32).unwrap();
+    let same: Value<u32> = reinterpret(&v).unwrap();
+    same.set(8);
+    assert_eq!(v.get(), 8, "a faithful decode maps the same memory");
+
+    let err = reinterpret::<Value<u64>>(&v).unwrap_err();
+    assert!(err.contains("element type or size differs"), "{err}");
+    let err = reinterpret::<Event>(&v).unwrap_err();
+    assert!(err.contains("does not refer to an mproc Event"), "{err}");
+    let a = Array::<u8>::new(10).unwrap();
+    let err = reinterpret::<RawArray<u8>>(&a).unwrap_err();
+    assert!(err.contains("RawArray"), "{err}");
+    let err = reinterpret::<Array<[u8; 16]>>(&a).unwrap_err();
+    assert!(err.contains("differs"), "{err}");
+}
