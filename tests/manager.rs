@@ -427,3 +427,12 @@ fn a_killed_server_is_a_closed_error_not_a_hang() {
     assert!(q.len().unwrap_err().is_closed());
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[test]
+fn an_mproc_queue_cannot_move_into_the_server_process() {
+    let m = Manager::start().unwrap();
+    let q = mproc::Queue::<u8>::new().unwrap();
+    let err = m.share(q).unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("Manager::queue"), "{err}");
+}

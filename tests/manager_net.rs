@@ -409,3 +409,51 @@ fn the_handshake_speaks_cpython_312s_protocol_both_ways() {
     assert_eq!(line.trim(), "OK");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_registered_queue_is_the_same_queue_on_both_sides() {
+    let jobs = mproc::Queue::<u64>::new().unwrap();
+    let done = mproc::Queue::<String>::new().unwrap();
+    let server = BaseManager::bind("127.0.0.1:0", KEY)
+        .register("jobs", jobs.clone())
+        .register("done", done.clone())
+        .start()
+        .unwrap();
+    let client = BaseManager::connect(server.address(), KEY).unwrap();
+    let remote_jobs: mproc::QueueProxy<u64> = client.get("jobs").unwrap();
+    let remote_done: mproc::QueueProxy<String> = client.get("done").unwrap();
+    jobs.put(3).unwrap();
+    jobs.put(4).unwrap();
+    assert_eq!(remote_jobs.len().unwrap(), 2);
+    assert_eq!(remote_jobs.get().unwrap(), 3);
+    assert_eq!(remote_jobs.try_get().unwrap(), Some(4));
+    assert_eq!(remote_jobs.try_get().unwrap(), None);
+    assert!(remote_jobs.is_empty().unwrap());
+    let t = Instant::now();
+    assert_eq!(
+        remote_jobs.get_timeout(Duration::from_millis(100)).unwrap(),
+        None
+    );
+    assert!(t.elapsed() >= Duration::from_millis(90));
+    remote_done.put("3 * 3 = 9".into()).unwrap();
+    assert_eq!(done.get().unwrap(), "3 * 3 = 9");
+    // A get blocked in the server wakes when the master puts locally.
+    let waiter = std::thread::spawn(move || remote_jobs.get().unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    jobs.put(42).unwrap();
+    assert_eq!(waiter.join().unwrap(), 42);
+}
+
+#[test]
+fn a_queue_proxy_of_another_item_type_reports_decode_errors() {
+    let jobs = mproc::Queue::<u64>::new().unwrap();
+    let server = BaseManager::bind("127.0.0.1:0", KEY)
+        .register("jobs", jobs.clone())
+        .start()
+        .unwrap();
+    let client = BaseManager::connect(server.address(), KEY).unwrap();
+    let wrong: mproc::QueueProxy<String> = client.get("jobs").unwrap();
+    jobs.put(u64::MAX).unwrap();
+    let err = wrong.get().unwrap_err();
+    assert!(matches!(err, ManagerError::Decode(_)), "{err:?}");
+}

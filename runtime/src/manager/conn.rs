@@ -363,6 +363,6 @@ impl Handle {
             }
             .encode(),
         )?;
-        codec::decode(&frame[1..]).map_err(ManagerError::Decode)
+        wire::decode_value(&frame[1..]).map_err(ManagerError::Decode)
     }
 }

@@ -9,6 +9,7 @@ mod fastpath;
 mod local;
 mod objects;
 mod proxy;
+mod queue;
 mod remote;
 mod server;
 mod shared;

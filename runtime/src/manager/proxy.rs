@@ -19,7 +19,7 @@ fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {
-    codec::decode(b).map_err(ManagerError::Decode)
+    super::wire::decode_value(b).map_err(ManagerError::Decode)
 }
 
 fn dec_opt<T: DeserializeOwned>(b: Option<Vec<u8>>) -> Result<Option<T>, ManagerError> {

@@ -102,7 +102,7 @@ impl Call<'_> {
 
     /// Decodes the arguments.
     pub fn args<A: DeserializeOwned>(&self) -> Result<A, CallError> {
-        codec::decode(self.args).map_err(|e| {
+        super::wire::decode_value(self.args).map_err(|e| {
             CallError(CallFailure::new(
                 Failure::Decode,
                 format!("the arguments of `{}`: {e}", self.method),
@@ -237,7 +237,7 @@ pub fn shared_fingerprint<S: Shared>() -> u64 {
 /// Decodes an `S` and wraps it for the server.
 #[doc(hidden)]
 pub fn revive<S: Shared>(bytes: &[u8]) -> Result<ObjectBox, String> {
-    codec::decode::<S>(bytes).map(ObjectBox::shared)
+    super::wire::decode_value::<S>(bytes).map(ObjectBox::shared)
 }
 
 /// The registry entry named `name`, if exactly one exists.

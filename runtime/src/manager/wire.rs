@@ -595,3 +595,35 @@ mod tests {
         assert!(rounds > 1000, "only {rounds} rounds");
     }
 }
+
+/// Decodes a value that came over a manager connection. Unlike a plain
+/// decode, a length inside the bytes that promises more than the message
+/// limit is an error before anything is allocated (bytes from a peer, or
+/// stored by another client under another type, must never make this
+/// process allocate without bound or panic).
+pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let config = bincode::config::standard().with_limit::<MESSAGE_LIMIT>();
+    let (value, used) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, config).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the value (the two sides disagree on its type)",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_length_is_an_error_not_a_panic() {
+        let bytes = crate::codec::encode(&u64::MAX).unwrap();
+        assert!(decode_value::<String>(&bytes).is_err());
+        assert!(decode_value::<Vec<u8>>(&bytes).is_err());
+        assert!(decode_value::<Vec<String>>(&bytes).is_err());
+        assert_eq!(decode_value::<u64>(&bytes).unwrap(), u64::MAX);
+    }
+}
