@@ -436,3 +436,15 @@ fn an_mproc_queue_cannot_move_into_the_server_process() {
     assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
     assert!(err.to_string().contains("Manager::queue"), "{err}");
 }
+
+#[test]
+fn a_forked_copy_of_the_manager_does_not_stop_the_server() {
+    let m = std::sync::Arc::new(Manager::start().unwrap());
+    let v = m.value(1u8).unwrap();
+    let copy = std::sync::Arc::clone(&m);
+    // SAFETY: the closure only asks its copy of the manager to shut down.
+    let p = unsafe { mproc::fork(move || copy.shutdown().is_ok()) }.unwrap();
+    assert!(p.join().unwrap());
+    assert_eq!(v.get().unwrap(), 1);
+    assert!(m.pid().is_some());
+}

@@ -51,6 +51,9 @@ use crate::task::{self, Task, TaskEntry};
 pub struct Manager {
     endpoint: Arc<Endpoint>,
     process: Mutex<Option<Process<()>>>,
+    /// The process that started the server: only it may stop it (a copy
+    /// of this value in a forked child must not).
+    owner: u32,
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -110,6 +113,7 @@ impl Manager {
                 authkey,
             }),
             process: Mutex::new(Some(process)),
+            owner: crate::sys::getpid(),
         })
     }
 
@@ -237,7 +241,8 @@ impl Manager {
 
     /// Stops the server process. Every proxy's next call (and any call
     /// blocked in the server) then fails with [`ManagerError::Closed`].
-    /// Calling it again does nothing.
+    /// Calling it again does nothing, and so does calling it in another
+    /// process than the one that started the manager (a forked copy).
     ///
     /// # Examples
     /// ```
@@ -248,6 +253,9 @@ impl Manager {
     /// assert!(v.get().unwrap_err().is_closed());
     /// ```
     pub fn shutdown(&self) -> Result<(), ManagerError> {
+        if crate::sys::getpid() != self.owner {
+            return Ok(());
+        }
         let taken = self
             .process
             .lock()
