@@ -25,7 +25,9 @@ use crate::error::ContextError;
 use crate::process::ProcessBuilder;
 use crate::task::Task;
 
-/// How child processes are created. See the [module docs](self).
+/// How child processes are created: by re-executing the binary, by
+/// forking the caller, or by a fork server (see the crate guide, section
+/// Start methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StartMethod {
     /// Re-execute the program's binary; the task runs before `main`.
