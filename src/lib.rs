@@ -100,6 +100,70 @@
 //! [`get_context`]. Every feature works under every method, and a child may
 //! use a different method for its own children.
 //!
+//! # Channels
+//!
+//! [`Pipe::new`] gives two duplex [`Connection`]s, [`Pipe::simplex`] a
+//! [`PipeReceiver`]/[`PipeSender`] pair (direction enforced by the types):
+//! `send`/`recv`, `recv_timeout`, `poll` (never consumes), `send_bytes`/
+//! `recv_bytes`/`recv_bytes_into`; once every sending end is gone, `recv`
+//! is `Err(RecvError::Closed)`. [`Queue`] (unbounded or `bounded(n)`),
+//! [`JoinableQueue`] (`task_done`, `join`) and [`SimpleQueue`] carry any
+//! serialisable value between any number of producer and consumer
+//! processes; each message reaches exactly one consumer, whole. Errors
+//! hand the value back (`PutError::Full(v)`-style, as crossbeam-channel
+//! does). Every handle — channels, locks, shared values, proxies — is
+//! `Serialize`, so it can be a task argument (also of a pool task, which
+//! Python forbids), travel inside another message, or come back as a
+//! result: its descriptors go along with `SCM_RIGHTS`.
+//!
+//! # Synchronization and shared memory
+//!
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Condition`], [`Event`] and [`Barrier`] work across processes, with
+//! blocking, `try_*` and timed forms; timed waits sleep in the kernel.
+//! [`Value`] and [`Array`] (each with its own lock) and [`RawValue`] and
+//! [`RawArray`] (without) hold plain-old-data ([`Pod`]) values in shared
+//! memory. Unlike Python, a lock whose holder dies — even by `kill -9` —
+//! does not deadlock everybody else: the next acquirer gets
+//! `Err(`[`OwnerDied`]`(guard))` and carries on, as with
+//! `std::sync::PoisonError`. The memory is anonymous and handed down by
+//! descriptor, so nothing is left behind in `/dev/shm`, whatever happens.
+//!
+//! # Pool
+//!
+//! [`Pool::new`] or [`Pool::builder`] (`processes`, `initializer`,
+//! `maxtasksperchild`, `start_method`, `task_timeout`, `progress_bar`):
+//! `apply`, `apply_async` (an [`AsyncResult`]), `apply_async_with`
+//! (callbacks run in this process), `map`, `map_chunked`, `map_async`,
+//! `imap`, `imap_unordered`, `starmap`, `close`, `join`, `terminate`;
+//! dropping the pool terminates it. A task's panic is
+//! [`TaskError::Panicked`]; a worker that dies mid-task (killed, crashed,
+//! `exit`) fails only that task with [`TaskError::WorkerDied`] and is
+//! replaced, so a pool never hangs — Python's does. A task past its deadline
+//! is [`TaskError::Timeout`] and its worker is replaced.
+//!
+//! ```
+//! #[mproc::process]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! let pool = mproc::Pool::new(2).unwrap();
+//! assert_eq!(pool.map(square, 1..=5).unwrap(), [1, 4, 9, 16, 25]);
+//! let mut done: Vec<u64> = pool.imap_unordered(square, 1..=3).unwrap().map(Result::unwrap).collect();
+//! done.sort();
+//! assert_eq!(done, [1, 4, 9]);
+//! ```
+//!
+//! # Managers
+//!
+//! [`Manager::start`] runs a server process holding shared objects —
+//! `dict`, `list`, `namespace`, `queue`, `lock`, `event`, `value`, or a
+//! user type marked `#[mproc::shared]` — and returns typed proxies
+//! ([`DictProxy`], [`ListProxy`], …) that any process may use.
+//! [`BaseManager::bind`] serves registered objects over TCP and
+//! [`BaseManager::connect`] reaches them from another program, every
+//! connection authenticated with the same HMAC challenge as Python's
+//! `multiprocessing.connection`.
+//!
 //! # Logging
 //!
 //! [`log_to_stderr`] prints `[LEVEL/ProcessName] message` lines in this
@@ -114,11 +178,6 @@
 //! Linux (kernel 5.3 or newer, for pidfds) with glibc. The re-entry hook
 //! uses the ELF `.init_array` section.
 //!
-//! # Still to come
-//!
-//! Channels (`Pipe`, `Queue`, `JoinableQueue`, `SimpleQueue`),
-//! synchronisation primitives and shared memory, `Pool` and managers are
-//! being built; see the README for what exists today.
 
 #![deny(missing_docs)]
 
