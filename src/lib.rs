@@ -183,3 +183,8 @@
 
 pub use mproc_macros::{process, shared};
 pub use mproc_runtime::*;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
