@@ -518,3 +518,52 @@ fn progress_bar_option_keeps_results() {
         .collect();
     assert_eq!(v[9], 81);
 }
+
+#[mproc::process]
+fn segfault() -> i32 {
+    // SAFETY: raising a signal against our own process.
+    unsafe { libc::raise(libc::SIGSEGV) };
+    0
+}
+
+#[test]
+fn a_segfaulting_task_is_worker_died() {
+    let pool = Pool::new(1).unwrap();
+    match pool.apply(segfault, ()) {
+        Err(TaskError::WorkerDied { exitcode, .. }) => assert_eq!(exitcode, -libc::SIGSEGV),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(sqr, 2).unwrap(), 4);
+}
+
+#[mproc::process]
+fn feed(q: mproc::Queue<i64>, from: i64) -> usize {
+    for i in from..from + 10 {
+        q.put(i).unwrap();
+    }
+    10
+}
+
+#[test]
+fn a_queue_is_accepted_as_a_pool_task_argument() {
+    for m in METHODS {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let q = mproc::Queue::<i64>::new().unwrap();
+        let sent: usize = pool
+            .starmap(feed, [(q.clone(), 0), (q.clone(), 100)])
+            .unwrap()
+            .into_iter()
+            .sum();
+        assert_eq!(sent, 20);
+        let mut got: Vec<i64> = (0..20)
+            .map(|_| q.get_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort();
+        let want: Vec<i64> = (0..10).chain(100..110).collect();
+        assert_eq!(got, want, "{m:?}");
+    }
+}
