@@ -471,3 +471,20 @@ fn a_receiver_killed_while_waiting_does_not_wedge_the_pipe() {
         assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), 11, "{m:?}");
     }
 }
+
+#[test]
+fn handles_are_clone_send_sync_debug_serde() {
+    fn assert_handle<H>()
+    where
+        H: Clone + Send + Sync + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+    {
+    }
+    // Even for a message type that is neither `Sync` nor `Clone`.
+    type Msg = std::cell::Cell<u8>;
+    assert_handle::<Connection<Msg>>();
+    assert_handle::<PipeSender<Msg>>();
+    assert_handle::<PipeReceiver<Msg>>();
+    assert_handle::<Queue<Msg>>();
+    assert_handle::<mproc::JoinableQueue<Msg>>();
+    assert_handle::<mproc::SimpleQueue<Msg>>();
+}

@@ -262,9 +262,17 @@ impl From<Failed> for RecvTimeoutError {
 /// them through other pipes and queues. A receiver gets
 /// [`RecvError::Closed`] once every copy of the other end is gone — dropped
 /// or held by processes that exited — and everything sent before was
-/// received. Python's warning applies: two processes receiving (or
-/// sending) on the same end at once get whole messages each, in no
-/// particular split.
+/// received; a sender gets [`SendError::Closed`] once every copy of the
+/// other end is gone. Unlike Python's, an end may be used by several
+/// threads or processes at once: each message goes, whole, to exactly one
+/// receiver.
+///
+/// Under [`StartMethod::Fork`](crate::StartMethod::Fork) a child inherits
+/// a copy of every handle its parent holds at the moment of the fork, as
+/// with Python's fork method, and such a copy of a sending end keeps the
+/// pipe open until that child exits. Drop the ends a child must not keep
+/// before starting it, or use `Spawn` or `ForkServer` (the default), whose
+/// children hold only what they are given.
 ///
 /// # Examples
 /// ```

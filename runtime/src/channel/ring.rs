@@ -493,6 +493,9 @@ impl Producer<'_> {
             h.producer.publish_target.store(0, Ordering::Relaxed);
         }
         self.tail = h.tail.tail.load(Ordering::Relaxed);
+        // Only the producer-lock holder sleeps on `space_wake`: a count
+        // left by a holder that died asleep would only cost wake-ups.
+        h.space_wake.0.sleepers.store(0, Ordering::SeqCst);
         if h.producer.streaming.load(Ordering::Relaxed) != 0 {
             self.abort();
         }
@@ -686,6 +689,9 @@ impl Consumer<'_> {
             h.consumer.consume_target.store(0, Ordering::Relaxed);
         }
         self.head = h.head.head.load(Ordering::Relaxed);
+        // Only the consumer-lock holder sleeps on `data_wake` (see
+        // `Producer::repair`).
+        h.data_wake.0.sleepers.store(0, Ordering::SeqCst);
     }
 
     /// The record at the head, if one is published.

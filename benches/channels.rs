@@ -1,0 +1,276 @@
+//! Channel throughput and latency, against the same workloads as
+//! `python3 ../shared/bench/py_mp_bench.py queue_throughput pipe_pingpong`
+//! (run both in one session; `BENCHMARKS.md` has the numbers):
+//!
+//! * `queue_throughput`: one producer process puts, the parent gets —
+//!   small integers (`Queue`, `SimpleQueue`) and 1 MiB / 16 MiB byte
+//!   vectors;
+//! * `pipe_pingpong`: round trips of a small integer to an echoing child
+//!   (a duplex pipe, and two one-way pipes);
+//! * `pipe_bandwidth`: a child `send_bytes` 1 MiB / 16 MiB messages, the
+//!   parent `recv_bytes` / `recv_bytes_into` them;
+//! * `memcpy`: one plain copy of the same sizes, the floor a channel's
+//!   two copies (into shared memory, out of it) are compared with: hot (the
+//!   same two buffers again and again) and from a cold source (rotating
+//!   over 512 MiB, as bytes that another CPU just wrote are).
+//!
+//! Producers and echoers are started once per benchmark and driven by a
+//! command pipe, so process start-up is not timed (as in the Python script,
+//! which times from a go signal).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mproc::{Connection, PipeReceiver, PipeSender, Process, Queue, SimpleQueue};
+
+#[mproc::process]
+fn put_ints(q: Queue<u64>, go: PipeReceiver<u64>) {
+    while let Ok(n) = go.recv() {
+        if n == 0 {
+            break;
+        }
+        for i in 0..n {
+            q.put(i).unwrap();
+        }
+    }
+}
+
+#[mproc::process]
+fn put_ints_simple(q: SimpleQueue<u64>, go: PipeReceiver<u64>) {
+    while let Ok(n) = go.recv() {
+        if n == 0 {
+            break;
+        }
+        for i in 0..n {
+            q.put(i).unwrap();
+        }
+    }
+}
+
+#[mproc::process]
+fn put_bytes(q: Queue<Vec<u8>>, go: PipeReceiver<u64>, size: usize) {
+    let payload = vec![7u8; size];
+    while let Ok(n) = go.recv() {
+        if n == 0 {
+            break;
+        }
+        for _ in 0..n {
+            q.put(payload.clone()).unwrap();
+        }
+    }
+}
+
+#[mproc::process]
+fn echo(conn: Connection<u64>) {
+    while let Ok(v) = conn.recv() {
+        if v == u64::MAX {
+            break;
+        }
+        conn.send(&v).unwrap();
+    }
+}
+
+#[mproc::process]
+fn echo_one_way(rx: PipeReceiver<u64>, tx: PipeSender<u64>) {
+    while let Ok(v) = rx.recv() {
+        if v == u64::MAX {
+            break;
+        }
+        tx.send(&v).unwrap();
+    }
+}
+
+#[mproc::process]
+fn send_bytes(tx: PipeSender<Vec<u8>>, go: PipeReceiver<u64>, size: usize) {
+    let payload = vec![7u8; size];
+    while let Ok(n) = go.recv() {
+        if n == 0 {
+            break;
+        }
+        for _ in 0..n {
+            tx.send_bytes(&payload).unwrap();
+        }
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+fn queue_throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("queue_throughput");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(1));
+
+    let q = Queue::new().unwrap();
+    let (go_rx, go) = mproc::Pipe::simplex().unwrap();
+    let p = Process::new(put_ints, (q.clone(), go_rx)).start().unwrap();
+    group.bench_function("Queue put(int)->get", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            go.send(&iters).unwrap();
+            for _ in 0..iters {
+                black_box(q.get().unwrap());
+            }
+            start.elapsed()
+        })
+    });
+    go.send(&0).unwrap();
+    p.join().unwrap();
+
+    let q = SimpleQueue::new().unwrap();
+    let (go_rx, go) = mproc::Pipe::simplex().unwrap();
+    let p = Process::new(put_ints_simple, (q.clone(), go_rx))
+        .start()
+        .unwrap();
+    group.bench_function("SimpleQueue put(int)->get", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            go.send(&iters).unwrap();
+            for _ in 0..iters {
+                black_box(q.get().unwrap());
+            }
+            start.elapsed()
+        })
+    });
+    go.send(&0).unwrap();
+    p.join().unwrap();
+
+    for size in [MIB, 16 * MIB] {
+        group.throughput(Throughput::Bytes(size as u64));
+        let q = Queue::new().unwrap();
+        let (go_rx, go) = mproc::Pipe::simplex().unwrap();
+        let p = Process::new(put_bytes, (q.clone(), go_rx, size))
+            .start()
+            .unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("Queue put(bytes)->get", format!("{}MiB", size / MIB)),
+            &size,
+            |b, &size| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    go.send(&iters).unwrap();
+                    for _ in 0..iters {
+                        assert_eq!(q.get().unwrap().len(), size);
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+        go.send(&0).unwrap();
+        p.join().unwrap();
+    }
+    group.finish();
+}
+
+fn pipe_pingpong(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipe_pingpong");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(4));
+
+    let (here, there) = mproc::Pipe::new().unwrap();
+    let p = Process::new(echo, there).start().unwrap();
+    group.bench_function("Pipe() duplex send/recv(int) round trip", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            here.send(&i).unwrap();
+            assert_eq!(here.recv().unwrap(), i);
+        })
+    });
+    here.send(&u64::MAX).unwrap();
+    p.join().unwrap();
+
+    let (rx1, tx1) = mproc::Pipe::simplex().unwrap();
+    let (rx2, tx2) = mproc::Pipe::simplex().unwrap();
+    let p = Process::new(echo_one_way, (rx1, tx2)).start().unwrap();
+    group.bench_function("2x Pipe::simplex send/recv(int) round trip", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            tx1.send(&i).unwrap();
+            assert_eq!(rx2.recv().unwrap(), i);
+        })
+    });
+    tx1.send(&u64::MAX).unwrap();
+    p.join().unwrap();
+    group.finish();
+}
+
+fn pipe_bandwidth(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipe_bandwidth");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for size in [MIB, 16 * MIB] {
+        group.throughput(Throughput::Bytes(size as u64));
+        let (rx, tx) = mproc::Pipe::simplex().unwrap();
+        let (go_rx, go) = mproc::Pipe::simplex().unwrap();
+        let p = Process::new(send_bytes, (tx, go_rx, size)).start().unwrap();
+        let label = format!("{}MiB", size / MIB);
+        group.bench_function(BenchmarkId::new("send_bytes/recv_bytes", &label), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                go.send(&iters).unwrap();
+                for _ in 0..iters {
+                    assert_eq!(rx.recv_bytes().unwrap().len(), size);
+                }
+                start.elapsed()
+            })
+        });
+        let mut buf = Vec::new();
+        group.bench_function(
+            BenchmarkId::new("send_bytes/recv_bytes_into", &label),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    go.send(&iters).unwrap();
+                    for _ in 0..iters {
+                        assert_eq!(rx.recv_bytes_into(&mut buf).unwrap(), size);
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+        go.send(&0).unwrap();
+        p.join().unwrap();
+    }
+    group.finish();
+}
+
+fn memcpy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memcpy");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    let pool_len = 512 * MIB;
+    let pool = vec![3u8; pool_len];
+    for size in [MIB, 16 * MIB] {
+        group.throughput(Throughput::Bytes(size as u64));
+        let label = format!("{}MiB", size / MIB);
+        let src = vec![1u8; size];
+        let mut dst = vec![0u8; size];
+        group.bench_function(BenchmarkId::new("hot", &label), |b| {
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&mut dst);
+            })
+        });
+        let mut at = 0;
+        group.bench_function(BenchmarkId::new("cold source", &label), |b| {
+            b.iter(|| {
+                at = (at + size) % pool_len;
+                dst.copy_from_slice(black_box(&pool[at..at + size]));
+                black_box(&mut dst);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    queue_throughput,
+    pipe_pingpong,
+    pipe_bandwidth,
+    memcpy
+);
+criterion_main!(benches);
