@@ -113,8 +113,8 @@ fn task_master_and_worker_on_loopback() {
     let w = collect(&worker_lines, deadline);
     let m = collect(&master_lines, deadline);
     assert!(Instant::now() < deadline, "took too long:\n{m:?}\n{w:?}");
-    assert!(worker.0.wait().unwrap().success(), "{w:?}");
-    assert!(master.0.wait().unwrap().success(), "{m:?}");
+    assert!(worker.0.wait().unwrap().success(), "{w:?}\n{m:?}");
+    assert!(master.0.wait().unwrap().success(), "{w:?}\n{m:?}");
 
     let tasks = [7u64, 3, 9, 12, 5, 1, 20, 8, 14, 6];
     assert_eq!(w[0], "Connect to server 127.0.0.1...");

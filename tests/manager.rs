@@ -448,3 +448,12 @@ fn a_forked_copy_of_the_manager_does_not_stop_the_server() {
     assert_eq!(v.get().unwrap(), 1);
     assert!(m.pid().is_some());
 }
+
+#[test]
+fn values_holding_handles_are_refused_with_encode() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, mproc::Queue<u8>>().unwrap();
+    let err = d.insert(1, mproc::Queue::new().unwrap()).unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert_eq!(d.len().unwrap(), 0);
+}
