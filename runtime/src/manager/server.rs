@@ -303,18 +303,29 @@ fn connection(state: Arc<ServerState>, mut stream: Stream) {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, clone);
     }
+    // Leaves the table however this thread ends (a panic included), so a
+    // stopping server never waits for a connection that is gone.
+    let _leave = Leave(&state, id);
     if state.is_stopping() {
         stream.shutdown(Shutdown::Both);
     }
     if let Err(e) = serve_requests(&state, &mut stream, &mut decoder) {
         log::debug!(target: "mproc", "manager: dropping a connection: {e}");
     }
-    state
-        .live
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
-    state.ended.notify_all();
+}
+
+/// Removes connection `.1` from the live table when dropped.
+struct Leave<'a>(&'a ServerState, u64);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+        self.0.ended.notify_all();
+    }
 }
 
 fn serve_requests(
