@@ -18,7 +18,7 @@ const HEADER: usize = 4096;
 const TOTAL: usize = HEADER + CAPACITY;
 /// "The message is on the socket."
 const ON_SOCKET: u32 = u32::MAX;
-/// How long a waiter spins before it sleeps.
+/// How long a waiter spins before it sleeps (with more than one CPU).
 const SPIN: Duration = Duration::from_micros(50);
 
 /// Which way a message goes.
@@ -47,6 +47,12 @@ impl Dir {
             Dir::Reply => 132,
         }
     }
+}
+
+/// Whether this process may run on one CPU only (checked once).
+fn one_cpu() -> bool {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(sys::cpu_count) == 1
 }
 
 /// Reads a Unix socket with `recvmsg`, dropping any descriptors.
@@ -184,9 +190,16 @@ impl FastPath {
         let seen = self.seen;
         let start = Instant::now();
         let mut spins = 0u32;
+        let single_cpu = one_cpu();
         while seq.load(Ordering::Acquire) == seen {
             spins += 1;
-            if spins % 16 == 0 {
+            if single_cpu {
+                // The peer cannot run while we spin: let it, a few times.
+                if spins > 3 {
+                    break;
+                }
+                std::thread::yield_now();
+            } else if spins % 16 == 0 {
                 if start.elapsed() > SPIN {
                     break;
                 }
