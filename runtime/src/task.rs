@@ -107,21 +107,29 @@ pub fn fingerprint<T: Task>() -> u64 {
     ])
 }
 
-/// Decodes `(task, args)`, runs the task with panics caught, encodes the
-/// result and hands the outcome to `report`.
-#[doc(hidden)]
-pub fn run_erased<T: Task>(payload: &[u8], fds: Vec<OwnedFd>, report: &mut dyn FnMut(Outcome<'_>)) {
-    let (task, args): (T, T::Args) = match codec::decode_with_fds(payload, fds) {
-        Ok(v) => v,
-        Err(e) => {
+/// Decodes the arguments of task `T`, reporting a failure as a codec error.
+fn decode_args<T: Task, V: DeserializeOwned>(
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+    report: &mut dyn FnMut(Outcome<'_>),
+) -> Option<V> {
+    codec::decode_with_fds(payload, fds)
+        .map_err(|e| {
             report(Outcome::Codec(format!(
                 "could not decode the arguments of task `{}`: {e}",
                 type_name::<T>()
             )));
-            return;
-        }
-    };
-    run_local(task, args, report);
+        })
+        .ok()
+}
+
+/// Decodes `(task, args)`, runs the task with panics caught, encodes the
+/// result and hands the outcome to `report`.
+#[doc(hidden)]
+pub fn run_erased<T: Task>(payload: &[u8], fds: Vec<OwnedFd>, report: &mut dyn FnMut(Outcome<'_>)) {
+    if let Some((task, args)) = decode_args::<T, (T, T::Args)>(payload, fds, report) {
+        run_local(task, args, report);
+    }
 }
 
 /// The results of a chunk: the values of the items that succeeded, in
@@ -143,15 +151,8 @@ pub fn run_chunk_erased<T: Task>(
     fds: Vec<OwnedFd>,
     report: &mut dyn FnMut(Outcome<'_>),
 ) {
-    let items: Vec<(T, T::Args)> = match codec::decode_with_fds(payload, fds) {
-        Ok(v) => v,
-        Err(e) => {
-            report(Outcome::Codec(format!(
-                "could not decode the arguments of task `{}`: {e}",
-                type_name::<T>()
-            )));
-            return;
-        }
+    let Some(items) = decode_args::<T, Vec<(T, T::Args)>>(payload, fds, report) else {
+        return;
     };
     install_panic_hook();
     let mut reply = ChunkReply {

@@ -65,6 +65,17 @@ impl ChildShared {
         })
     }
 
+    /// As [`tracked`](Self::tracked), named and flagged as `req` says.
+    pub(crate) fn for_request(
+        req: &crate::process::wire::Request,
+        pid: u32,
+        pidfd: OwnedFd,
+        ctrl: OwnedFd,
+        exit: ExitSource,
+    ) -> Arc<Self> {
+        Self::tracked(pid, req.me.name.clone(), req.me.daemon, pidfd, ctrl, exit)
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, ChildState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

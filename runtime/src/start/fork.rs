@@ -71,10 +71,9 @@ unsafe fn fork_and_run(
             drop((met, rea, srv, lau, tab, cur, err, out));
             drop(theirs);
             let pidfd = sys::pidfd_open(pid)?;
-            Ok(ChildShared::tracked(
+            Ok(ChildShared::for_request(
+                &req,
                 pid,
-                req.me.name.clone(),
-                req.me.daemon,
                 pidfd,
                 ours,
                 ExitSource::Direct,

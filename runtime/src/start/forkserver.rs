@@ -96,10 +96,9 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     let pidfd = got
         .pop()
         .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
-    Ok(ChildShared::tracked(
+    Ok(ChildShared::for_request(
+        &req,
         pid,
-        req.me.name.clone(),
-        req.me.daemon,
         pidfd,
         ours,
         ExitSource::Reported(status_ours),

@@ -59,10 +59,9 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     let pidfd = sys::pidfd_open(pid)?;
     // If the child died already, the send fails; joining it reports how.
     let _ = wire::send_request(ours.as_fd(), req, payload, fds);
-    Ok(ChildShared::tracked(
+    Ok(ChildShared::for_request(
+        &req,
         pid,
-        req.me.name.clone(),
-        req.me.daemon,
         pidfd,
         ours,
         ExitSource::Direct,
