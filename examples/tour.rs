@@ -131,7 +131,7 @@ fn main() -> Result<(), ProcessError> {
     assert!(names.iter().all(|n| n.matches(':').count() == 1));
 
     step("7. A closure in a forked child (globals are copied, not shared)");
-    let data = vec![1, 2, 3];
+    let data = [1, 2, 3];
     // SAFETY: the tour has no other threads of its own; the closure only
     // reads what it captured.
     let sum = unsafe { mproc::fork(move || data.iter().sum::<i32>()) }?.join()?;

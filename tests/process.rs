@@ -51,8 +51,11 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// (name, pid, daemon, parent's (name, pid, alive), authkey)
+type WhoAmI = (String, u32, bool, Option<(String, u32, bool)>, Vec<u8>);
+
 #[mproc::process]
-fn whoami() -> (String, u32, bool, Option<(String, u32, bool)>, Vec<u8>) {
+fn whoami() -> WhoAmI {
     let me = mproc::current_process();
     let parent = mproc::parent_process().map(|p| (p.name().to_string(), p.pid(), p.is_alive()));
     (
@@ -450,7 +453,7 @@ fn fork_sees_parent_memory_spawn_does_not() {
 
 #[test]
 fn fork_closure() {
-    let captured = vec![1, 2, 3];
+    let captured = [1, 2, 3];
     // SAFETY: the closure only reads data it captured.
     let p = unsafe { mproc::fork(move || captured.iter().sum::<i32>()) }.unwrap();
     assert_eq!(p.join().unwrap(), 6);

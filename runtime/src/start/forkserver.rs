@@ -97,7 +97,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
         .pop()
         .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
     Ok(ChildShared::for_request(
-        &req,
+        req,
         pid,
         pidfd,
         ours,

@@ -60,7 +60,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     // If the child died already, the send fails; joining it reports how.
     let _ = wire::send_request(ours.as_fd(), req, payload, fds);
     Ok(ChildShared::for_request(
-        &req,
+        req,
         pid,
         pidfd,
         ours,
