@@ -457,3 +457,43 @@ fn values_holding_handles_are_refused_with_encode() {
     assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
     assert_eq!(d.len().unwrap(), 0);
 }
+
+#[mproc::process]
+fn mixed_sizes(d: DictProxy<u32, Vec<u8>>, base: u32, seed: u64) -> u32 {
+    let mut x = seed;
+    let mut checked = 0;
+    for i in 0..30 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Sizes around the 64 KiB shared buffer, both sides of it.
+        let len = [0, 1, 65_530, 65_536, 65_545, 200_000][(x % 6) as usize] + (x % 7) as usize;
+        let v: Vec<u8> = (0..len).map(|j| (j as u64 ^ x) as u8).collect();
+        d.insert(base + i, v.clone()).unwrap();
+        assert_eq!(d.get(&(base + i)).unwrap().unwrap(), v);
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn messages_of_every_size_from_many_processes_and_threads_stay_whole() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, Vec<u8>>().unwrap();
+    let procs: Vec<_> = (0..3)
+        .map(|p| mproc::spawn(mixed_sizes, (d.clone(), p * 1000, 7 + p as u64)).unwrap())
+        .collect();
+    let threads: Vec<_> = (3..5)
+        .map(|t| {
+            let d = d.clone();
+            std::thread::spawn(move || mixed_sizes(d, t * 1000, 7 + t as u64))
+        })
+        .collect();
+    for p in procs {
+        assert_eq!(p.join().unwrap(), 30);
+    }
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 30);
+    }
+    assert_eq!(d.len().unwrap(), 150);
+}
