@@ -455,6 +455,7 @@ fn values_holding_handles_are_refused_with_encode() {
     let d = m.dict::<u8, mproc::Queue<u8>>().unwrap();
     let err = d.insert(1, mproc::Queue::new().unwrap()).unwrap_err();
     assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot hold mproc handles"), "{err}");
     assert_eq!(d.len().unwrap(), 0);
 }
 

@@ -19,7 +19,6 @@ use super::ManagerError;
 use super::auth::{self, AuthError};
 use super::fastpath::{Dir, FastPath};
 use super::wire::{self, FrameDecoder, MESSAGE_LIMIT, Request};
-use crate::codec;
 use crate::sys;
 
 /// How long either side waits for the other's handshake.
@@ -354,7 +353,7 @@ impl Handle {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let args = codec::encode(args).map_err(ManagerError::Encode)?;
+        let args = wire::encode_value(args).map_err(ManagerError::Encode)?;
         let frame = self.endpoint.request(
             &Request::Call {
                 id: self.id,

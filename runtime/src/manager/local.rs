@@ -19,7 +19,7 @@ use super::proxy::{
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
-use crate::codec::{self, SharedFd};
+use crate::codec::SharedFd;
 use crate::process::Process;
 use crate::start::StartMethod;
 use crate::task::{self, Task, TaskEntry};
@@ -170,7 +170,7 @@ impl Manager {
     where
         T: Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        let init = codec::encode(&value).map_err(ManagerError::Encode)?;
+        let init = super::wire::encode_value(&value).map_err(ManagerError::Encode)?;
         self.make(objects::VALUE, &init)
     }
 
@@ -207,7 +207,7 @@ impl Manager {
                 std::any::type_name::<S>()
             ))
         })?;
-        let bytes = codec::encode(&object).map_err(ManagerError::Encode)?;
+        let bytes = super::wire::encode_value(&object).map_err(ManagerError::Encode)?;
         let body = self.endpoint.request(
             &Request::Share {
                 name,

@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::ManagerError;
 use super::conn::Handle;
 use super::shared::Proxy;
-use crate::codec;
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
-    codec::encode(v).map_err(ManagerError::Encode)
+    super::wire::encode_value(v).map_err(ManagerError::Encode)
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {

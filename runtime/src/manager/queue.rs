@@ -13,10 +13,9 @@ use super::proxy::QueueProxy;
 use super::shared::{Call, CallError, DispatchResult, Shared, encode_result, remote};
 use super::wire::{CallFailure, Failure};
 use crate::channel::{GetTimeoutError, Queue, TryGetError};
-use crate::codec;
 
 fn encode_item<T: Serialize>(item: &T) -> Result<Vec<u8>, CallError> {
-    codec::encode(item).map_err(|e| CallError(CallFailure::new(Failure::Encode, e)))
+    super::wire::encode_value(item).map_err(|e| CallError(CallFailure::new(Failure::Encode, e)))
 }
 
 /// Takes an item, waiting until `deadline` (forever without one) in slices,

@@ -596,6 +596,20 @@ mod tests {
     }
 }
 
+/// Encodes a value to send to a manager. A value holding mproc handles
+/// (a `Queue`, a `Lock`, …) is refused with a message that says why: a
+/// manager keeps bytes, not the descriptors behind handles.
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    crate::codec::encode(value).map_err(|e| match crate::codec::encode_with_fds(value) {
+        Ok((_, fds)) if !fds.is_empty() => format!(
+            "a value sent to a manager cannot hold mproc handles (queues, pipes, locks, \
+                 shared values): the manager keeps bytes, not descriptors; pass handles as task \
+                 arguments or through pipes and queues, or share a manager proxy instead ({e})"
+        ),
+        _ => e,
+    })
+}
+
 /// Decodes a value that came over a manager connection. Unlike a plain
 /// decode, a length inside the bytes that promises more than the message
 /// limit is an error before anything is allocated (bytes from a peer, or
