@@ -455,7 +455,10 @@ fn values_holding_handles_are_refused_with_encode() {
     let d = m.dict::<u8, mproc::Queue<u8>>().unwrap();
     let err = d.insert(1, mproc::Queue::new().unwrap()).unwrap_err();
     assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
-    assert!(err.to_string().contains("cannot hold mproc handles"), "{err}");
+    assert!(
+        err.to_string().contains("cannot hold mproc handles"),
+        "{err}"
+    );
     assert_eq!(d.len().unwrap(), 0);
 }
 
@@ -497,4 +500,38 @@ fn messages_of_every_size_from_many_processes_and_threads_stay_whole() {
         assert_eq!(t.join().unwrap(), 30);
     }
     assert_eq!(d.len().unwrap(), 150);
+}
+
+#[mproc::process]
+fn proxy_from_a_queue(q: mproc::Queue<ListProxy<String>>) -> usize {
+    let l = q.get().unwrap();
+    l.push(format!("pushed by {}", mproc::current_process().name()))
+        .unwrap();
+    l.len().unwrap()
+}
+
+#[test]
+fn proxies_travel_through_queues() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<String>().unwrap();
+    l.push("first".into()).unwrap();
+    let q = mproc::Queue::new().unwrap();
+    let p = mproc::Process::new(proxy_from_a_queue, q.clone())
+        .name("taker")
+        .start()
+        .unwrap();
+    q.put(l.clone()).unwrap();
+    assert_eq!(p.join().unwrap(), 2);
+    assert_eq!(l.to_vec().unwrap(), ["first", "pushed by taker"]);
+}
+
+#[test]
+fn a_proxy_debugs_as_its_address_and_id_not_its_key() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let s = format!("{d:?}");
+    assert!(s.starts_with("DictProxy(@mproc-manager-"), "{s}");
+    assert!(s.ends_with(" object 1)"), "{s}");
+    let key = mproc::current_process().authkey().to_vec();
+    assert!(!s.contains(&format!("{key:?}")), "{s}");
 }
