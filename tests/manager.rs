@@ -535,3 +535,16 @@ fn a_proxy_debugs_as_its_address_and_id_not_its_key() {
     let key = mproc::current_process().authkey().to_vec();
     assert!(!s.contains(&format!("{key:?}")), "{s}");
 }
+
+#[test]
+fn a_local_proxy_on_the_wire_carries_no_authkey() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let bytes = mproc::codec::encode(&d).unwrap();
+    let key = mproc::current_process().authkey();
+    assert!(!bytes.windows(key.len()).any(|w| w == key));
+    // The receiving process uses its own (inherited) key.
+    let back: DictProxy<u8, u8> = mproc::codec::decode(&bytes).unwrap();
+    back.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+}

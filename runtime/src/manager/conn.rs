@@ -314,18 +314,23 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// A handle on the wire. The authkey is left out when it is this
+/// process's own (`current_process().authkey()`, which children inherit),
+/// as Python does, so a local manager's proxies carry no secret; the
+/// receiving process then uses its own.
 #[derive(Serialize, Deserialize)]
 struct HandleRepr {
     address: Address,
-    authkey: Vec<u8>,
+    authkey: Option<Vec<u8>>,
     id: u64,
 }
 
 impl Serialize for Handle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let own = crate::current_process().authkey() == &self.endpoint.authkey[..];
         HandleRepr {
             address: self.endpoint.address.clone(),
-            authkey: self.endpoint.authkey.clone(),
+            authkey: (!own).then(|| self.endpoint.authkey.clone()),
             id: self.id,
         }
         .serialize(s)
@@ -338,7 +343,9 @@ impl<'de> Deserialize<'de> for Handle {
         Ok(Handle {
             endpoint: Arc::new(Endpoint {
                 address: r.address,
-                authkey: r.authkey,
+                authkey: r
+                    .authkey
+                    .unwrap_or_else(|| crate::current_process().authkey().to_vec()),
             }),
             id: r.id,
         })
