@@ -541,7 +541,8 @@ fn a_local_proxy_on_the_wire_carries_no_authkey() {
     let m = Manager::start().unwrap();
     let d = m.dict::<u8, u8>().unwrap();
     let bytes = mproc::codec::encode(&d).unwrap();
-    let key = mproc::current_process().authkey();
+    let me = mproc::current_process();
+    let key = me.authkey();
     assert!(!bytes.windows(key.len()).any(|w| w == key));
     // The receiving process uses its own (inherited) key.
     let back: DictProxy<u8, u8> = mproc::codec::decode(&bytes).unwrap();
