@@ -531,7 +531,7 @@ fn a_proxy_debugs_as_its_address_and_id_not_its_key() {
     let d = m.dict::<u8, u8>().unwrap();
     let s = format!("{d:?}");
     assert!(s.starts_with("DictProxy(@mproc-manager-"), "{s}");
-    assert!(s.ends_with(" object 1)"), "{s}");
+    assert!(s.contains(" object "), "{s}");
     let key = mproc::current_process().authkey().to_vec();
     assert!(!s.contains(&format!("{key:?}")), "{s}");
 }

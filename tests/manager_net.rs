@@ -241,6 +241,9 @@ fn a_proxy_fails_promptly_after_shutdown_and_the_address_binds_again() {
         .unwrap();
     assert_eq!(again.address(), addr);
     assert_serves(addr);
+    // The old proxy reaches the new server, which does not know its object.
+    let err = board.read().unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
 }
 
 #[test]

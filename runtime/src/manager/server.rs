@@ -56,7 +56,10 @@ impl ServerState {
             authkey,
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            // Ids start at a random point, so that a stale proxy of an
+            // earlier server at the same address finds nothing here
+            // rather than another object.
+            next_id: AtomicU64::new(first_id()),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
             ended: Condvar::new(),
@@ -194,6 +197,13 @@ impl ServerState {
             Err(f) => wire::err_reply(&f),
         }
     }
+}
+
+/// A random first object id (high 32 bits random, low bits counting).
+fn first_id() -> u64 {
+    let mut r = [0u8; 4];
+    sys::fill_random(&mut r);
+    (u64::from(u32::from_ne_bytes(r)) << 32) | 1
 }
 
 /// The object `id` from `cache`, fetched with `fetch` on first use.
