@@ -264,6 +264,8 @@ pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<O
             Ok(s) => s,
             Err(e) => {
                 log::debug!(target: "mproc", "manager: accept failed: {e}");
+                // Out of descriptors, say: do not spin on it.
+                std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
