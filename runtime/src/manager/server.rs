@@ -23,7 +23,7 @@ use crate::sys;
 const MAX_CONNECTIONS: usize = 4096;
 /// The most connections in their handshake at once; more are closed at
 /// accept (each gets at most `HANDSHAKE_TIMEOUT` to finish).
-const MAX_HANDSHAKES: usize = 256;
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Everything a server holds.
 pub(crate) struct ServerState {
