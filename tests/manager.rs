@@ -449,17 +449,89 @@ fn a_forked_copy_of_the_manager_does_not_stop_the_server() {
     assert!(m.pid().is_some());
 }
 
+#[mproc::process]
+fn use_stored_handles(
+    d: DictProxy<String, mproc::Queue<String>>,
+    locks: ListProxy<mproc::Lock>,
+) -> usize {
+    // The handles come back from the manager working: the same queue and
+    // the same locks as the parent's.
+    let q = d.get(&"inbox".to_string()).unwrap().unwrap();
+    q.put(format!("hello from {}", mproc::current_process().name()))
+        .unwrap();
+    let locks = locks.to_vec().unwrap();
+    locks
+        .iter()
+        .filter(|l| l.try_acquire().unwrap().is_none())
+        .count()
+}
+
 #[test]
-fn values_holding_handles_are_refused_with_encode() {
+fn handles_travel_through_a_local_manager() {
     let m = Manager::start().unwrap();
-    let d = m.dict::<u8, mproc::Queue<u8>>().unwrap();
-    let err = d.insert(1, mproc::Queue::new().unwrap()).unwrap_err();
-    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
-    assert!(
-        err.to_string().contains("cannot hold mproc handles"),
-        "{err}"
+    let d = m.dict::<String, mproc::Queue<String>>().unwrap();
+    let inbox = mproc::Queue::new().unwrap();
+    assert!(d.insert("inbox".into(), inbox.clone()).unwrap().is_none());
+    let locks = m.list::<mproc::Lock>().unwrap();
+    let (a, b) = (mproc::Lock::new().unwrap(), mproc::Lock::new().unwrap());
+    locks.push(a.clone()).unwrap();
+    locks.push(b.clone()).unwrap();
+    let guard = b.acquire().unwrap();
+    let held = mproc::Process::new(use_stored_handles, (d.clone(), locks.clone()))
+        .name("reader")
+        .start()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(held, 1, "the child saw the lock this process holds");
+    drop(guard);
+    assert_eq!(
+        inbox.get_timeout(Duration::from_secs(5)).unwrap(),
+        "hello from reader"
     );
-    assert_eq!(d.len().unwrap(), 0);
+    // Replacing a value hands the old handle back, still working.
+    let old = d
+        .insert("inbox".into(), mproc::Queue::new().unwrap())
+        .unwrap()
+        .unwrap();
+    old.put("again".into()).unwrap();
+    assert_eq!(inbox.get().unwrap(), "again");
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Mailroom {
+    boxes: Vec<mproc::Queue<u32>>,
+}
+
+#[mproc::shared]
+impl Mailroom {
+    pub(crate) fn add(&mut self, q: mproc::Queue<u32>) -> usize {
+        self.boxes.push(q);
+        self.boxes.len()
+    }
+
+    pub(crate) fn deliver(&self, n: u32) {
+        for b in &self.boxes {
+            b.put(n).unwrap();
+        }
+    }
+
+    pub(crate) fn first(&self) -> Option<mproc::Queue<u32>> {
+        self.boxes.first().cloned()
+    }
+}
+
+#[test]
+fn handles_travel_as_shared_method_arguments_and_results() {
+    let m = Manager::start().unwrap();
+    let room = m.share(Mailroom::default()).unwrap();
+    let q = mproc::Queue::new().unwrap();
+    assert_eq!(room.add(q.clone()).unwrap(), 1);
+    room.deliver(7).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 7);
+    let back = room.first().unwrap().unwrap();
+    back.put(8).unwrap();
+    assert_eq!(q.get().unwrap(), 8);
 }
 
 #[mproc::process]
@@ -548,4 +620,33 @@ fn a_local_proxy_on_the_wire_carries_no_authkey() {
     let back: DictProxy<u8, u8> = mproc::codec::decode(&bytes).unwrap();
     back.insert(1, 2).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(2));
+}
+
+#[test]
+fn too_many_handles_in_one_reply_is_an_error_not_a_lost_connection() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<mproc::Lock>().unwrap();
+    // A lock is one descriptor; one message carries at most 253.
+    let locks: Vec<_> = (0..260).map(|_| mproc::Lock::new().unwrap()).collect();
+    for lock in &locks {
+        l.push(lock.clone()).unwrap();
+    }
+    let err = l.to_vec().unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    // Items one by one still work, and so does the connection.
+    assert!(l.get(259).unwrap().is_some());
+    assert_eq!(l.len().unwrap(), 260);
+}
+
+#[test]
+fn an_initial_value_keeps_no_handles_but_set_does() {
+    let m = Manager::start().unwrap();
+    let q = mproc::Queue::<u8>::new().unwrap();
+    let err = m.value(q.clone()).unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("ValueProxy::set"), "{err}");
+    let v = m.value(None::<mproc::Queue<u8>>).unwrap();
+    v.set(Some(q.clone())).unwrap();
+    v.get().unwrap().unwrap().put(5).unwrap();
+    assert_eq!(q.get().unwrap(), 5);
 }

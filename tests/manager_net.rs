@@ -460,3 +460,32 @@ fn a_queue_proxy_of_another_item_type_reports_decode_errors() {
     let err = wrong.get().unwrap_err();
     assert!(matches!(err, ManagerError::Decode(_)), "{err:?}");
 }
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Dropbox {
+    queues: usize,
+}
+
+#[mproc::shared]
+impl Dropbox {
+    pub(crate) fn leave(&mut self, _q: mproc::Queue<u8>) -> usize {
+        self.queues += 1;
+        self.queues
+    }
+}
+
+#[test]
+fn handles_cannot_travel_over_tcp() {
+    let server = BaseManager::bind("127.0.0.1:0", KEY)
+        .register("drop", Dropbox::default())
+        .register("board", Board::default())
+        .start()
+        .unwrap();
+    let client = BaseManager::connect(server.address(), KEY).unwrap();
+    let d: DropboxProxy = client.get("drop").unwrap();
+    let err = d.leave(mproc::Queue::new().unwrap()).unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("over TCP"), "{err}");
+    // The connection is still good.
+    assert_serves(server.address());
+}

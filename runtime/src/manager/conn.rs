@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixStream};
 use std::sync::Arc;
@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ManagerError;
 use super::auth::{self, AuthError};
-use super::fastpath::{Dir, FastPath};
+use super::fastpath::{Dir, FastPath, FdReader, Message};
 use super::wire::{self, FrameDecoder, MESSAGE_LIMIT, Request};
+use crate::codec;
 use crate::sys;
 
 /// How long either side waits for the other's handshake.
@@ -188,34 +189,37 @@ impl Conn {
         }
     }
 
-    /// Sends one request and returns the reply frame.
-    pub(crate) fn request(&mut self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
+    /// Sends one request (with the descriptors of handles inside it) and
+    /// returns the reply frame and the descriptors that came with it.
+    pub(crate) fn request(&mut self, req: &[u8], fds: &[RawFd]) -> Result<Message, ManagerError> {
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(ManagerError::Encode(format!(
+                "a manager call may carry at most {} descriptors, this one has {}",
+                sys::MAX_FDS_PER_MESSAGE,
+                fds.len()
+            )));
+        }
         match &mut self.fast {
             Some(fast) => {
-                fast.send(Dir::Request, &mut self.stream, req)?;
                 let sock = self.stream.fd();
+                fast.send(Dir::Request, sock, req, fds)?;
                 fast.recv(Dir::Reply, sock, &mut self.decoder)?
                     .ok_or(ManagerError::Closed)
             }
+            None if !fds.is_empty() => Err(ManagerError::Encode(
+                "mproc handles (queues, pipes, locks, shared values) cannot travel to a manager \
+                 over TCP: only a local Manager can hold them"
+                    .into(),
+            )),
             None => {
                 wire::write_frame(&mut self.stream, req)?;
-                self.decoder
+                let frame = self
+                    .decoder
                     .read_frame(&mut self.stream)?
-                    .ok_or(ManagerError::Closed)
+                    .ok_or(ManagerError::Closed)?;
+                Ok((frame, Vec::new()))
             }
         }
-    }
-}
-
-/// Reads with `recvmsg`, keeping the descriptors that arrive.
-struct FdReader<'a> {
-    sock: BorrowedFd<'a>,
-    fds: Vec<OwnedFd>,
-}
-
-impl Read for FdReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::recv_with_fds(self.sock, buf, &mut self.fds, false)
     }
 }
 
@@ -273,14 +277,27 @@ impl Endpoint {
     /// Sends a request on this thread's connection (made if needed) and
     /// returns the reply frame; its body starts at byte 1.
     pub(crate) fn request(&self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
+        self.request_fds(req, &[]).map(|(frame, _)| frame)
+    }
+
+    /// As [`request`](Self::request), with descriptors both ways.
+    pub(crate) fn request_fds(&self, req: &[u8], fds: &[RawFd]) -> Result<Message, ManagerError> {
         let mut conn = match self.take() {
             Some(c) => c,
             None => Conn::connect(&self.address, &self.authkey)?,
         };
-        let frame = conn.request(req)?;
+        let (frame, fds) = match conn.request(req, fds) {
+            Ok(m) => m,
+            // Refused before anything was sent: the connection is fine.
+            Err(e @ ManagerError::Encode(_)) => {
+                self.put_back(conn);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.put_back(conn);
         match wire::parse_reply(&frame) {
-            Ok(_) => Ok(frame),
+            Ok(_) => Ok((frame, fds)),
             Err(f) => Err(f.into()),
         }
     }
@@ -354,21 +371,46 @@ impl<'de> Deserialize<'de> for Handle {
 
 impl Handle {
     /// Calls `method` with `args` (a tuple of the parameters) and decodes
-    /// its result.
+    /// its result. Handles inside the arguments or the result travel with
+    /// them (local managers only).
     pub fn call<A, R>(&self, method: &str, args: &A) -> Result<R, ManagerError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let args = wire::encode_value(args).map_err(ManagerError::Encode)?;
-        let frame = self.endpoint.request(
+        let (args, raw) = codec::encode_with_fds(args).map_err(ManagerError::Encode)?;
+        let (frame, fds) = self.call_raw(method, &args, &raw)?;
+        decode_with(&frame[1..], fds)
+    }
+
+    /// Calls `method` with encoded arguments and the descriptors that go
+    /// with them; returns the reply frame and its descriptors.
+    pub(crate) fn call_raw(
+        &self,
+        method: &str,
+        args: &[u8],
+        fds: &[RawFd],
+    ) -> Result<Message, ManagerError> {
+        self.endpoint.request_fds(
             &Request::Call {
                 id: self.id,
                 method,
-                args: &args,
+                args,
             }
             .encode(),
-        )?;
-        wire::decode_value(&frame[1..]).map_err(ManagerError::Decode)
+            fds,
+        )
+    }
+}
+
+/// Decodes a value that arrived with `fds` (the handles inside it).
+pub(crate) fn decode_with<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, ManagerError> {
+    if fds.is_empty() {
+        wire::decode_value(bytes).map_err(ManagerError::Decode)
+    } else {
+        codec::decode_with_fds(bytes, fds).map_err(ManagerError::Decode)
     }
 }

@@ -5,11 +5,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::wire::{FrameDecoder, write_frame};
+use super::wire::FrameDecoder;
 use crate::sys::{self, Mapping};
 
 /// Bytes of the buffer; longer messages go over the socket.
@@ -55,24 +55,33 @@ fn one_cpu() -> bool {
     *CPUS.get_or_init(sys::cpu_count) == 1
 }
 
-/// Reads a Unix socket with `recvmsg`, dropping any descriptors.
-pub(crate) struct SockReader<'a>(pub(crate) BorrowedFd<'a>);
+/// Reads a Unix socket with `recvmsg`, keeping the descriptors that
+/// arrive. One message is in flight per direction, so every descriptor
+/// read belongs to the message being read.
+pub(crate) struct FdReader<'a> {
+    pub(crate) sock: BorrowedFd<'a>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
 
-impl Read for SockReader<'_> {
+impl Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut fds = Vec::new();
-        sys::recv_with_fds(self.0, buf, &mut fds, false)
+        sys::recv_with_fds(self.sock, buf, &mut self.fds, false)
     }
 }
+
+/// A message and the descriptors that came with it.
+pub(crate) type Message = (Vec<u8>, Vec<OwnedFd>);
 
 /// One end of a fast-path connection.
 pub(crate) struct FastPath {
     map: Mapping,
     /// The last sequence number seen in the direction we receive.
     seen: u32,
-    /// Oversized messages that arrived on the socket while draining
-    /// doorbells.
-    pending: VecDeque<Vec<u8>>,
+    /// Messages that arrived on the socket (oversized, or with
+    /// descriptors) while draining doorbells.
+    pending: VecDeque<Message>,
+    /// Descriptors of a socket message read only in part so far.
+    partial_fds: Vec<OwnedFd>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -93,6 +102,7 @@ impl FastPath {
                 map,
                 seen: 0,
                 pending: VecDeque::new(),
+                partial_fds: Vec::new(),
             },
             fd,
         ))
@@ -111,6 +121,7 @@ impl FastPath {
             map,
             seen: 0,
             pending: VecDeque::new(),
+            partial_fds: Vec::new(),
         })
     }
 
@@ -119,10 +130,17 @@ impl FastPath {
     }
 
     /// Publishes `msg` in direction `dir`, ringing the doorbell if the
-    /// receiver sleeps.
-    pub(crate) fn send(&self, dir: Dir, sock: &mut impl io::Write, msg: &[u8]) -> io::Result<()> {
-        let big = msg.len() > CAPACITY;
-        if big {
+    /// receiver sleeps. A message too long for the buffer, or one with
+    /// descriptors, goes over the socket (its length word says so).
+    pub(crate) fn send(
+        &self,
+        dir: Dir,
+        sock: BorrowedFd<'_>,
+        msg: &[u8],
+        fds: &[RawFd],
+    ) -> io::Result<()> {
+        let on_socket = msg.len() > CAPACITY || !fds.is_empty();
+        if on_socket {
             self.word(dir.len()).store(ON_SOCKET, Ordering::Relaxed);
         } else {
             sys::mapping_write(&self.map, HEADER, msg);
@@ -131,10 +149,10 @@ impl FastPath {
         }
         self.word(dir.seq()).fetch_add(1, Ordering::SeqCst);
         if self.word(dir.sleeping()).load(Ordering::SeqCst) != 0 {
-            write_frame(sock, &[])?;
+            send_frame(sock, &[], &[])?;
         }
-        if big {
-            write_frame(sock, msg)?;
+        if on_socket {
+            send_frame(sock, msg, fds)?;
         }
         Ok(())
     }
@@ -146,7 +164,7 @@ impl FastPath {
         dir: Dir,
         sock: BorrowedFd<'_>,
         decoder: &mut FrameDecoder,
-    ) -> io::Result<Option<Vec<u8>>> {
+    ) -> io::Result<Option<Message>> {
         let seq = dir.seq();
         if !self.wait(seq, dir.sleeping(), sock, decoder)? {
             return Ok(None);
@@ -157,11 +175,15 @@ impl FastPath {
             if let Some(m) = self.pending.pop_front() {
                 return Ok(Some(m));
             }
+            let mut reader = FdReader {
+                sock,
+                fds: std::mem::take(&mut self.partial_fds),
+            };
             loop {
-                match decoder.read_frame(&mut SockReader(sock))? {
+                match decoder.read_frame(&mut reader)? {
                     None => return Ok(None),
                     Some(f) if f.is_empty() => continue, // a doorbell
-                    Some(f) => return Ok(Some(f)),
+                    Some(f) => return Ok(Some((f, reader.fds))),
                 }
             }
         }
@@ -174,7 +196,7 @@ impl FastPath {
         }
         let mut out = vec![0u8; len];
         sys::mapping_read(&self.map, HEADER, &mut out);
-        Ok(Some(out))
+        Ok(Some((out, Vec::new())))
     }
 
     /// Spins, then sleeps on the socket, until the sequence word moves.
@@ -221,7 +243,7 @@ impl FastPath {
             let (readable, gone) = sys::wait_readable(sock, None)?;
             sleeping.store(0, Ordering::Relaxed);
             if readable {
-                drain(&mut self.pending, sock, decoder)?;
+                drain(&mut self.pending, &mut self.partial_fds, sock, decoder)?;
             }
             if gone && seq.load(Ordering::SeqCst) == seen {
                 return Ok(false);
@@ -231,16 +253,17 @@ impl FastPath {
 }
 
 /// Reads what the socket holds without blocking: doorbells are dropped,
-/// oversized messages kept in `pending`.
+/// other messages kept in `pending` with their descriptors (those of a
+/// message still incomplete wait in `partial`).
 fn drain(
-    pending: &mut VecDeque<Vec<u8>>,
+    pending: &mut VecDeque<Message>,
+    partial: &mut Vec<OwnedFd>,
     sock: BorrowedFd<'_>,
     decoder: &mut FrameDecoder,
 ) -> io::Result<()> {
     let mut buf = [0u8; 4096];
     loop {
-        let mut fds = Vec::new();
-        match sys::recv_with_fds(sock, &mut buf, &mut fds, true) {
+        match sys::recv_with_fds(sock, &mut buf, partial, true) {
             Ok(0) => break,
             Ok(n) => decoder.feed(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -249,8 +272,38 @@ fn drain(
     }
     while let Some(f) = decoder.next_frame()? {
         if !f.is_empty() {
-            pending.push_back(f);
+            pending.push_back((f, std::mem::take(partial)));
         }
+    }
+    Ok(())
+}
+
+/// Sends one frame (big-endian length, payload) with `fds` on its first
+/// byte, all of it, never raising `SIGPIPE`.
+pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| l as usize <= super::wire::MESSAGE_LIMIT)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message over the limit"))?;
+    let header = len.to_be_bytes();
+    let total = 4 + payload.len();
+    let mut sent = 0;
+    let mut fds = fds;
+    while sent < total {
+        let n = if sent < 4 {
+            sys::send_with_fds(
+                sock,
+                &[io::IoSlice::new(&header[sent..]), io::IoSlice::new(payload)],
+                fds,
+                false,
+            )?
+        } else {
+            sys::send_with_fds(sock, &[io::IoSlice::new(&payload[sent - 4..])], fds, false)?
+        };
+        if n > 0 {
+            fds = &[];
+        }
+        sent += n;
     }
     Ok(())
 }

@@ -6,8 +6,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsFd;
+
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
 use super::wire::{CallFailure, Failure};
+use crate::codec::SharedFd;
 
 /// Kinds on the wire (`CREATE`), and the proxy kinds they answer to.
 pub(crate) const DICT: u8 = 1;
@@ -23,6 +26,51 @@ pub(crate) const VALUE: u8 = 7;
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 type Bytes = Vec<u8>;
+
+/// A stored key-less value: its encoded bytes and the descriptors of the
+/// handles inside it (local managers; see `README.md`).
+#[derive(Default)]
+struct Item {
+    bytes: Bytes,
+    fds: Vec<SharedFd>,
+}
+
+impl Item {
+    /// The item a request carries: `bytes`, with the request's descriptors.
+    fn from_call(call: &Call<'_>, bytes: Bytes) -> Item {
+        Item {
+            bytes,
+            fds: call.take_fds().into_iter().map(SharedFd::new).collect(),
+        }
+    }
+
+    /// Queues copies of the item's descriptors for the reply; returns how
+    /// many.
+    fn send_fds(&self, call: &Call<'_>) -> Result<u32, CallError> {
+        let dups = self
+            .fds
+            .iter()
+            .map(|fd| fd.as_fd().try_clone_to_owned())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CallError(CallFailure::new(Failure::Encode, e.to_string())))?;
+        call.reply_fds(dups);
+        Ok(self.fds.len() as u32)
+    }
+
+    /// Replies with the item: its bytes, its descriptors alongside.
+    fn reply(&self, call: &Call<'_>) -> Result<&Bytes, CallError> {
+        self.send_fds(call)?;
+        Ok(&self.bytes)
+    }
+}
+
+/// Replies with an optional item.
+fn reply_opt(item: Option<&Item>, call: &Call<'_>) -> DispatchResult {
+    match item {
+        None => ok(None::<Bytes>),
+        Some(i) => ok(Some(i.reply(call)?)),
+    }
+}
 
 /// Makes a new built-in object of `kind` from its initial value.
 pub(crate) fn create(kind: u8, init: &[u8]) -> Result<Arc<dyn Object>, CallFailure> {
@@ -61,7 +109,10 @@ pub(crate) fn create(kind: u8, init: &[u8]) -> Result<Arc<dyn Object>, CallFailu
             no_init()?;
             Arc::new(Flag::event())
         }
-        VALUE => Arc::new(Value(Mutex::new(init.to_vec()))),
+        VALUE => Arc::new(Value(Mutex::new(Item {
+            bytes: init.to_vec(),
+            fds: Vec::new(),
+        }))),
         _ => {
             return Err(CallFailure::new(
                 Failure::Protocol,
@@ -120,19 +171,19 @@ fn deadline(nanos: Option<u64>) -> Option<Instant> {
     nanos.and_then(|n| Instant::now().checked_add(Duration::from_nanos(n)))
 }
 
-/// A dict: key bytes → (insertion number, value bytes). Iteration is in
+/// A dict: key bytes → (insertion number, value). Iteration is in
 /// insertion order, as in Python.
 #[derive(Default)]
 struct Dict(Mutex<DictInner>);
 
 #[derive(Default)]
 struct DictInner {
-    map: HashMap<Bytes, (u64, Bytes)>,
+    map: HashMap<Bytes, (u64, Item)>,
     next: u64,
 }
 
 impl DictInner {
-    fn ordered(&self) -> Vec<(&Bytes, &Bytes)> {
+    fn ordered(&self) -> Vec<(&Bytes, &Item)> {
         let mut v: Vec<_> = self.map.iter().map(|(k, (n, v))| (*n, k, v)).collect();
         v.sort_unstable_by_key(|e| e.0);
         v.into_iter().map(|(_, k, v)| (k, v)).collect()
@@ -147,26 +198,28 @@ impl Object for Dict {
         match call.method() {
             "insert" => {
                 let (k, v): (Bytes, Bytes) = call.args()?;
+                let item = Item::from_call(call, v);
                 let mut d = lock(&self.0);
                 let n = d.next;
                 let old = match d.map.get_mut(&k) {
                     // Python keeps the original position on update.
-                    Some(slot) => Some(std::mem::replace(&mut slot.1, v)),
+                    Some(slot) => Some(std::mem::replace(&mut slot.1, item)),
                     None => {
-                        d.map.insert(k, (n, v));
+                        d.map.insert(k, (n, item));
                         d.next += 1;
                         None
                     }
                 };
-                ok(old)
+                reply_opt(old.as_ref(), call)
             }
             "get" => {
                 let k: Bytes = call.args()?;
-                ok(lock(&self.0).map.get(&k).map(|e| &e.1))
+                reply_opt(lock(&self.0).map.get(&k).map(|e| &e.1), call)
             }
             "remove" => {
                 let k: Bytes = call.args()?;
-                ok(lock(&self.0).map.remove(&k).map(|e| e.1))
+                let old = lock(&self.0).map.remove(&k).map(|e| e.1);
+                reply_opt(old.as_ref(), call)
             }
             "contains_key" => {
                 let k: Bytes = call.args()?;
@@ -178,14 +231,21 @@ impl Object for Dict {
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect::<Vec<_>>()),
-            "items" => ok(lock(&self.0).ordered()),
+            "items" => {
+                let d = lock(&self.0);
+                let mut out = Vec::new();
+                for (k, v) in d.ordered() {
+                    out.push((k, &v.bytes, v.send_fds(call)?));
+                }
+                ok(out)
+            }
             _ => Err(call.unknown_method()),
         }
     }
 }
 
 #[derive(Default)]
-struct List(Mutex<Vec<Bytes>>);
+struct List(Mutex<Vec<Item>>);
 
 impl Object for List {
     fn kind(&self) -> &'static str {
@@ -195,15 +255,17 @@ impl Object for List {
         match call.method() {
             "push" => {
                 let item: Bytes = call.args()?;
+                let item = Item::from_call(call, item);
                 lock(&self.0).push(item);
                 ok(())
             }
             "get" => {
                 let i: u64 = call.args()?;
-                ok(lock(&self.0).get(i as usize))
+                reply_opt(lock(&self.0).get(i as usize), call)
             }
             "set" => {
                 let (i, item): (u64, Bytes) = call.args()?;
+                let item = Item::from_call(call, item);
                 let mut l = lock(&self.0);
                 let len = l.len();
                 match l.get_mut(i as usize) {
@@ -217,7 +279,14 @@ impl Object for List {
                 }
             }
             "len" => ok(lock(&self.0).len() as u64),
-            "to_vec" => ok(&*lock(&self.0)),
+            "to_vec" => {
+                let l = lock(&self.0);
+                let mut out = Vec::with_capacity(l.len());
+                for i in l.iter() {
+                    out.push((&i.bytes, i.send_fds(call)?));
+                }
+                ok(out)
+            }
             _ => Err(call.unknown_method()),
         }
     }
@@ -225,7 +294,7 @@ impl Object for List {
 
 /// Attributes: name → (type name, value bytes).
 #[derive(Default)]
-struct Namespace(Mutex<HashMap<String, (String, Bytes)>>);
+struct Namespace(Mutex<HashMap<String, (String, Item)>>);
 
 impl Object for Namespace {
     fn kind(&self) -> &'static str {
@@ -235,14 +304,15 @@ impl Object for Namespace {
         match call.method() {
             "set" => {
                 let (name, ty, v): (String, String, Bytes) = call.args()?;
-                lock(&self.0).insert(name, (ty, v));
+                let item = Item::from_call(call, v);
+                lock(&self.0).insert(name, (ty, item));
                 ok(())
             }
             "get" => {
                 let (name, ty): (String, String) = call.args()?;
                 match lock(&self.0).get(&name) {
                     None => ok(None::<Bytes>),
-                    Some((t, v)) if *t == ty => ok(Some(v)),
+                    Some((t, v)) if *t == ty => reply_opt(Some(v), call),
                     Some((t, _)) => Err(CallError(CallFailure::new(
                         Failure::Decode,
                         format!("attribute `{name}` holds a `{t}`, not a `{ty}`"),
@@ -257,7 +327,7 @@ impl Object for Namespace {
 /// A FIFO of encoded items.
 #[derive(Default)]
 struct ByteQueue {
-    items: Mutex<VecDeque<Bytes>>,
+    items: Mutex<VecDeque<Item>>,
     cv: Condvar,
 }
 
@@ -266,7 +336,7 @@ impl Object for ByteQueue {
         "queue"
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
-        let timed = |d: Option<Instant>| -> Result<Option<Bytes>, CallError> {
+        let timed = |d: Option<Instant>| -> Result<Option<Item>, CallError> {
             let g = lock(&self.items);
             let (mut g, ready) = wait_until(&self.cv, g, d, call, |q| !q.is_empty())?;
             Ok(if ready { g.pop_front() } else { None })
@@ -274,19 +344,25 @@ impl Object for ByteQueue {
         match call.method() {
             "put" => {
                 let item: Bytes = call.args()?;
+                let item = Item::from_call(call, item);
                 lock(&self.items).push_back(item);
                 self.cv.notify_one();
                 ok(())
             }
             "get" => {
                 let () = call.args()?;
-                ok(timed(None)?.expect("waited until non-empty"))
+                let item = timed(None)?.expect("waited until non-empty");
+                ok(item.reply(call)?)
             }
             "get_timeout" => {
                 let nanos: u64 = call.args()?;
-                ok(timed(deadline(Some(nanos)))?)
+                let item = timed(deadline(Some(nanos)))?;
+                reply_opt(item.as_ref(), call)
             }
-            "try_get" => ok(lock(&self.items).pop_front()),
+            "try_get" => {
+                let item = lock(&self.items).pop_front();
+                reply_opt(item.as_ref(), call)
+            }
             "len" => ok(lock(&self.items).len() as u64),
             _ => Err(call.unknown_method()),
         }
@@ -367,7 +443,7 @@ impl Object for Flag {
 }
 
 /// One value.
-struct Value(Mutex<Bytes>);
+struct Value(Mutex<Item>);
 
 impl Object for Value {
     fn kind(&self) -> &'static str {
@@ -375,10 +451,10 @@ impl Object for Value {
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
         match call.method() {
-            "get" => ok(&*lock(&self.0)),
+            "get" => ok(lock(&self.0).reply(call)?),
             "set" => {
                 let v: Bytes = call.args()?;
-                *lock(&self.0) = v;
+                *lock(&self.0) = Item::from_call(call, v);
                 ok(())
             }
             _ => Err(call.unknown_method()),

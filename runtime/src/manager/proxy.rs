@@ -9,9 +9,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use std::os::fd::{OwnedFd, RawFd};
+
 use super::ManagerError;
-use super::conn::Handle;
+use super::conn::{Handle, decode_with};
 use super::shared::Proxy;
+use crate::codec;
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
     super::wire::encode_value(v).map_err(ManagerError::Encode)
@@ -21,9 +24,57 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {
     super::wire::decode_value(b).map_err(ManagerError::Decode)
 }
 
-fn dec_opt<T: DeserializeOwned>(b: Option<Vec<u8>>) -> Result<Option<T>, ManagerError> {
-    b.map(|b| dec(&b)).transpose()
+/// An item to store: its bytes and the descriptors of handles inside it
+/// (borrowed from `v`: send them before `v` goes).
+fn enc_item<T: Serialize + ?Sized>(v: &T) -> Result<(Vec<u8>, Vec<RawFd>), ManagerError> {
+    codec::encode_with_fds(v).map_err(ManagerError::Encode)
 }
+
+/// Calls `method` with plain `args` and the descriptors of the item they
+/// carry; decodes the (plain) result and returns the reply's descriptors.
+fn call_item<R: DeserializeOwned>(
+    h: &Handle,
+    method: &str,
+    args: &impl Serialize,
+    raw: &[RawFd],
+) -> Result<(R, Vec<OwnedFd>), ManagerError> {
+    let (frame, fds) = h.call_raw(method, &enc(args)?, raw)?;
+    Ok((dec(&frame[1..])?, fds))
+}
+
+/// An item that came back, with the descriptors of the handles inside it.
+fn dec_item<T: DeserializeOwned>(b: &[u8], fds: Vec<OwnedFd>) -> Result<T, ManagerError> {
+    decode_with(b, fds)
+}
+
+fn dec_opt<T: DeserializeOwned>(
+    b: Option<Vec<u8>>,
+    fds: Vec<OwnedFd>,
+) -> Result<Option<T>, ManagerError> {
+    b.map(|b| dec_item(&b, fds)).transpose()
+}
+
+/// Splits the descriptors of several items by their counts, in order.
+fn split_fds(
+    fds: Vec<OwnedFd>,
+    counts: impl IntoIterator<Item = u32>,
+) -> Result<Vec<Vec<OwnedFd>>, ManagerError> {
+    let mut it = fds.into_iter();
+    let out: Vec<Vec<OwnedFd>> = counts
+        .into_iter()
+        .map(|n| it.by_ref().take(n as usize).collect())
+        .collect();
+    if it.next().is_some() {
+        return Err(ManagerError::Decode(
+            "the manager sent extra descriptors".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A dict entry on the wire: key bytes, value bytes, how many descriptors
+/// the value has.
+type Entry = (Vec<u8>, Vec<u8>, u32);
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -96,18 +147,21 @@ where
 {
     /// Inserts, returning the value the key had.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
-        let old: Option<Vec<u8>> = self.handle.call("insert", &(enc(&key)?, enc(&value)?))?;
-        dec_opt(old)
+        let (v, raw) = enc_item(&value)?;
+        let (old, fds) = call_item(&self.handle, "insert", &(enc(&key)?, v), &raw)?;
+        dec_opt(old, fds)
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        dec_opt(self.handle.call("get", &enc(key)?)?)
+        let (v, fds) = call_item(&self.handle, "get", &enc(key)?, &[])?;
+        dec_opt(v, fds)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        dec_opt(self.handle.call("remove", &enc(key)?)?)
+        let (v, fds) = call_item(&self.handle, "remove", &enc(key)?, &[])?;
+        dec_opt(v, fds)
     }
 
     /// Whether `key` is present.
@@ -133,8 +187,13 @@ where
 
     /// The entries, in insertion order.
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
-        let items: Vec<(Vec<u8>, Vec<u8>)> = self.handle.call("items", &())?;
-        items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect()
+        let (items, fds): (Vec<Entry>, _) = call_item(&self.handle, "items", &(), &[])?;
+        let fds = split_fds(fds, items.iter().map(|i| i.2))?;
+        items
+            .iter()
+            .zip(fds)
+            .map(|((k, v, _), fds)| Ok((dec(k)?, dec_item(v, fds)?)))
+            .collect()
     }
 }
 
@@ -161,12 +220,14 @@ proxy_type! {
 impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
     /// Appends an item (Python's `append`).
     pub fn push(&self, item: T) -> Result<(), ManagerError> {
-        self.handle.call("push", &enc(&item)?)
+        let (v, raw) = enc_item(&item)?;
+        call_item(&self.handle, "push", &v, &raw).map(|((), _)| ())
     }
 
     /// The item at `index`, if there is one.
     pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
-        dec_opt(self.handle.call("get", &(index as u64))?)
+        let (v, fds) = call_item(&self.handle, "get", &(index as u64), &[])?;
+        dec_opt(v, fds)
     }
 
     /// Replaces the item at `index`.
@@ -174,7 +235,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
     /// # Errors
     /// [`ManagerError::Remote`] if `index` is past the end.
     pub fn set(&self, index: usize, item: T) -> Result<(), ManagerError> {
-        self.handle.call("set", &(index as u64, enc(&item)?))
+        let (v, raw) = enc_item(&item)?;
+        call_item(&self.handle, "set", &(index as u64, v), &raw).map(|((), _)| ())
     }
 
     /// The number of items.
@@ -189,8 +251,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
 
     /// A copy of every item, in order.
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
-        let items: Vec<Vec<u8>> = self.handle.call("to_vec", &())?;
-        items.iter().map(|i| dec(i)).collect()
+        let (items, fds): (Vec<(Vec<u8>, u32)>, _) = call_item(&self.handle, "to_vec", &(), &[])?;
+        let fds = split_fds(fds, items.iter().map(|i| i.1))?;
+        items
+            .iter()
+            .zip(fds)
+            .map(|((v, _), fds)| dec_item(v, fds))
+            .collect()
     }
 }
 
@@ -216,17 +283,26 @@ proxy_type! {
 impl NamespaceProxy {
     /// Sets attribute `name`.
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<(), ManagerError> {
-        self.handle
-            .call("set", &(name, std::any::type_name::<T>(), enc(&value)?))
+        let (v, raw) = enc_item(&value)?;
+        call_item(
+            &self.handle,
+            "set",
+            &(name, std::any::type_name::<T>(), v),
+            &raw,
+        )
+        .map(|((), _)| ())
     }
 
     /// Attribute `name`: `Ok(None)` if it is unset, an error if it holds
     /// another type.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
-        dec_opt(
-            self.handle
-                .call("get", &(name, std::any::type_name::<T>()))?,
-        )
+        let (v, fds) = call_item(
+            &self.handle,
+            "get",
+            &(name, std::any::type_name::<T>()),
+            &[],
+        )?;
+        dec_opt(v, fds)
     }
 }
 
@@ -256,24 +332,27 @@ proxy_type! {
 impl<T: Serialize + DeserializeOwned + Send + 'static> QueueProxy<T> {
     /// Puts an item at the back.
     pub fn put(&self, item: T) -> Result<(), ManagerError> {
-        self.handle.call("put", &enc(&item)?)
+        let (v, raw) = enc_item(&item)?;
+        call_item(&self.handle, "put", &v, &raw).map(|((), _)| ())
     }
 
     /// Takes the item at the front, waiting for one.
     pub fn get(&self) -> Result<T, ManagerError> {
-        let b: Vec<u8> = self.handle.call("get", &())?;
-        dec(&b)
+        let (b, fds): (Vec<u8>, _) = call_item(&self.handle, "get", &(), &[])?;
+        dec_item(&b, fds)
     }
 
     /// Takes the item at the front, waiting at most `timeout`: `Ok(None)`
     /// if none came.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
-        dec_opt(self.handle.call("get_timeout", &nanos(timeout))?)
+        let (v, fds) = call_item(&self.handle, "get_timeout", &nanos(timeout), &[])?;
+        dec_opt(v, fds)
     }
 
     /// Takes the item at the front if there is one.
     pub fn try_get(&self) -> Result<Option<T>, ManagerError> {
-        dec_opt(self.handle.call("try_get", &())?)
+        let (v, fds) = call_item(&self.handle, "try_get", &(), &[])?;
+        dec_opt(v, fds)
     }
 
     /// The number of items waiting.
@@ -385,12 +464,13 @@ proxy_type! {
 impl<T: Serialize + DeserializeOwned + Send + 'static> ValueProxy<T> {
     /// The value.
     pub fn get(&self) -> Result<T, ManagerError> {
-        let b: Vec<u8> = self.handle.call("get", &())?;
-        dec(&b)
+        let (b, fds): (Vec<u8>, _) = call_item(&self.handle, "get", &(), &[])?;
+        dec_item(&b, fds)
     }
 
     /// Replaces the value.
     pub fn set(&self, value: T) -> Result<(), ManagerError> {
-        self.handle.call("set", &enc(&value)?)
+        let (v, raw) = enc_item(&value)?;
+        call_item(&self.handle, "set", &v, &raw).map(|((), _)| ())
     }
 }

@@ -1,11 +1,12 @@
 //! The server: an accept loop, one thread per connection, the handshake,
 //! and dispatch of requests to objects.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::Shutdown;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::auth::{self, AuthError};
 use super::conn::{HANDSHAKE_TIMEOUT, Stream};
-use super::fastpath::{Dir, FastPath};
+use super::fastpath::{Dir, FastPath, Message};
 use super::objects;
 use super::shared::{self, Call, Object, ObjectBox};
 use super::wire::{self, CallFailure, Failure, FrameDecoder, MESSAGE_LIMIT, Request};
@@ -131,9 +132,11 @@ impl ServerState {
     fn execute(
         &self,
         req: Request<'_>,
+        fds: Vec<OwnedFd>,
         alive: &dyn Fn() -> bool,
         cache: &mut HashMap<u64, Arc<dyn Object>>,
-    ) -> Vec<u8> {
+    ) -> Message {
+        let mut reply_fds = Vec::new();
         let result: Result<Vec<u8>, CallFailure> = match req {
             Request::Create { kind, init } => {
                 objects::create(kind, init).map(|o| self.insert(o).to_be_bytes().to_vec())
@@ -179,13 +182,20 @@ impl ServerState {
                     Failure::NotFound,
                     format!("no object with id {id}"),
                 )),
-                Some(o) => o
-                    .call(&mut Call {
+                Some(o) => {
+                    let mut call = Call {
                         method,
                         args,
                         alive,
-                    })
-                    .map_err(|e| e.0),
+                        fds_in: RefCell::new(fds),
+                        fds_out: RefCell::new(Vec::new()),
+                    };
+                    let r = o.call(&mut call).map_err(|e| e.0);
+                    if r.is_ok() {
+                        reply_fds = call.fds_out.into_inner();
+                    }
+                    r
+                }
             },
             Request::FastPath => Err(CallFailure::new(
                 Failure::Protocol,
@@ -193,8 +203,19 @@ impl ServerState {
             )),
         };
         match result {
-            Ok(body) => wire::ok_reply(&body),
-            Err(f) => wire::err_reply(&f),
+            Ok(_) if reply_fds.len() > sys::MAX_FDS_PER_MESSAGE => (
+                wire::err_reply(&CallFailure::new(
+                    Failure::Encode,
+                    format!(
+                        "the reply holds {} descriptors; one message carries at most {}",
+                        reply_fds.len(),
+                        sys::MAX_FDS_PER_MESSAGE
+                    ),
+                )),
+                Vec::new(),
+            ),
+            Ok(body) => (wire::ok_reply(&body), reply_fds),
+            Err(f) => (wire::err_reply(&f), Vec::new()),
         }
     }
 }
@@ -371,7 +392,8 @@ fn serve_requests(
             drop(fd);
             return serve_fast(state, stream, decoder, fast, &alive, &mut cache);
         }
-        let reply = state.execute(req, &alive, &mut cache);
+        // Descriptors travel only on the fast path (a local manager).
+        let (reply, _) = state.execute(req, Vec::new(), &alive, &mut cache);
         wire::write_frame(stream, &reply)?;
     }
 }
@@ -386,11 +408,12 @@ fn serve_fast(
 ) -> io::Result<()> {
     loop {
         let sock = stream.fd();
-        let Some(frame) = fast.recv(Dir::Request, sock, decoder)? else {
+        let Some((frame, fds)) = fast.recv(Dir::Request, sock, decoder)? else {
             return Ok(());
         };
         let req = Request::parse(&frame)?;
-        let reply = state.execute(req, alive, cache);
-        fast.send(Dir::Reply, stream, &reply)?;
+        let (reply, reply_fds) = state.execute(req, fds, alive, cache);
+        let raw: Vec<RawFd> = reply_fds.iter().map(AsRawFd::as_raw_fd).collect();
+        fast.send(Dir::Reply, stream.fd(), &reply, &raw)?;
     }
 }

@@ -3,6 +3,8 @@
 //! server process revive a `#[mproc::shared]` object sent to it.
 
 use std::any::type_name;
+use std::cell::RefCell;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -92,6 +94,10 @@ pub struct Call<'a> {
     pub(crate) method: &'a str,
     pub(crate) args: &'a [u8],
     pub(crate) alive: &'a dyn Fn() -> bool,
+    /// Descriptors that came with the request (handles inside it).
+    pub(crate) fds_in: RefCell<Vec<OwnedFd>>,
+    /// Descriptors to send with the reply.
+    pub(crate) fds_out: RefCell<Vec<OwnedFd>>,
 }
 
 impl Call<'_> {
@@ -100,7 +106,18 @@ impl Call<'_> {
         self.method
     }
 
-    /// Decodes the arguments.
+    /// The descriptors that came with the request (they belong to the one
+    /// item it carries), taken.
+    pub(crate) fn take_fds(&self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds_in.borrow_mut())
+    }
+
+    /// Adds descriptors to send with the reply.
+    pub(crate) fn reply_fds(&self, fds: impl IntoIterator<Item = OwnedFd>) {
+        self.fds_out.borrow_mut().extend(fds);
+    }
+
+    /// Decodes the arguments (bytes only; see `take_fds`).
     pub fn args<A: DeserializeOwned>(&self) -> Result<A, CallError> {
         super::wire::decode_value(self.args).map_err(|e| {
             CallError(CallFailure::new(
@@ -124,21 +141,46 @@ impl Call<'_> {
         ))
     }
 
-    /// Decodes the arguments as `A`, runs `f` on the object (locked, with
-    /// panics caught) and encodes its result.
+    /// Decodes the arguments as `A` (with the handles that came with
+    /// them), runs `f` on the object (locked, with panics caught) and
+    /// encodes its result (handles inside it go with the reply).
     pub fn run<S, A, R>(&self, cell: &Mutex<S>, f: impl FnOnce(&mut S, A) -> R) -> DispatchResult
     where
         A: DeserializeOwned,
         R: Serialize,
     {
-        let args: A = self.args()?;
+        let fds = self.take_fds();
+        let args: A = if fds.is_empty() {
+            self.args()?
+        } else {
+            codec::decode_with_fds(self.args, fds).map_err(|e| {
+                CallError(CallFailure::new(
+                    Failure::Decode,
+                    format!("the arguments of `{}`: {e}", self.method),
+                ))
+            })?
+        };
         crate::task::install_panic_hook();
         let result = crate::task::catch_panic(|| {
             let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard, args)
         });
         match result {
-            Ok(value) => encode_result(&value),
+            Ok(value) => {
+                let (bytes, raw) = codec::encode_with_fds(&value).map_err(|e| {
+                    CallError(CallFailure::new(
+                        Failure::Encode,
+                        format!("the result: {e}"),
+                    ))
+                })?;
+                let fds = raw
+                    .iter()
+                    .map(|&fd| crate::sys::dup_raw(fd))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| CallError(CallFailure::new(Failure::Encode, e.to_string())))?;
+                self.reply_fds(fds);
+                Ok(bytes)
+            }
             Err((message, location)) => Err(CallError(CallFailure::new(
                 Failure::Remote,
                 format!(
