@@ -29,8 +29,11 @@ use crate::task::{self, Task, TaskEntry};
 ///
 /// Each constructor (`dict`, `list`, …, [`share`](Manager::share)) makes an
 /// object in the server and returns a proxy to it. Proxies work from any
-/// process and thread: pass them to tasks and pool tasks. Dropping the
-/// `Manager` shuts the server down, as Python's `with Manager() as m:` does.
+/// process and thread: pass them to tasks and pool tasks. Stored values may
+/// hold mproc handles (a `Queue` in a dict, a `Lock` in a list): their
+/// descriptors travel with them, which Python's managers cannot do.
+/// Dropping the `Manager` shuts the server down, as Python's
+/// `with Manager() as m:` does.
 ///
 /// # Examples
 /// ```
