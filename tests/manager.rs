@@ -639,14 +639,45 @@ fn too_many_handles_in_one_reply_is_an_error_not_a_lost_connection() {
 }
 
 #[test]
-fn an_initial_value_keeps_no_handles_but_set_does() {
+fn initial_values_and_shared_objects_bring_their_handles() {
     let m = Manager::start().unwrap();
-    let q = mproc::Queue::<u8>::new().unwrap();
-    let err = m.value(q.clone()).unwrap_err();
-    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
-    assert!(err.to_string().contains("ValueProxy::set"), "{err}");
-    let v = m.value(None::<mproc::Queue<u8>>).unwrap();
-    v.set(Some(q.clone())).unwrap();
+    let q = mproc::Queue::<u32>::new().unwrap();
+    let v = m.value(Some(q.clone())).unwrap();
     v.get().unwrap().unwrap().put(5).unwrap();
     assert_eq!(q.get().unwrap(), 5);
+    let room = m
+        .share(Mailroom {
+            boxes: vec![q.clone()],
+        })
+        .unwrap();
+    room.deliver(6).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 6);
+}
+
+/// A key type holding a handle (all keys equal, for the test's sake).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockKey(mproc::Lock);
+
+impl PartialEq for LockKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LockKey {}
+
+impl std::hash::Hash for LockKey {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+#[test]
+fn a_key_holding_a_handle_is_refused() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<LockKey, u8>().unwrap();
+    let err = d
+        .insert(LockKey(mproc::Lock::new().unwrap()), 1)
+        .unwrap_err();
+    assert!(matches!(err, ManagerError::Encode(_)), "{err:?}");
+    assert!(err.to_string().contains("dict key"), "{err}");
+    assert_eq!(d.len().unwrap(), 0);
 }

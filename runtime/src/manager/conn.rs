@@ -303,8 +303,8 @@ impl Endpoint {
     }
 
     /// Creates a built-in object on the server.
-    pub(crate) fn create(&self, kind: u8, init: &[u8]) -> Result<u64, ManagerError> {
-        let frame = self.request(&Request::Create { kind, init }.encode())?;
+    pub(crate) fn create(&self, kind: u8, init: &[u8], fds: &[RawFd]) -> Result<u64, ManagerError> {
+        let (frame, _) = self.request_fds(&Request::Create { kind, init }.encode(), fds)?;
         id_from(&frame[1..])
     }
 }

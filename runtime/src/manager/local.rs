@@ -1,7 +1,7 @@
 //! `Manager`: a server process holding shared objects, reached over an
 //! abstract Unix socket with the shared-memory fast path.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use super::proxy::{
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
-use crate::codec::SharedFd;
+use crate::codec::{self, SharedFd};
 use crate::process::Process;
 use crate::start::StartMethod;
 use crate::task::{self, Task, TaskEntry};
@@ -120,8 +120,8 @@ impl Manager {
         })
     }
 
-    fn make<P: Proxy>(&self, kind: u8, init: &[u8]) -> Result<P, ManagerError> {
-        let id = self.endpoint.create(kind, init)?;
+    fn make<P: Proxy>(&self, kind: u8, init: &[u8], fds: &[RawFd]) -> Result<P, ManagerError> {
+        let id = self.endpoint.create(kind, init, fds)?;
         Ok(P::__from_handle(Handle {
             endpoint: Arc::clone(&self.endpoint),
             id,
@@ -134,7 +134,7 @@ impl Manager {
         K: Serialize + serde::de::DeserializeOwned + Eq + std::hash::Hash + Send + 'static,
         V: Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.make(objects::DICT, &[])
+        self.make(objects::DICT, &[], &[])
     }
 
     /// A new, empty list in the server (Python's `manager.list()`).
@@ -142,12 +142,12 @@ impl Manager {
     where
         T: Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.make(objects::LIST, &[])
+        self.make(objects::LIST, &[], &[])
     }
 
     /// A new namespace (Python's `manager.Namespace()`).
     pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
-        self.make(objects::NAMESPACE, &[])
+        self.make(objects::NAMESPACE, &[], &[])
     }
 
     /// A new, unbounded queue (Python's `manager.Queue()`).
@@ -155,17 +155,17 @@ impl Manager {
     where
         T: Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.make(objects::QUEUE, &[])
+        self.make(objects::QUEUE, &[], &[])
     }
 
     /// A new, unlocked lock (Python's `manager.Lock()`).
     pub fn lock(&self) -> Result<LockProxy, ManagerError> {
-        self.make(objects::LOCK, &[])
+        self.make(objects::LOCK, &[], &[])
     }
 
     /// A new, clear event (Python's `manager.Event()`).
     pub fn event(&self) -> Result<EventProxy, ManagerError> {
-        self.make(objects::EVENT, &[])
+        self.make(objects::EVENT, &[], &[])
     }
 
     /// A new value (Python's `manager.Value(typecode, value)`).
@@ -173,8 +173,8 @@ impl Manager {
     where
         T: Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        let init = super::wire::encode_value(&value).map_err(ManagerError::Encode)?;
-        self.make(objects::VALUE, &init)
+        let (init, fds) = codec::encode_with_fds(&value).map_err(ManagerError::Encode)?;
+        self.make(objects::VALUE, &init, &fds)
     }
 
     /// Moves `object` — of a type with a `#[mproc::shared]` impl block —
@@ -210,14 +210,15 @@ impl Manager {
                 std::any::type_name::<S>()
             ))
         })?;
-        let bytes = super::wire::encode_value(&object).map_err(ManagerError::Encode)?;
-        let body = self.endpoint.request(
+        let (bytes, fds) = codec::encode_with_fds(&object).map_err(ManagerError::Encode)?;
+        let (body, _) = self.endpoint.request_fds(
             &Request::Share {
                 name,
                 fingerprint: shared::shared_fingerprint::<S>(),
                 object: &bytes,
             }
             .encode(),
+            &fds,
         )?;
         Ok(<S::Proxy as Proxy>::__from_handle(Handle {
             endpoint: Arc::clone(&self.endpoint),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
 use super::wire::{CallFailure, Failure};
@@ -73,7 +73,11 @@ fn reply_opt(item: Option<&Item>, call: &Call<'_>) -> DispatchResult {
 }
 
 /// Makes a new built-in object of `kind` from its initial value.
-pub(crate) fn create(kind: u8, init: &[u8]) -> Result<Arc<dyn Object>, CallFailure> {
+pub(crate) fn create(
+    kind: u8,
+    init: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<Arc<dyn Object>, CallFailure> {
     let no_init = || {
         if init.is_empty() {
             Ok(())
@@ -111,7 +115,7 @@ pub(crate) fn create(kind: u8, init: &[u8]) -> Result<Arc<dyn Object>, CallFailu
         }
         VALUE => Arc::new(Value(Mutex::new(Item {
             bytes: init.to_vec(),
-            fds: Vec::new(),
+            fds: fds.into_iter().map(SharedFd::new).collect(),
         }))),
         _ => {
             return Err(CallFailure::new(

@@ -138,9 +138,8 @@ impl ServerState {
     ) -> Message {
         let mut reply_fds = Vec::new();
         let result: Result<Vec<u8>, CallFailure> = match req {
-            Request::Create { kind, init } => {
-                objects::create(kind, init).map(|o| self.insert(o).to_be_bytes().to_vec())
-            }
+            Request::Create { kind, init } => objects::create(kind, init, fds)
+                .map(|o| self.insert(o).to_be_bytes().to_vec()),
             Request::Share {
                 name,
                 fingerprint,
@@ -154,7 +153,7 @@ impl ServerState {
                             format!("`{name}` has other types in the manager's server (a different build?)"),
                         ));
                     }
-                    (entry.revive)(object)
+                    shared::with_revive_fds(fds, || (entry.revive)(object))
                         .map_err(|m| CallFailure::new(Failure::Decode, format!("`{name}`: {m}")))
                 })
                 .map(|o| self.insert(o.0).to_be_bytes().to_vec()),

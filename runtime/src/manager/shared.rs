@@ -276,10 +276,30 @@ pub fn shared_fingerprint<S: Shared>() -> u64 {
     h
 }
 
-/// Decodes an `S` and wraps it for the server.
+thread_local! {
+    /// The descriptors that came with a `SHARE` request, for `revive`
+    /// (whose signature the macro fixes) to hand to the object's handles.
+    static REVIVE_FDS: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` (a registry entry's `revive`) with `fds` available to it.
+pub(crate) fn with_revive_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    REVIVE_FDS.with(|r| *r.borrow_mut() = fds);
+    let out = f();
+    REVIVE_FDS.with(|r| r.borrow_mut().clear());
+    out
+}
+
+/// Decodes an `S` (with the descriptors of handles inside it, if any came)
+/// and wraps it for the server.
 #[doc(hidden)]
 pub fn revive<S: Shared>(bytes: &[u8]) -> Result<ObjectBox, String> {
-    super::wire::decode_value::<S>(bytes).map(ObjectBox::shared)
+    let fds = REVIVE_FDS.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    if fds.is_empty() {
+        super::wire::decode_value::<S>(bytes).map(ObjectBox::shared)
+    } else {
+        codec::decode_with_fds::<S>(bytes, fds).map(ObjectBox::shared)
+    }
 }
 
 /// The registry entry named `name`, if exactly one exists.

@@ -597,16 +597,13 @@ mod tests {
 }
 
 /// Encodes a value that a manager keeps as bytes only (a dict key, the
-/// initial value of `Manager::value`, an object moved in with
-/// `Manager::share`). One holding mproc handles is refused with a message
-/// that says where handles may go instead.
+/// arguments around an item). One holding mproc handles is refused with a
+/// message that says where handles may go instead.
 pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     crate::codec::encode(value).map_err(|e| match crate::codec::encode_with_fds(value) {
         Ok((_, fds)) if !fds.is_empty() => format!(
-            "this value cannot hold mproc handles (queues, pipes, locks, shared values): a \
-             manager keeps dict keys, initial values and shared objects as bytes; store handles \
-             as dict values, list or queue items, namespace attributes or with ValueProxy::set \
-             ({e})"
+            "a dict key cannot hold mproc handles (queues, pipes, locks, shared values): keys \
+             are compared as bytes; put handles in values instead ({e})"
         ),
         _ => e,
     })
