@@ -27,7 +27,10 @@ const HEADER: usize = 4;
 
 /// Reads frames through a buffer.
 pub(crate) struct FrameBufReader {
+    /// Storage; only `buf[..end]` holds data. It is zeroed once when it
+    /// grows, never per read.
     buf: Vec<u8>,
+    end: usize,
     /// Parse position in `buf`.
     pos: usize,
     /// Stream offset of `buf[0]`.
@@ -41,7 +44,8 @@ pub(crate) struct FrameBufReader {
 impl Default for FrameBufReader {
     fn default() -> Self {
         FrameBufReader {
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
+            end: 0,
             pos: 0,
             base: 0,
             fd_batches: Vec::new(),
@@ -59,7 +63,7 @@ impl FrameBufReader {
 
     /// A complete frame already in the buffer, if any.
     pub(crate) fn next_buffered(&mut self) -> io::Result<Option<Frame>> {
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         if avail.len() < HEADER {
             return Ok(None);
         }
@@ -94,7 +98,7 @@ impl FrameBufReader {
 
     /// Whether a complete frame is waiting in the buffer.
     pub(crate) fn has_buffered(&self) -> bool {
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         avail.len() >= HEADER
             && avail.len()
                 >= HEADER
@@ -104,14 +108,15 @@ impl FrameBufReader {
     /// Reads once from `sock`. Returns `Ok(false)` when nothing could be read
     /// without blocking (non-blocking mode); end of stream sets `at_eof`.
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<bool> {
-        if self.pos > 0 && (self.pos == self.buf.len() || self.pos > self.buf.capacity() / 2) {
-            self.buf.drain(..self.pos);
+        if self.pos > 0 && (self.pos == self.end || self.pos > self.buf.len() / 2) {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.base += self.pos as u64;
             self.pos = 0;
         }
         // Make room: at least 64 KiB, or the rest of a large pending frame.
         let mut want = 64 * 1024;
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.pos..self.end];
         if avail.len() >= HEADER {
             let len = u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize;
             want = want.max(
@@ -120,21 +125,17 @@ impl FrameBufReader {
                     .min(self.limit + HEADER),
             );
         }
-        let old = self.buf.len();
-        self.buf.resize(old + want, 0);
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        let old = self.end;
         let mut fds = Vec::new();
-        let r = sys::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking);
-        let n = match r {
+        let n = match sys::recv_with_fds(sock, &mut self.buf[old..], &mut fds, nonblocking) {
             Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(old);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    return Ok(false);
-                }
-                return Err(e);
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
         };
-        self.buf.truncate(old + n);
+        self.end = old + n;
         if n == 0 {
             self.eof = true;
             return Ok(false);

@@ -419,10 +419,10 @@ impl Pool {
     ) -> Result<usize, TaskError> {
         let chunksize = chunksize.max(1);
         let mut jobs = Vec::with_capacity(items.len().div_ceil(chunksize));
+        let fingerprint = task::fingerprint::<T>();
         for (ci, chunk) in items.chunks(chunksize).enumerate() {
             let pairs: Vec<(&T, &T::Args)> = chunk.iter().map(|a| (task, a)).collect();
-            let (frame, fds) =
-                encode_job(task.name(), task::fingerprint::<T>(), KIND_CHUNK, &pairs)?;
+            let (frame, fds) = encode_job(task.name(), fingerprint, KIND_CHUNK, &pairs)?;
             jobs.push(Job {
                 frame,
                 fds,
@@ -586,16 +586,12 @@ impl Pool {
         // A feeder thread consumes the input lazily, as Python's task handler.
         let feeder = move || {
             let bar = progress_bar(progress, iter.size_hint().1.unwrap_or(0));
+            let fingerprint = task::fingerprint::<T>();
             let mut n = 0;
             for args in iter {
                 let i = n;
                 n += 1;
-                let job = encode_job(
-                    task.name(),
-                    task::fingerprint::<T>(),
-                    KIND_ONE,
-                    &(&task, &args),
-                );
+                let job = encode_job(task.name(), fingerprint, KIND_ONE, &(&task, &args));
                 let job = match job {
                     Ok((frame, fds)) => {
                         let tx = tx.clone();

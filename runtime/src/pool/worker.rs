@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use crate::sys;
 use crate::task::{self, Outcome, Task, TaskEntry};
 
 /// How long an idle worker polls its socket before sleeping.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Job kinds on the wire.
 pub(crate) const KIND_ONE: u8 = 0;
@@ -123,8 +124,13 @@ fn worker_main(args: WorkerArgs) {
     }
     let mut reader = FrameBufReader::default();
     let mut writer = FrameBufWriter::default();
-    let mut cache: HashMap<String, &'static TaskEntry> = HashMap::new();
+    // Each task name is looked up and its fingerprint computed once.
+    let mut cache: HashMap<String, Result<(&'static TaskEntry, u64), String>> = HashMap::new();
     let mut done = 0usize;
+    // Jobs handled since the buffer last ran dry: one means the pool is
+    // sending jobs one by one and waiting for each (spinning pays off);
+    // more means they come pipelined (spinning would only steal a CPU).
+    let mut since_dry = 0usize;
     loop {
         // Results go out before we block for more input; while more jobs
         // are already buffered they are batched into one write.
@@ -133,7 +139,15 @@ fn worker_main(args: WorkerArgs) {
         }
         // A short spin catches the next job of a caller issuing them one by
         // one without a sleeping wake-up.
-        let (frame, fds) = match reader.read_spinning(sock.as_fd(), SPIN) {
+        let spin = if reader.has_buffered() {
+            since_dry += 1;
+            Duration::ZERO
+        } else {
+            let pipelined = since_dry > 1;
+            since_dry = 1;
+            if pipelined { Duration::ZERO } else { SPIN }
+        };
+        let (frame, fds) = match reader.read_spinning(sock.as_fd(), spin) {
             Ok(Some(f)) => f,
             _ => break, // the pool closed our socket: we are done
         };
@@ -144,13 +158,15 @@ fn worker_main(args: WorkerArgs) {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&job.id.to_le_bytes());
         let entry = match cache.get(job.name) {
-            Some(e) => Ok(*e),
-            None => task::lookup(job.name).inspect(|e| {
-                cache.insert(job.name.to_string(), e);
-            }),
+            Some(e) => e.clone(),
+            None => {
+                let e = task::lookup(job.name).map(|e| (e, (e.fingerprint)()));
+                cache.insert(job.name.to_string(), e.clone());
+                e
+            }
         };
         match entry {
-            Ok(entry) if (entry.fingerprint)() == job.fingerprint => {
+            Ok((entry, fingerprint)) if fingerprint == job.fingerprint => {
                 run_entry(
                     entry,
                     job.kind,

@@ -150,7 +150,10 @@ pub(crate) fn recv_with_fds(
     let space = unsafe {
         libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * std::mem::size_of::<RawFd>()) as u32) as usize
     };
-    let mut control = vec![0u64; space.div_ceil(8)];
+    // On the stack: this runs for every read, often in a polling loop.
+    let mut control = [0u64; 160];
+    debug_assert!(space <= std::mem::size_of_val(&control));
+    let space = space.min(std::mem::size_of_val(&control));
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
