@@ -21,8 +21,14 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The largest value the codec will encode or decode (1 GiB, the channels'
+/// message limit). A length field in corrupt or mistyped bytes can claim
+/// anything; with the limit, decoding fails cleanly instead of trying to
+/// allocate it.
+pub const LIMIT: usize = 1 << 30;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 /// Encodes `value` to bytes. Handles inside it are refused.
@@ -159,6 +165,15 @@ mod tests {
         let b = encode(&v).unwrap();
         let back: (u8, String, Vec<f64>) = decode(&b).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn a_huge_length_in_garbage_is_an_error_not_an_allocation() {
+        // A Vec<u64> claiming 2^60 elements.
+        let mut bytes = vec![255u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<Vec<u64>>(&bytes).is_err());
+        assert!(decode::<String>(&bytes).is_err());
     }
 
     #[test]
