@@ -562,6 +562,38 @@ fn handles_travel_inside_messages_and_as_arguments() {
 }
 
 #[mproc::process]
+fn fill_each(carrier: Queue<Vec<Queue<u32>>>) -> usize {
+    let queues = carrier.get_timeout(PATIENCE).unwrap();
+    for (i, q) in queues.iter().enumerate() {
+        q.put(i as u32).unwrap();
+    }
+    queues.len()
+}
+
+#[test]
+fn a_message_may_carry_hundreds_of_handles() {
+    // 300 queues = 900 descriptors: several SCM_RIGHTS frames.
+    let queues: Vec<Queue<u32>> = (0..300).map(|_| Queue::new().unwrap()).collect();
+    let carrier = Queue::new().unwrap();
+    carrier.put(queues.clone()).unwrap();
+    let back = carrier.get_timeout(PATIENCE).unwrap();
+    back[299].put(7).unwrap();
+    assert_eq!(queues[299].get().unwrap(), 7);
+    drop(back);
+    for m in METHODS {
+        let p = Process::new(fill_each, carrier.clone())
+            .start_method(m)
+            .start()
+            .unwrap();
+        carrier.put(queues.clone()).unwrap();
+        assert_eq!(join_in_time(p), 300);
+        for (i, q) in queues.iter().enumerate() {
+            assert_eq!(q.get_timeout(PATIENCE).unwrap(), i as u32, "{m:?}");
+        }
+    }
+}
+
+#[mproc::process]
 fn pool_put(q: Queue<u32>, v: u32) -> u32 {
     q.put(v).unwrap();
     v

@@ -11,14 +11,17 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, Deadline};
 
-/// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^9 ≈ 1000
-/// pauses, a few microseconds.
-const PAUSE_ROUNDS: u32 = 10;
+/// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^6 = 127
+/// pauses, about 2 µs. Short, because the process waited for may share
+/// this CPU (another program keeps the other one busy), and then only a
+/// yield lets it run.
+const PAUSE_ROUNDS: u32 = 7;
 
 /// How long to keep yielding before sleeping in the kernel: about what one
 /// cross-CPU sleep and wake-up costs here.
@@ -206,10 +209,19 @@ impl Sleep<'_> {
     }
 }
 
+/// Whether this process may run on one CPU only (then spinning cannot
+/// help: the process waited for needs this very CPU).
+fn single_cpu() -> bool {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(sys::cpu_count) == 1
+}
+
 /// Spins, then yields, calling `attempt` in between, for about
-/// [`YIELD_FOR`] at most and never past the deadline.
+/// [`YIELD_FOR`] at most and never past the deadline. On a single CPU it
+/// only yields.
 fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
-    for round in 0..PAUSE_ROUNDS {
+    let rounds = if single_cpu() { 0 } else { PAUSE_ROUNDS };
+    for round in 0..rounds {
         for _ in 0..(1u32 << round) {
             std::hint::spin_loop();
         }
