@@ -47,6 +47,22 @@ fn fragile(x: u64) -> u64 {
 }
 
 #[mproc::process]
+fn produce(q: mproc::Queue<String>, counter: mproc::Value<u64>, lock: mproc::Lock, id: u32) {
+    for k in 0..2 {
+        let _guard = lock.acquire().unwrap_or_else(|died| died.into_inner());
+        *counter.lock().unwrap_or_else(|died| died.into_inner()) += 1;
+        q.put(format!("w{id}-{k}")).expect("put");
+    }
+}
+
+#[mproc::process]
+fn record_score(scores: mproc::DictProxy<String, u32>, name: String) {
+    scores
+        .insert(name.clone(), name.len() as u32 * 10)
+        .expect("insert");
+}
+
+#[mproc::process]
 fn fan_out(n: u32) -> Vec<String> {
     (0..n)
         .map(|_| {
@@ -171,7 +187,37 @@ fn main() -> Result<(), ProcessError> {
     );
     drop(pool);
 
-    step("9. Logging in every process");
+    step("9. Queues, locks and shared values cross into children (and pool tasks)");
+    let q = mproc::Queue::<String>::new()?;
+    let counter = mproc::Value::<u64>::new(0)?;
+    let lock = mproc::Lock::new()?;
+    let workers: Vec<_> = (0..3)
+        .map(|i| mproc::spawn(produce, (q.clone(), counter.clone(), lock.clone(), i)))
+        .collect::<Result<_, _>>()?;
+    let mut got: Vec<String> = (0..6).map(|_| q.get().expect("get")).collect();
+    for w in workers {
+        w.join()?;
+    }
+    got.sort();
+    println!(
+        "queue delivered {got:?}; shared counter = {}",
+        counter.get()
+    );
+    assert_eq!(counter.get(), 6);
+
+    step("10. A manager: a dict living in a server process");
+    let manager =
+        mproc::Manager::start().map_err(|e| ProcessError::Io(std::io::Error::other(e)))?;
+    let scores = manager.dict::<String, u32>().expect("dict");
+    for name in ["ada", "bob"] {
+        mproc::spawn(record_score, (scores.clone(), name.to_string()))?.join()?;
+    }
+    let mut items = scores.items().expect("items");
+    items.sort();
+    println!("managed dict written by two children: {items:?}");
+    manager.shutdown().expect("shutdown");
+
+    step("11. Logging in every process");
     mproc::log_to_stderr(mproc::LevelFilter::Info);
     mproc::spawn(add, (1, 1))?.join()?;
     mproc::get_logger().set_level(mproc::LevelFilter::Off);
