@@ -25,13 +25,13 @@ pub use channel::{
     TryGetError, TryPutError,
 };
 pub use error::{ContextError, ProcessError};
+pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
     ListProxy, LockProxy, Manager, ManagerError, NamespaceProxy, Proxy, QueueProxy, Shared,
     ValueProxy,
 };
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
-pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use process::{
     ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, cpu_count,
     current_process, parent_process, spawn,
@@ -42,13 +42,13 @@ pub use start::{
 };
 pub use task::{Run, Task};
 
+/// The bound on [`Value`] and [`Array`] elements: plain old data.
+pub use bytemuck::Pod;
 pub use shm::{Array, ArrayGuard, IndexOutOfBounds, RawArray, RawValue, Value, ValueGuard};
 pub use sync::{
     Barrier, BoundedSemaphore, BrokenBarrierError, Condition, ConditionGuard, Event, Lock,
     LockGuard, LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreError,
 };
-/// The bound on [`Value`] and [`Array`] elements: plain old data.
-pub use bytemuck::Pod;
 
 /// What the macros expand to. Not public API.
 #[doc(hidden)]

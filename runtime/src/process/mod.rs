@@ -168,7 +168,9 @@ impl<R> Process<R> {
     /// Takes the child out of the handle, for runtime parts that watch it
     /// themselves (pool workers). It stays in the child table.
     pub(crate) fn into_shared(mut self) -> Arc<ChildShared> {
-        self.shared.take().expect("a Process handle always holds its child")
+        self.shared
+            .take()
+            .expect("a Process handle always holds its child")
     }
 
     fn shared(&self) -> &Arc<ChildShared> {

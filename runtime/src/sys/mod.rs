@@ -566,17 +566,28 @@ pub(crate) use sync::{
 /// The atomic `u32` at `offset` in `map`. Panics if it is out of bounds or
 /// misaligned (a bug in the caller, never in the peer's data).
 pub(crate) fn mapping_u32(map: &Mapping, offset: usize) -> &std::sync::atomic::AtomicU32 {
-    assert!(offset % 4 == 0 && offset + 4 <= map.len(), "word outside the mapping");
+    assert!(
+        offset % 4 == 0 && offset + 4 <= map.len(),
+        "word outside the mapping"
+    );
     // SAFETY: in bounds and aligned (checked above; the mapping is
     // page-aligned); AtomicU32 has the layout of u32 and any bit pattern is
     // valid; the reference borrows `map`, so it cannot outlive the mapping.
-    unsafe { &*map.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() }
+    unsafe {
+        &*map
+            .as_ptr()
+            .add(offset)
+            .cast::<std::sync::atomic::AtomicU32>()
+    }
 }
 
 /// Copies `out.len()` bytes from `map` at `offset` into `out`. Returns
 /// `false` (copying nothing) if that range is not inside the mapping.
 pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool {
-    if offset.checked_add(out.len()).is_none_or(|end| end > map.len()) {
+    if offset
+        .checked_add(out.len())
+        .is_none_or(|end| end > map.len())
+    {
         return false;
     }
     // SAFETY: the source range is inside the mapping (checked above) and
@@ -590,7 +601,10 @@ pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool
 /// Copies `bytes` into `map` at `offset`. Returns `false` (copying nothing)
 /// if that range is not inside the mapping.
 pub(crate) fn mapping_write(map: &Mapping, offset: usize, bytes: &[u8]) -> bool {
-    if offset.checked_add(bytes.len()).is_none_or(|end| end > map.len()) {
+    if offset
+        .checked_add(bytes.len())
+        .is_none_or(|end| end > map.len())
+    {
         return false;
     }
     // SAFETY: the destination range is inside the mapping (checked above),
@@ -616,7 +630,10 @@ pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
 
 /// Waits until `sock` is readable or its peer is gone (`None` = forever).
 /// Returns `(readable, gone)`.
-pub(crate) fn wait_readable(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+pub(crate) fn wait_readable(
+    sock: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<(bool, bool)> {
     let mut p = [libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLIN | libc::POLLRDHUP,
