@@ -80,13 +80,13 @@ pub(crate) fn child_main(ctrl: OwnedFd, real_parent: Option<u32>) -> ! {
             req.task
         );
         reply_error(&ctrl, &Reply::Codec(msg));
-        finish(1);
+        finish(1, &ctrl);
     }
     let entry = match task::lookup(&req.task) {
         Ok(e) => e,
         Err(msg) => {
             reply_error(&ctrl, &Reply::Codec(format!("refusing to run: {msg}")));
-            finish(1);
+            finish(1, &ctrl);
         }
     };
     if (entry.fingerprint)() != req.fingerprint {
@@ -96,10 +96,10 @@ pub(crate) fn child_main(ctrl: OwnedFd, real_parent: Option<u32>) -> ! {
             req.task
         );
         reply_error(&ctrl, &Reply::Codec(msg));
-        finish(1);
+        finish(1, &ctrl);
     }
     let code = run_and_reply(&ctrl, |report| (entry.run)(payload, fds, report));
-    finish(code)
+    finish(code, &ctrl)
 }
 
 /// Makes this process the child `me`: records who it is, dies with its
@@ -153,11 +153,12 @@ pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outc
 /// Ends a child: joins its own non-daemon children, terminates its daemon
 /// children, flushes stdout, and exits without running the parent program's
 /// exit handlers.
-pub(crate) fn finish(code: i32) -> ! {
+pub(crate) fn finish(code: i32, ctrl: &OwnedFd) -> ! {
     log::info!(target: "mproc", "process shutting down");
     table::run_exit_handlers();
     log::info!(target: "mproc", "process exiting with exitcode {code}");
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    let _ = transport::send_frame(ctrl.as_fd(), &wire::exiting_frame(code), &[]);
     sys::exit_now(code)
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::codec;
-use crate::process::wire::Reply;
+use crate::process::wire::{self, Reply};
 use crate::sys;
 use crate::transport::{FrameReader, Progress};
 
@@ -31,6 +31,8 @@ pub(crate) struct ChildState {
     /// (a value's bytes start at [`Reply::BODY`]) and its descriptors.
     pub(crate) reply: Option<(Reply, Vec<u8>, Vec<OwnedFd>)>,
     pub(crate) exitcode: Option<i32>,
+    /// The code the child said it was exiting with (its last frame).
+    announced: Option<i32>,
 }
 
 /// One child, shared by its `Process` handle, the table and the reaper.
@@ -61,6 +63,7 @@ impl ChildShared {
                 reader: FrameReader::default(),
                 reply: None,
                 exitcode: None,
+                announced: None,
             }),
         })
     }
@@ -99,7 +102,9 @@ impl ChildState {
         while let Some(ctrl) = &self.ctrl {
             match self.reader.step(ctrl.as_fd(), true) {
                 Ok((_, Some((payload, fds)))) => {
-                    if self.reply.is_none() {
+                    if let Some(code) = wire::parse_exiting(&payload) {
+                        self.announced = Some(code);
+                    } else if self.reply.is_none() {
                         self.reply = Some(match Reply::parse(&payload) {
                             Some(reply) => (reply, payload, fds),
                             None => (
@@ -140,6 +145,12 @@ impl ChildState {
                     }
                 }
             }
+            ExitSource::Reported(_) if self.announced.is_some() && self.pidfd_exited() => {
+                // The child said how it exits and has exited: no need to wait
+                // for the fork server to relay the status.
+                self.exitcode = self.announced;
+                self.pidfd = None;
+            }
             ExitSource::Reported(sock) => {
                 let mut r = FrameReader::with_limit(64);
                 match r.step(sock.as_fd(), true) {
@@ -161,6 +172,14 @@ impl ChildState {
         Ok(())
     }
 
+    /// Whether the pidfd reports that the process has exited.
+    fn pidfd_exited(&self) -> bool {
+        self.pidfd.as_ref().is_some_and(|fd| {
+            let mut p = [sys::poll_in(fd.as_raw_fd())];
+            matches!(sys::poll(&mut p, Some(Duration::ZERO)), Ok(1))
+        })
+    }
+
     /// The descriptor that becomes readable when the child exits.
     pub(crate) fn exit_fd(&self) -> Option<i32> {
         if self.exitcode.is_some() {
@@ -168,6 +187,10 @@ impl ChildState {
         }
         match &self.exit {
             ExitSource::Direct => self.pidfd.as_ref().map(|f| f.as_raw_fd()),
+            // Once the child has announced its code, its own exit is enough.
+            ExitSource::Reported(_) if self.announced.is_some() && self.pidfd.is_some() => {
+                self.pidfd.as_ref().map(|f| f.as_raw_fd())
+            }
             ExitSource::Reported(s) => Some(s.as_raw_fd()),
         }
     }

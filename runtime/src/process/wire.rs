@@ -100,6 +100,27 @@ impl Reply {
     }
 }
 
+/// The tag of the child's last frame, "exiting now with this code", sent
+/// right before `_exit`. With it, a parent that cannot `waitid` the child
+/// (a fork-server child) learns the exit code as soon as the child's pidfd
+/// reports the exit, without waiting for the server to relay it.
+const EXITING: u8 = 3;
+
+/// The "exiting with `code`" frame.
+pub(crate) fn exiting_frame(code: i32) -> Vec<u8> {
+    let mut f = vec![EXITING];
+    f.extend_from_slice(&code.to_le_bytes());
+    f
+}
+
+/// The code of an "exiting" frame, if `frame` is one.
+pub(crate) fn parse_exiting(frame: &[u8]) -> Option<i32> {
+    match frame {
+        [EXITING, a, b, c, d] => Some(i32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
 /// An identity for this executable file (device, inode, size, mtime): a
 /// child re-executing a different build than its parent's is refused.
 pub(crate) fn exe_id() -> u64 {

@@ -65,7 +65,7 @@ unsafe fn fork_and_run(
             sys::signal_default(libc::SIGTERM);
             child::enter_child(req.me, req.parent, None, req.log_level);
             let code = child::run_and_reply(&theirs, run);
-            child::finish(code)
+            child::finish(code, &theirs)
         }
         Ok(sys::Forked::Parent(pid)) => {
             drop((met, rea, srv, lau, tab, cur, err, out));
