@@ -118,6 +118,10 @@ struct ProducerLine {
     publish_target: AtomicU64,
     published_before: AtomicU64,
     fd_next: AtomicU64,
+    /// The last `head` a producer read: free room is at least what it
+    /// implies, so the consumer's line is read only when that is not
+    /// enough (a cache-line transfer saved per message).
+    head_seen: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -132,6 +136,9 @@ struct ConsumerLine {
     partial: AtomicU32,
     consume_target: AtomicU64,
     consumed_before: AtomicU64,
+    /// The last `tail` a consumer read: records before it are published,
+    /// so the producer's line is read only once they are all taken.
+    tail_seen: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -509,10 +516,34 @@ impl Producer<'_> {
 
     /// Where a record of `len` bytes would go, keeping `reserve` bytes
     /// free: `(position of a WRAP record to write first, position)`.
+    ///
+    /// Decides with the `head` seen last if that allows it; reads the real
+    /// one when it does not, or when a soft wrap is due (which needs to
+    /// know how far the consumer really is).
     fn plan(&self, len: u64, reserve: u64, soft: bool) -> Option<(Option<u64>, u64)> {
+        let h = self.ring.h();
+        let cap = self.ring.capacity;
+        let wrap_due = soft && self.tail % cap >= SOFT_WRAP.min(cap / 4);
+        if !wrap_due {
+            let seen = h.producer.head_seen.load(Ordering::Relaxed);
+            if let Some(plan) = self.plan_with(seen, len, reserve, false) {
+                return Some(plan);
+            }
+        }
+        let head = h.head.head.load(Ordering::Acquire);
+        h.producer.head_seen.store(head, Ordering::Relaxed);
+        self.plan_with(head, len, reserve, soft)
+    }
+
+    fn plan_with(
+        &self,
+        head: u64,
+        len: u64,
+        reserve: u64,
+        soft: bool,
+    ) -> Option<(Option<u64>, u64)> {
         let cap = self.ring.capacity;
         let need = record_size(len);
-        let head = self.ring.h().head.head.load(Ordering::Acquire);
         let tail = self.tail;
         let off = tail % cap;
         if soft && off >= SOFT_WRAP.min(cap / 4) {
@@ -696,7 +727,14 @@ impl Consumer<'_> {
 
     /// The record at the head, if one is published.
     pub(crate) fn peek(&self) -> Option<Record> {
-        let tail = self.ring.h().tail.tail.load(Ordering::Acquire);
+        let h = self.ring.h();
+        // Records before the `tail` seen last are published (its acquiring
+        // load, by this or an earlier lock holder, happened before).
+        if self.head < h.consumer.tail_seen.load(Ordering::Relaxed) {
+            return Some(self.ring.record_at(self.head));
+        }
+        let tail = h.tail.tail.load(Ordering::Acquire);
+        h.consumer.tail_seen.store(tail, Ordering::Relaxed);
         (self.head < tail).then(|| self.ring.record_at(self.head))
     }
 
