@@ -488,3 +488,21 @@ fn handles_are_clone_send_sync_debug_serde() {
     assert_handle::<mproc::JoinableQueue<Msg>>();
     assert_handle::<mproc::SimpleQueue<Msg>>();
 }
+
+#[test]
+fn dropping_the_last_sender_wakes_a_blocked_receiver() {
+    let (rx, tx) = Pipe::<u8>::simplex().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = rx.recv();
+        (matches!(r, Err(RecvError::Closed)), start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    drop(tx);
+    let (closed, waited) = waiter.join().unwrap();
+    assert!(closed);
+    assert!(
+        waited >= Duration::from_millis(100) && waited < PATIENCE,
+        "{waited:?}"
+    );
+}

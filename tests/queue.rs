@@ -801,3 +801,45 @@ fn contexts_make_channels() {
     assert!(format!("{q:?}").starts_with("Queue"));
     assert!(format!("{j:?}").starts_with("JoinableQueue"));
 }
+
+#[test]
+fn threads_of_one_process_share_a_queue() {
+    let q = Queue::<Option<(u32, u32)>>::bounded(16).unwrap();
+    let producers: Vec<_> = (0..3)
+        .map(|id| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    q.put(Some((id, i))).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Some(item) = q.get_timeout(PATIENCE).unwrap() {
+                    got.push(item);
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    for _ in 0..3 {
+        q.put(None).unwrap();
+    }
+    let mut all = BTreeSet::new();
+    for c in consumers {
+        let got = c.join().unwrap();
+        assert_fifo_per_producer(&got);
+        for item in got {
+            assert!(all.insert(item), "{item:?} twice");
+        }
+    }
+    assert_eq!(all.len(), 6000);
+}
