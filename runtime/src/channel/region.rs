@@ -54,8 +54,7 @@ impl Region {
             memfd: SharedFd::new(memfd),
         };
         for ring in &region.rings {
-            // SAFETY: the memory is fresh (all zero) and not shared yet.
-            unsafe { ring.init(maxsize, joinable)? };
+            ring.init(maxsize, joinable);
         }
         Ok(region)
     }

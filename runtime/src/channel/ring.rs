@@ -234,11 +234,9 @@ impl Ring {
         unsafe { self.header.as_ref() }
     }
 
-    /// Sets up a fresh, all-zero ring.
-    ///
-    /// # Safety
-    /// Nobody uses the ring yet, in this or any other process.
-    pub(crate) unsafe fn init(&self, maxsize: u64, joinable: bool) -> io::Result<()> {
+    /// Sets up a fresh, all-zero ring (whose zeroed mutexes are unlocked
+    /// ones).
+    pub(crate) fn init(&self, maxsize: u64, joinable: bool) {
         let h = self.h();
         h.config.capacity.store(self.capacity, Ordering::Relaxed);
         h.config.maxsize.store(maxsize, Ordering::Relaxed);
@@ -246,13 +244,7 @@ impl Ring {
         h.config
             .joinable
             .store(u32::from(joinable), Ordering::Relaxed);
-        // SAFETY: the mutexes are not in use yet (caller's contract).
-        unsafe {
-            h.producer.lock.init(false)?;
-            h.consumer.lock.init(false)?;
-        }
         h.config.magic.store(MAGIC, Ordering::Release);
-        Ok(())
     }
 
     /// The bound on messages (0 = none).
@@ -379,12 +371,10 @@ impl Ring {
     /// `ABORT` the consumer is waiting for).
     pub(crate) fn repair_dead_producer(&self) {
         let m = &self.h().producer.lock;
-        // SAFETY: the mutex was initialised by `init` before the ring was
-        // shared.
+        // SAFETY: the mutex lives in the ring's mapping, which outlives the
+        // guard below that unlocks it (`new`'s contract).
         match unsafe { m.try_lock() } {
             Locked::OwnerDied => {
-                // SAFETY: we hold it after OwnerDied.
-                unsafe { m.make_consistent() };
                 let mut p = Producer {
                     ring: self,
                     tail: self.h().tail.tail.load(Ordering::Relaxed),
@@ -421,17 +411,15 @@ impl Ring {
 }
 
 /// Locks `m` as `wait` allows. `Some(true)`: locked, and the previous
-/// owner died (the mutex is consistent again; the caller repairs).
+/// owner died (the caller repairs what it left; unlocking makes the mutex
+/// consistent again).
 fn lock(m: &RawMutex, wait: &Wait) -> io::Result<Option<bool>> {
     let attempt = || {
-        // SAFETY: every ring mutex is initialised before the ring is shared.
+        // SAFETY: ring mutexes live in the ring's mapping, which outlives
+        // the guard that unlocks them (guards borrow the ring).
         match unsafe { m.try_lock() } {
             Locked::Yes => Some(Ok(false)),
-            Locked::OwnerDied => {
-                // SAFETY: we hold the mutex after OwnerDied.
-                unsafe { m.make_consistent() };
-                Some(Ok(true))
-            }
+            Locked::OwnerDied => Some(Ok(true)),
             Locked::No => None,
             Locked::ByCaller => Some(Err(io::Error::other(
                 "this thread already holds the channel's lock",
@@ -443,18 +431,14 @@ fn lock(m: &RawMutex, wait: &Wait) -> io::Result<Option<bool>> {
     }
     let got = match wait {
         Wait::Try => return Ok(None),
-        // SAFETY: initialised, as above.
+        // SAFETY: as above.
         Wait::Until(d) => unsafe { m.lock(Some(d)) },
-        // SAFETY: initialised, as above.
+        // SAFETY: as above.
         Wait::Forever => unsafe { m.lock(None) },
     };
     match got {
         Locked::Yes => Ok(Some(false)),
-        Locked::OwnerDied => {
-            // SAFETY: we hold the mutex after OwnerDied.
-            unsafe { m.make_consistent() };
-            Ok(Some(true))
-        }
+        Locked::OwnerDied => Ok(Some(true)),
         Locked::No => Ok(None),
         Locked::ByCaller => Err(io::Error::other(
             "this thread already holds the channel's lock",
