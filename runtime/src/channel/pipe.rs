@@ -349,18 +349,26 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Pipe<T> {
 }
 
 /// One end of a duplex [`Pipe`]: sends to and receives from the other end.
+///
+/// Clones are the same end. Sending the end to another process (as a task
+/// argument, a pool-task argument, or inside a message) gives that process
+/// the same end too; the other end sees `Closed` once every copy, in every
+/// process, is gone.
 pub struct Connection<T> {
     end: Arc<End>,
     _marker: PhantomData<fn(T) -> T>,
 }
 
-/// The receiving end of a one-way [`Pipe`].
+/// The receiving end of a one-way [`Pipe`] (Python's `Pipe(duplex=False)[0]`).
+/// Clones and copies sent to other processes are the same end.
 pub struct PipeReceiver<T> {
     end: Arc<End>,
     _marker: PhantomData<fn(T) -> T>,
 }
 
-/// The sending end of a one-way [`Pipe`].
+/// The sending end of a one-way [`Pipe`] (Python's `Pipe(duplex=False)[1]`).
+/// Clones and copies sent to other processes are the same end; the
+/// receiver sees `Closed` once every one of them is gone.
 pub struct PipeSender<T> {
     end: Arc<End>,
     _marker: PhantomData<fn(T) -> T>,
