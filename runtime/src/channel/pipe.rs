@@ -550,6 +550,9 @@ macro_rules! common_methods {
             /// process). The default is 1 GiB. A larger message fails for
             /// its sender with [`SendError::TooLarge`]; the receiver sees
             /// nothing of it.
+            /// Raising it past 1 GiB helps raw bytes (`Vec<u8>` items,
+            /// `send_bytes`) only: other values are decoded with the codec's
+            /// own 1 GiB limit ([`codec::LIMIT`](crate::codec::LIMIT)).
             ///
             /// # Examples
             /// ```

@@ -565,6 +565,9 @@ macro_rules! queue_methods {
             /// accepts (for every handle, in every process; default 1 GiB).
             /// A larger item fails for its producer with `TooLarge`; no
             /// consumer sees anything of it.
+            /// Raising it past 1 GiB helps raw bytes (`Vec<u8>` items,
+            /// `send_bytes`) only: other values are decoded with the codec's
+            /// own 1 GiB limit ([`codec::LIMIT`](crate::codec::LIMIT)).
             ///
             /// # Examples
             /// ```
