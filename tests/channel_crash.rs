@@ -1,0 +1,619 @@
+//! Crashes in the middle of large messages: a producer or a consumer killed
+//! (`SIGKILL`) while a message streams through a `Queue`, a
+//! `JoinableQueue` or a `Pipe`. What `runtime/src/channel/README.md`
+//! ("Crashes") promises, checked exactly: a message whose producer died is
+//! no message; a message whose consumer died half way is dropped whole (the
+//! next consumer skips the rest of it); nobody waits forever; counts,
+//! descriptors and children come out right.
+//!
+//! The tests take turns (one lock): they count this process's descriptors
+//! and move hundreds of MiB, so they must not overlap.
+
+mod util;
+
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mproc::{
+    GetTimeoutError, JoinableQueue, Pipe, PipeReceiver, Process, Queue, RecvTimeoutError,
+    StartMethod, TaskDoneError,
+};
+use util::METHODS;
+
+/// Long enough for any healthy operation on a loaded 2-CPU machine; a hang
+/// fails the test instead of stalling the suite.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+const MIB: usize = 1 << 20;
+
+/// Larger than a queue's ring (256 MiB): its producer must wait for a
+/// consumer in the middle of the message.
+const HUGE: usize = 300 * MIB;
+
+/// What a child puts on its event queue when it is about to block.
+const READY: usize = usize::MAX;
+
+/// The message put after a crash; it must arrive whole.
+const AFTER: &[u8] = b"after the crash";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes this file's turn lock, and starts a child of every method once so
+/// that the runtime's lazily opened descriptors (fork server, reaper) are
+/// open before anything is counted.
+fn turn() -> MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    static WARM: Once = Once::new();
+    WARM.call_once(|| {
+        for m in METHODS {
+            let mut p = Process::new(idle, ()).start_method(m).start().unwrap();
+            assert_eq!(p.join_timeout(PATIENCE).unwrap(), Some(0));
+        }
+    });
+    guard
+}
+
+#[mproc::process]
+fn idle() {}
+
+/// Asserts that the killed child died of `SIGKILL` and is reaped.
+fn reap_killed<R>(mut p: Process<R>, m: StartMethod) {
+    let pid = p.pid();
+    assert_eq!(p.join_timeout(PATIENCE).unwrap(), Some(-9), "{m:?}");
+    drop(p);
+    assert!(!util::pid_running(pid), "{m:?}: child {pid} still runs");
+}
+
+/// What this process holds at the end of a test: the descriptors it held
+/// at the start, and no child.
+fn assert_nothing_left(fds_before: usize) {
+    assert!(
+        util::eventually(Duration::from_secs(5), || mproc::active_children()
+            .is_empty()),
+        "children left: {:?}",
+        mproc::active_children()
+    );
+    assert_eq!(util::open_fds(), fds_before, "descriptors leaked");
+}
+
+/// A field of `/proc/<pid>/status`, in KiB (`RssAnon`, `RssShmem`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls every millisecond until `cond` holds; panics after [`PATIENCE`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting: {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether `pid` is stopped (`SIGSTOP`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        })
+        .unwrap_or(false)
+}
+
+/// Freezes a child in place, whatever it is doing (holding a lock, half
+/// way through a message), and waits until it is stopped.
+fn stop(pid: u32) {
+    // SAFETY: plain kill(2) on our own child's pid, which is not reaped
+    // (its handle is alive), so it names that child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    wait_until("the child stops", || is_stopped(pid));
+}
+
+/// A thread whose result can be waited for with a bound.
+struct Bounded<T> {
+    rx: mpsc::Receiver<T>,
+    handle: thread::JoinHandle<()>,
+}
+
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Bounded<T> {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    Bounded { rx, handle }
+}
+
+impl<T> Bounded<T> {
+    /// The thread's result, within `timeout` (`None`: still running).
+    fn within(&self, timeout: Duration) -> Option<T> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The thread's result; panics if it takes longer than [`PATIENCE`].
+    fn result(self, what: &str) -> T {
+        let r = self
+            .within(PATIENCE)
+            .unwrap_or_else(|| panic!("{what}: still blocked after {PATIENCE:?}"));
+        self.handle.join().unwrap();
+        r
+    }
+}
+
+fn is_timeout(r: &Result<Vec<u8>, GetTimeoutError>) -> bool {
+    matches!(r, Err(GetTimeoutError::Timeout))
+}
+
+/// Describes a received message without printing hundreds of MiB.
+fn describe(r: &Result<Vec<u8>, GetTimeoutError>) -> String {
+    match r {
+        Ok(m) if m.len() <= 64 => format!("Ok({:?})", String::from_utf8_lossy(m)),
+        Ok(m) => format!("Ok({} bytes, first {:?})", m.len(), m.first()),
+        Err(e) => format!("Err({e:?})"),
+    }
+}
+
+// ---------------------------------------------------------------------
+// 1. A producer killed in the middle of a message larger than the ring.
+// ---------------------------------------------------------------------
+
+/// Puts one message of `size` bytes `byte`; blocks for room while nobody
+/// consumes.
+#[mproc::process]
+fn put_one(q: Queue<Vec<u8>>, size: usize, byte: u8) {
+    let _ = q.put(vec![byte; size]);
+}
+
+/// Starts a child putting a [`HUGE`] message and waits until it has filled
+/// the ring and waits for room, holding the producer lock mid-message.
+fn child_blocked_mid_put(q: &Queue<Vec<u8>>, m: StartMethod) -> Process<()> {
+    let p = Process::new(put_one, (q.clone(), HUGE, 0xAB))
+        .start_method(m)
+        .start()
+        .unwrap();
+    let pid = p.pid();
+    // The ring's pages the child wrote: 256 MiB less one piece at most.
+    wait_until("the child fills the ring", || {
+        status_kib(pid, "RssShmem") >= 255 * 1024
+    });
+    p
+}
+
+#[test]
+fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
+    let _turn = turn();
+    let fds = util::open_fds();
+    for m in METHODS {
+        // (a) Nobody consumes; the next producer repairs (writes ABORT).
+        let q = Queue::<Vec<u8>>::new().unwrap();
+        let p = child_blocked_mid_put(&q, m);
+        p.kill().unwrap();
+        reap_killed(p, m);
+        assert_eq!(q.len(), 0, "{m:?}: a half-put message is counted");
+        assert!(q.is_empty(), "{m:?}");
+        // `try_put` takes the dead producer's lock and repairs at once; the
+        // abandoned pieces still fill the ring, so the item may have to
+        // wait for room (then a thread puts it while we get).
+        let putter = match q.try_put(AFTER.to_vec()) {
+            Ok(()) => None,
+            Err(e) => {
+                assert!(e.is_full(), "{m:?}: {e:?}");
+                let q = q.clone();
+                Some(bounded(move || q.put_timeout(AFTER.to_vec(), PATIENCE)))
+            }
+        };
+        let got = q.get_timeout(PATIENCE);
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        if let Some(t) = putter {
+            t.result("put after the crash").unwrap();
+        }
+        let more = q.get_timeout(Duration::from_millis(50));
+        assert!(is_timeout(&more), "{m:?}: {}", describe(&more));
+        assert_eq!(q.len(), 0, "{m:?}");
+        drop(q);
+
+        // (b) Nobody puts; a consumer finds the dead producer itself (it
+        // checks the producer lock while it waits mid-message).
+        let q = Queue::<Vec<u8>>::new().unwrap();
+        let p = child_blocked_mid_put(&q, m);
+        p.kill().unwrap();
+        reap_killed(p, m);
+        let got = q.get_timeout(Duration::from_millis(500));
+        assert!(is_timeout(&got), "{m:?}: {}", describe(&got));
+        assert!(q.is_empty(), "{m:?}");
+        q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
+        assert_eq!(q.len(), 1, "{m:?}");
+        let got = q.get_timeout(PATIENCE);
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        assert!(q.is_empty(), "{m:?}");
+        drop(q);
+
+        // (c) A consumer already waiting in the middle of the message when
+        // its producer is killed: the producer is frozen mid-message, the
+        // consumer takes all there is and waits for the rest; then the
+        // producer dies. The consumer must give nothing of it, and take
+        // the next message whole.
+        let q = Queue::<Vec<u8>>::new().unwrap();
+        let p = child_blocked_mid_put(&q, m);
+        stop(p.pid());
+        let rss = status_kib(std::process::id(), "RssAnon");
+        let reader = {
+            let q = q.clone();
+            bounded(move || q.get_timeout(PATIENCE))
+        };
+        // Let it take what the ring holds (256 MiB, into its own memory),
+        // then wait for the rest.
+        wait_until("the consumer drains the ring", || {
+            status_kib(std::process::id(), "RssAnon") >= rss + 255 * 1024
+        });
+        let drained = reader.within(Duration::from_millis(100));
+        assert!(
+            drained.is_none(),
+            "{m:?}: a consumer returned from the middle of a message: {}",
+            describe(drained.as_ref().unwrap())
+        );
+        p.kill().unwrap();
+        reap_killed(p, m);
+        // Its liveness check (every 20 ms) writes the ABORT, which it
+        // reads; it must then still wait, for the next message.
+        let early = reader.within(Duration::from_millis(200));
+        assert!(
+            early.is_none(),
+            "{m:?}: the waiting consumer returned {}",
+            describe(early.as_ref().unwrap())
+        );
+        assert_eq!(q.len(), 0, "{m:?}");
+        q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
+        let got = reader.result("consumer waiting mid-message");
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        assert!(q.is_empty(), "{m:?}");
+        drop(q);
+    }
+    assert_nothing_left(fds);
+}
+
+// ---------------------------------------------------------------------
+// 2. A producer killed mid-message while a consumer reads.
+// ---------------------------------------------------------------------
+
+/// The byte that fills message `seq` (after its 8-byte number).
+fn fill(seq: u64) -> u8 {
+    (seq % 251) as u8 + 1
+}
+
+/// Puts numbered messages of `size` bytes until killed.
+#[mproc::process]
+fn put_numbered_forever(q: Queue<Vec<u8>>, events: Queue<usize>, size: usize) {
+    events.put(READY).unwrap();
+    for seq in 0u64.. {
+        let mut msg = vec![fill(seq); size];
+        msg[..8].copy_from_slice(&seq.to_le_bytes());
+        if q.put(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes numbered messages until [`AFTER`]; checks each is whole and next
+/// in order. Returns how many came before `AFTER`.
+fn read_numbered(q: Queue<Vec<u8>>, size: usize) -> Result<u64, String> {
+    let mut next = 0u64;
+    loop {
+        let r = q.get_timeout(PATIENCE);
+        match r {
+            Ok(m) if m == AFTER => return Ok(next),
+            Ok(m) => {
+                if m.len() != size {
+                    return Err(format!("message {next}: {} bytes", m.len()));
+                }
+                let seq = u64::from_le_bytes(m[..8].try_into().unwrap());
+                if seq != next {
+                    return Err(format!("message {seq} came where {next} was due"));
+                }
+                if let Some(i) = m[8..].iter().position(|&b| b != fill(seq)) {
+                    return Err(format!("message {seq}: byte {} is wrong", i + 8));
+                }
+                next += 1;
+            }
+            Err(_) => return Err(describe(&r)),
+        }
+    }
+}
+
+#[test]
+fn a_queue_producer_killed_mid_message_while_a_consumer_reads_is_no_message() {
+    let _turn = turn();
+    let fds = util::open_fds();
+    let size = 3 * MIB + 12_345;
+    for (round, delay_ms) in [0u64, 2, 5, 11, 23, 47].into_iter().enumerate() {
+        for m in METHODS {
+            let q = Queue::<Vec<u8>>::new().unwrap();
+            let events = Queue::<usize>::new().unwrap();
+            let reader = {
+                let q = q.clone();
+                bounded(move || read_numbered(q, size))
+            };
+            let p = Process::new(put_numbered_forever, (q.clone(), events.clone(), size))
+                .start_method(m)
+                .start()
+                .unwrap();
+            assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
+            thread::sleep(Duration::from_millis(delay_ms));
+            p.kill().unwrap();
+            reap_killed(p, m);
+            // Half the rounds let the consumer find the dead producer
+            // itself (every 20 ms), half repair by putting at once.
+            if round % 2 == 1 {
+                thread::sleep(Duration::from_millis(100));
+            }
+            q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
+            let before = reader.result("consumer").unwrap_or_else(|e| {
+                panic!("{m:?}, killed after {delay_ms} ms: {e}");
+            });
+            let more = q.get_timeout(Duration::from_millis(20));
+            assert!(is_timeout(&more), "{m:?}: {}", describe(&more));
+            assert_eq!(q.len(), 0, "{m:?}");
+            assert!(q.is_empty(), "{m:?}");
+            eprintln!("{m:?}, killed after {delay_ms} ms: {before} whole messages first");
+        }
+    }
+    assert_nothing_left(fds);
+}
+
+// ---------------------------------------------------------------------
+// 3. A consumer killed in the middle of receiving a large message.
+// ---------------------------------------------------------------------
+
+/// Takes one message; reports its length (if it ever gets it whole).
+#[mproc::process]
+fn get_one(q: Queue<Vec<u8>>, events: Queue<usize>) {
+    events.put(READY).unwrap();
+    if let Ok(m) = q.get() {
+        events.put(m.len()).unwrap();
+    }
+}
+
+/// Same through a pipe.
+#[mproc::process]
+fn recv_one(rx: PipeReceiver<Vec<u8>>, events: Queue<usize>) {
+    events.put(READY).unwrap();
+    if let Ok(m) = rx.recv_bytes() {
+        events.put(m.len()).unwrap();
+    }
+}
+
+/// Once the child (blocked in its receive) has copied `MIN_TAKEN` of the
+/// message the parent now sends, kills it: it is half way through it.
+const MIN_TAKEN: u64 = 8 * 1024; // KiB
+
+/// Waits until the child has copied [`MIN_TAKEN`] of a message into its
+/// own memory, then kills it.
+fn kill_when_half_way<R>(p: &Process<R>, rss_before: u64) {
+    let pid = p.pid();
+    wait_until("the child receives", || {
+        status_kib(pid, "RssAnon") >= rss_before + MIN_TAKEN
+    });
+    p.kill().unwrap();
+}
+
+#[test]
+fn a_consumer_killed_mid_message_drops_that_message_whole() {
+    let _turn = turn();
+    let fds = util::open_fds();
+    for m in METHODS {
+        // A queue: 200 MiB.
+        let q = Queue::<Vec<u8>>::new().unwrap();
+        let events = Queue::<usize>::new().unwrap();
+        let p = Process::new(get_one, (q.clone(), events.clone()))
+            .start_method(m)
+            .start()
+            .unwrap();
+        assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
+        thread::sleep(Duration::from_millis(100));
+        let rss = status_kib(p.pid(), "RssAnon");
+        let producer = {
+            let q = q.clone();
+            bounded(move || {
+                q.put_timeout(vec![0xCD; 200 * MIB], PATIENCE)?;
+                q.put_timeout(AFTER.to_vec(), PATIENCE)
+            })
+        };
+        kill_when_half_way(&p, rss);
+        reap_killed(p, m);
+        assert!(
+            events.get_timeout(Duration::from_millis(20)).is_err(),
+            "{m:?}: the child got the message whole before it was killed"
+        );
+        // The next consumer skips the rest of the half-taken message: the
+        // next one it returns is the one put after it.
+        let got = q.get_timeout(PATIENCE);
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        producer.result("producer").unwrap();
+        let more = q.get_timeout(Duration::from_millis(50));
+        assert!(is_timeout(&more), "{m:?}: {}", describe(&more));
+        assert_eq!(q.len(), 0, "{m:?}");
+        drop((q, events));
+
+        // A pipe (64 MiB per direction): 100 MiB through `recv_bytes`.
+        let (rx, tx) = Pipe::<Vec<u8>>::simplex().unwrap();
+        let events = Queue::<usize>::new().unwrap();
+        let p = Process::new(recv_one, (rx.clone(), events.clone()))
+            .start_method(m)
+            .start()
+            .unwrap();
+        assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
+        thread::sleep(Duration::from_millis(100));
+        let rss = status_kib(p.pid(), "RssAnon");
+        let sender = bounded(move || {
+            tx.send_bytes(&vec![0xEF; 100 * MIB])?;
+            tx.send_bytes(AFTER)
+        });
+        kill_when_half_way(&p, rss);
+        reap_killed(p, m);
+        assert!(
+            events.get_timeout(Duration::from_millis(20)).is_err(),
+            "{m:?}: the child got the message whole before it was killed"
+        );
+        // Under Fork, `poll` first (it skips what is left of a half-taken
+        // message its own way): it must report the next whole message.
+        if m == StartMethod::Fork {
+            assert!(rx.poll(Some(PATIENCE)).unwrap(), "{m:?}");
+        }
+        match rx.recv_timeout(PATIENCE) {
+            Ok(got) => assert_eq!(got, AFTER, "{m:?}: {} bytes", got.len()),
+            Err(e) => panic!("{m:?}: {e:?}"),
+        }
+        sender.result("sender").unwrap();
+        // Every sender is gone now (the child's copies died with it).
+        assert!(
+            matches!(
+                rx.recv_timeout(Duration::from_millis(200)),
+                Err(RecvTimeoutError::Closed)
+            ),
+            "{m:?}"
+        );
+        drop((rx, events));
+    }
+    assert_nothing_left(fds);
+}
+
+// ---------------------------------------------------------------------
+// 4. JoinableQueue: unfinished counts after crashes mid-message.
+// ---------------------------------------------------------------------
+
+#[mproc::process]
+fn put_one_joinable(q: JoinableQueue<Vec<u8>>, size: usize) {
+    let _ = q.put(vec![0x5A; size]);
+}
+
+#[mproc::process]
+fn get_one_joinable(q: JoinableQueue<Vec<u8>>, events: Queue<usize>) {
+    events.put(READY).unwrap();
+    if let Ok(m) = q.get() {
+        events.put(m.len()).unwrap();
+    }
+}
+
+/// `join()` in a thread (it has no timeout of its own).
+fn joiner<T: 'static>(q: &JoinableQueue<T>) -> Bounded<()> {
+    let q = q.clone();
+    bounded(move || q.join())
+}
+
+#[test]
+fn joinable_queue_counts_after_a_crash_mid_message() {
+    let _turn = turn();
+    let fds = util::open_fds();
+    for m in METHODS {
+        // A producer killed mid-message: the message was never counted, so
+        // `join` does not wait for it.
+        let q = JoinableQueue::<Vec<u8>>::new().unwrap();
+        let p = Process::new(put_one_joinable, (q.clone(), HUGE))
+            .start_method(m)
+            .start()
+            .unwrap();
+        let pid = p.pid();
+        wait_until("the child fills the ring", || {
+            status_kib(pid, "RssShmem") >= 255 * 1024
+        });
+        p.kill().unwrap();
+        reap_killed(p, m);
+        assert!(q.is_empty(), "{m:?}");
+        joiner(&q).result("join after a producer died mid-message");
+        let putter = {
+            let q = q.clone();
+            bounded(move || q.put_timeout(AFTER.to_vec(), PATIENCE))
+        };
+        let got = q.get_timeout(PATIENCE);
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        putter.result("put after the crash").unwrap();
+        let j = joiner(&q);
+        assert!(j.within(Duration::from_millis(100)).is_none(), "{m:?}");
+        q.task_done().unwrap();
+        j.result("join after task_done");
+        assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls), "{m:?}");
+        drop(q);
+
+        // A consumer killed mid-message: the message was counted when put
+        // and is dropped by the next consumer, which cannot mark it done.
+        // Like an item whose consumer died before `task_done` (Python's
+        // behaviour too), it stays unfinished: `join` waits until someone
+        // calls `task_done` for it.
+        let q = JoinableQueue::<Vec<u8>>::new().unwrap();
+        let events = Queue::<usize>::new().unwrap();
+        let p = Process::new(get_one_joinable, (q.clone(), events.clone()))
+            .start_method(m)
+            .start()
+            .unwrap();
+        assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
+        thread::sleep(Duration::from_millis(100));
+        let rss = status_kib(p.pid(), "RssAnon");
+        let producer = {
+            let q = q.clone();
+            bounded(move || {
+                q.put_timeout(vec![0x5A; 100 * MIB], PATIENCE)?;
+                q.put_timeout(AFTER.to_vec(), PATIENCE)
+            })
+        };
+        kill_when_half_way(&p, rss);
+        reap_killed(p, m);
+        assert!(
+            events.get_timeout(Duration::from_millis(20)).is_err(),
+            "{m:?}: the child got the message whole before it was killed"
+        );
+        let got = q.get_timeout(PATIENCE);
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(AFTER),
+            "{m:?}: {}",
+            describe(&got)
+        );
+        producer.result("producer").unwrap();
+        assert!(q.is_empty(), "{m:?}");
+        q.task_done().unwrap();
+        let j = joiner(&q);
+        assert!(
+            j.within(Duration::from_millis(300)).is_none(),
+            "{m:?}: join returned with the dropped message not done"
+        );
+        q.task_done().unwrap();
+        j.result("join after task_done for the dropped message");
+        assert_eq!(q.task_done(), Err(TaskDoneError::TooManyCalls), "{m:?}");
+        drop((q, events));
+    }
+    assert_nothing_left(fds);
+}
