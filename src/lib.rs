@@ -110,8 +110,8 @@
 //! [`JoinableQueue`] (`task_done`, `join`) and [`SimpleQueue`] carry any
 //! serialisable value between any number of producer and consumer
 //! processes; each message reaches exactly one consumer, whole. Errors
-//! hand the value back (`PutError::Full(v)`-style, as crossbeam-channel
-//! does). Every handle — channels, locks, shared values, proxies — is
+//! hand the value back (`TryPutError::Full(v)`, `PutError::Closed(v)`…,
+//! as crossbeam-channel does). Every handle — channels, locks, shared values, proxies — is
 //! `Serialize`, so it can be a task argument (also of a pool task, which
 //! Python forbids), travel inside another message, or come back as a
 //! result: its descriptors go along with `SCM_RIGHTS`.

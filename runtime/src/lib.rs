@@ -18,6 +18,7 @@ mod sync;
 mod sys;
 mod task;
 mod transport;
+mod wait;
 
 pub use channel::{
     Connection, GetError, GetTimeoutError, JoinableQueue, Pipe, PipeReceiver, PipeSender, PutError,

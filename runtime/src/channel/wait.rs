@@ -11,11 +11,12 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, Deadline};
+pub(crate) use crate::wait::Wait;
+use crate::wait::spinning_helps;
 
 /// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^6 = 127
 /// pauses, about 2 µs. Short, because the process waited for may share
@@ -26,51 +27,6 @@ const PAUSE_ROUNDS: u32 = 7;
 /// How long to keep yielding before sleeping in the kernel: about what one
 /// cross-CPU sleep and wake-up costs here.
 const YIELD_FOR: Duration = Duration::from_micros(50);
-
-/// How long a caller is willing to wait.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all (only a short spin for a lock held a moment).
-    Try,
-    /// Until this point in time.
-    Until(Deadline),
-    /// As long as it takes.
-    Forever,
-}
-
-impl Wait {
-    /// At most `timeout` from now.
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Deadline::after(timeout).map_or(Wait::Forever, Wait::Until)
-    }
-
-    /// `None` = forever.
-    pub(crate) fn optional(timeout: Option<Duration>) -> Wait {
-        match timeout {
-            None => Wait::Forever,
-            Some(t) if t.is_zero() => Wait::Try,
-            Some(t) => Wait::timeout(t),
-        }
-    }
-
-    /// Whether there is no time left.
-    pub(crate) fn expired(&self) -> bool {
-        match self {
-            Wait::Try => true,
-            Wait::Until(d) => d.has_passed(),
-            Wait::Forever => false,
-        }
-    }
-
-    /// The time left (`None` = unlimited).
-    fn remaining(&self) -> Option<Duration> {
-        match self {
-            Wait::Try => Some(Duration::ZERO),
-            Wait::Until(d) => Some(d.remaining()),
-            Wait::Forever => None,
-        }
-    }
-}
 
 /// A futex word and the count of those asleep on it, in shared memory.
 #[repr(C)]
@@ -209,18 +165,11 @@ impl Sleep<'_> {
     }
 }
 
-/// Whether this process may run on one CPU only (then spinning cannot
-/// help: the process waited for needs this very CPU).
-fn single_cpu() -> bool {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(sys::cpu_count) == 1
-}
-
 /// Spins, then yields, calling `attempt` in between, for about
 /// [`YIELD_FOR`] at most and never past the deadline. On a single CPU it
 /// only yields.
 fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
-    let rounds = if single_cpu() { 0 } else { PAUSE_ROUNDS };
+    let rounds = if spinning_helps() { PAUSE_ROUNDS } else { 0 };
     for round in 0..rounds {
         for _ in 0..(1u32 << round) {
             std::hint::spin_loop();

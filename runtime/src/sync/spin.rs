@@ -9,10 +9,12 @@
 //! CPU only, spinning cannot help (whoever we wait for needs that CPU), so
 //! waiters sleep at once.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, Deadline, Locked, RawMutex};
+use crate::sys::{self, Locked, RawMutex};
+pub(crate) use crate::wait::Wait;
+use crate::wait::spinning_helps;
 
 /// The longest a waiter spins before sleeping.
 const SPIN_FOR: Duration = Duration::from_micros(10);
@@ -20,65 +22,6 @@ const SPIN_FOR: Duration = Duration::from_micros(10);
 /// How many `pause`s between two looks at the clock (a `pause` is tens of
 /// nanoseconds on current x86 CPUs).
 const PAUSES_PER_CLOCK_CHECK: u32 = 32;
-
-/// How long a caller is willing to wait.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all.
-    Try,
-    /// Until this point in time.
-    Until(Deadline),
-    /// As long as it takes.
-    Forever,
-}
-
-impl Wait {
-    /// At most `timeout` from now (zero: do not wait).
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        if timeout.is_zero() {
-            Wait::Try
-        } else {
-            Deadline::after(timeout).map_or(Wait::Forever, Wait::Until)
-        }
-    }
-
-    /// `None` = forever, as [`timeout`](Self::timeout) otherwise.
-    pub(crate) fn optional(timeout: Option<Duration>) -> Wait {
-        timeout.map_or(Wait::Forever, Wait::timeout)
-    }
-
-    /// The kernel deadline, if any.
-    pub(crate) fn deadline(&self) -> Option<&Deadline> {
-        match self {
-            Wait::Until(d) => Some(d),
-            _ => None,
-        }
-    }
-
-    /// Whether there is no time left.
-    pub(crate) fn expired(&self) -> bool {
-        match self {
-            Wait::Try => true,
-            Wait::Until(d) => d.has_passed(),
-            Wait::Forever => false,
-        }
-    }
-}
-
-/// Whether spinning can pay off: more than one CPU is usable. Checked once
-/// per process (affinity is inherited by children and rarely changes).
-fn spinning_helps() -> bool {
-    static STATE: AtomicU8 = AtomicU8::new(0);
-    match STATE.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let helps = sys::usable_cpus() > 1;
-            STATE.store(if helps { 2 } else { 1 }, Ordering::Relaxed);
-            helps
-        }
-    }
-}
 
 /// Calls `attempt` until it gives a value, for a few microseconds at most
 /// (not at all on a single usable CPU). `None` means "now sleep in the
