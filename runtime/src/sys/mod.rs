@@ -72,10 +72,12 @@ pub(crate) fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Sends bytes and, with the first byte, the descriptors in `fds`.
+/// Sends bytes and, with the first byte, the descriptors in `fds` (at most
+/// [`MAX_FDS_PER_MESSAGE`]; `transport` spreads more over several calls).
 ///
 /// Uses `MSG_NOSIGNAL`, so a closed peer is `EPIPE`, never `SIGPIPE`.
-/// Returns how many bytes were written (possibly fewer than asked).
+/// Returns how many bytes were written (possibly fewer than asked). When it
+/// returns a count above zero, the descriptors went with the first byte.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
@@ -140,16 +142,34 @@ pub(crate) fn send_with_fds(
 /// Receives bytes into `buf`; descriptors that arrive are appended to `fds`.
 ///
 /// Returns 0 at end of stream. Received descriptors are close-on-exec.
+///
+/// On Linux one call never returns the descriptors of two `sendmsg` calls:
+/// the kernel ends a read right after the first queued message that
+/// carries descriptors. So the control buffer needs room for one
+/// [`MAX_FDS_PER_MESSAGE`] group only. If descriptors were lost all the same
+/// (`MSG_CTRUNC`: say, this process reached its descriptor limit), the call
+/// fails, closing those that did arrive; the bytes it read are gone, so the
+/// stream is no longer usable.
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<usize> {
+    recv_with_fds_upto(sock, buf, fds, nonblocking, MAX_FDS_PER_MESSAGE)
+}
+
+/// [`recv_with_fds`] with room for `max_fds` descriptors per call.
+fn recv_with_fds_upto(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+    max_fds: usize,
+) -> io::Result<usize> {
     // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe {
-        libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * std::mem::size_of::<RawFd>()) as u32) as usize
-    };
+    let space =
+        unsafe { libc::CMSG_SPACE((max_fds * std::mem::size_of::<RawFd>()) as u32) as usize };
     // On the stack: this runs for every read, often in a polling loop.
     let mut control = [0u64; 160];
     debug_assert!(space <= std::mem::size_of_val(&control));
@@ -176,6 +196,7 @@ pub(crate) fn recv_with_fds(
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        let before = fds.len();
         // SAFETY: the kernel filled `msg_control` with well-formed headers
         // up to msg_controllen; the CMSG_* macros walk exactly those.
         unsafe {
@@ -192,6 +213,14 @@ pub(crate) fn recv_with_fds(
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            // Close what did arrive: without the rest it is of no use.
+            fds.truncate(before);
+            return Err(io::Error::other(
+                "descriptors sent with a message were lost on receipt (MSG_CTRUNC): \
+                 this process may have reached its limit of open descriptors",
+            ));
         }
         Ok(n as usize)
     })?;
@@ -654,5 +683,68 @@ pub(crate) fn at_fork_child(f: extern "C" fn()) {
     // other two handlers are absent.
     unsafe {
         libc::pthread_atfork(None, None, Some(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) {
+        assert_eq!(
+            send_with_fds(sock, &[IoSlice::new(bytes)], fds, false).unwrap(),
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn one_read_never_returns_the_descriptors_of_two_sends() {
+        // What `transport` relies on: a read goes on through plain bytes but
+        // stops right after the first message that carries descriptors.
+        let (a, b) = socketpair().unwrap();
+        let x = a.as_raw_fd();
+        send(a.as_fd(), b"abc", &[]);
+        send(a.as_fd(), b"d", &[x, x]);
+        send(a.as_fd(), b"e", &[x]);
+        send(a.as_fd(), b"fg", &[]);
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds, false).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"abcd"[..], 2));
+        let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds, false).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"e"[..], 3));
+        let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds, false).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"fg"[..], 3));
+    }
+
+    #[test]
+    fn a_full_group_fits_and_more_is_refused() {
+        let (a, b) = socketpair().unwrap();
+        let x = a.as_raw_fd();
+        let group = vec![x; MAX_FDS_PER_MESSAGE];
+        send(a.as_fd(), b"z", &group);
+        let mut buf = [0u8; 4];
+        let mut fds = Vec::new();
+        assert_eq!(
+            recv_with_fds(b.as_fd(), &mut buf, &mut fds, false).unwrap(),
+            1
+        );
+        assert_eq!(fds.len(), MAX_FDS_PER_MESSAGE);
+        let too_many = vec![x; MAX_FDS_PER_MESSAGE + 1];
+        let err = send_with_fds(a.as_fd(), &[IoSlice::new(b"z")], &too_many, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn descriptors_cut_off_on_receipt_are_an_error() {
+        let (a, b) = socketpair().unwrap();
+        let x = a.as_raw_fd();
+        send(a.as_fd(), b"q", &[x, x, x]);
+        let mut buf = [0u8; 4];
+        let mut fds = Vec::new();
+        let err = recv_with_fds_upto(b.as_fd(), &mut buf, &mut fds, false, 1).unwrap_err();
+        assert!(err.to_string().contains("MSG_CTRUNC"), "{err}");
+        assert!(fds.is_empty(), "what did arrive is closed, not handed on");
     }
 }
