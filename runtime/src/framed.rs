@@ -6,22 +6,24 @@
 //! and splits them into frames; the writer sends many queued frames in one
 //! `sendmsg`.
 //!
-//! Descriptors need care once one read may span several frames. The writer
-//! never puts a frame that carries descriptors anywhere but at the start of a
-//! `sendmsg`, and never puts another frame after it in the same call. The
-//! kernel attaches the descriptors to the first buffer of that call and ends
-//! any read right after consuming (part of) such a buffer. So descriptors
-//! that arrive in one read belong to the frame that starts in that read and
-//! reaches its end — the last frame starting in it. The reader records, for
-//! each read that brought descriptors, its range of stream offsets, and hands
-//! them to that frame.
+//! Descriptors need care once one read may span several frames. A frame's
+//! descriptors travel in groups, group `k` on byte `k` of the frame, as
+//! `transport::fd_step` says; the writer puts each group's bytes at the
+//! start of a `sendmsg` that holds nothing but bytes of that frame (the
+//! rest of the frame, after its last group, may share a call with the
+//! frames that follow). The kernel attaches a group to the first buffer of
+//! its call and ends any read right after consuming (part of) such a
+//! buffer. So a read that brings descriptors ends after the byte they ride
+//! on and no later than the end of that byte's frame. The reader records,
+//! for each read that brought descriptors, its range of stream offsets, and
+//! hands them to the frame in which that read ended.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::sys;
-use crate::transport::{DEFAULT_LIMIT, Frame};
+use crate::transport::{self, DEFAULT_LIMIT, Frame};
 
 const HEADER: usize = 4;
 
@@ -85,12 +87,13 @@ impl FrameBufReader {
         let payload = avail[HEADER..HEADER + len].to_vec();
         self.pos += HEADER + len;
         let mut fds = Vec::new();
-        self.fd_batches.retain_mut(|(s, e, batch)| {
-            if *s <= start && start < *e && *e <= end {
+        // Batches are in stream order, so this frame's groups stay in order.
+        self.fd_batches.retain_mut(|(_, e, batch)| {
+            if start < *e && *e <= end {
                 fds.append(batch);
                 false
             } else {
-                *e > start
+                *e > end
             }
         });
         Ok(Some((payload, fds)))
@@ -222,31 +225,40 @@ impl FrameBufWriter {
     pub(crate) fn flush(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<bool> {
         while !self.queue.is_empty() {
             let first = &self.queue[0];
-            let with_fds = first.sent == 0 && !first.fds.is_empty();
+            let raw: Vec<RawFd> = first.fds.iter().map(AsRawFd::as_raw_fd).collect();
+            let (group, max) = match transport::fd_step(&raw, first.bytes.len(), first.sent) {
+                Ok(step) => step,
+                Err(e) => {
+                    // Nothing of this frame has gone: drop it, not the stream.
+                    self.queue.pop_front();
+                    return Err(e);
+                }
+            };
             let mut slices = Vec::new();
-            let raw: Vec<RawFd>;
-            if with_fds {
-                raw = first.fds.iter().map(AsRawFd::as_raw_fd).collect();
-                slices.push(IoSlice::new(&first.bytes));
-            } else {
-                raw = Vec::new();
-                for p in self.queue.iter().take(64) {
-                    if !p.fds.is_empty() && p.sent == 0 {
-                        break; // a frame with descriptors starts its own call
+            match max {
+                // A group's call holds bytes of its own frame only.
+                Some(max) => slices.push(IoSlice::new(&first.bytes[first.sent..][..max])),
+                None => {
+                    for (i, p) in self.queue.iter().take(64).enumerate() {
+                        if i > 0 && !p.fds.is_empty() {
+                            break; // a frame with descriptors starts its own call
+                        }
+                        slices.push(IoSlice::new(&p.bytes[p.sent..]));
                     }
-                    slices.push(IoSlice::new(&p.bytes[p.sent..]));
                 }
             }
-            let n = match sys::send_with_fds(sock, &slices, &raw, nonblocking) {
+            let n = match sys::send_with_fds(sock, &slices, group, nonblocking) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
-            let mut left = n;
-            if with_fds && n > 0 {
-                // The descriptors are in the kernel now; ours can go.
-                self.queue[0].fds.clear();
+            let groups = raw.len().div_ceil(transport::GROUP);
+            let first = &mut self.queue[0];
+            if !first.fds.is_empty() && first.sent + n >= groups {
+                // Every group is in the kernel now; ours can go.
+                first.fds.clear();
             }
+            let mut left = n;
             while left > 0 {
                 let p = &mut self.queue[0];
                 let rest = p.bytes.len() - p.sent;
@@ -291,6 +303,93 @@ mod tests {
         assert!(got[3].1.is_empty());
         drop(a);
         assert!(r.read_blocking(b.as_fd()).unwrap().is_none());
+    }
+
+    /// The inode behind a descriptor (all copies of one socket share it).
+    fn inode(fd: BorrowedFd<'_>) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::File::from(fd.try_clone_to_owned().unwrap())
+            .metadata()
+            .unwrap()
+            .ino()
+    }
+
+    #[test]
+    fn groups_of_descriptors_land_with_their_frames_among_batched_ones() {
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, y) = sys::socketpair().unwrap();
+        let (ix, iy) = (inode(x.as_fd()), inode(y.as_fd()));
+        // Descriptor i of a frame is y when i % 5 == 0, else x.
+        let fds = |n: usize| -> Vec<OwnedFd> {
+            (0..n)
+                .map(|i| {
+                    let s = if i % 5 == 0 { &y } else { &x };
+                    s.as_fd().try_clone_to_owned().unwrap()
+                })
+                .collect()
+        };
+        let sizes = [0, 600, 0, 2, 254, 0, 253, 0, 1, 759];
+        let mut w = FrameBufWriter::default();
+        for (i, &n) in sizes.iter().enumerate() {
+            // Payloads of several sizes, some spanning many reads.
+            let payload = vec![i as u8; [3, 70_000, 0, 9][i % 4]];
+            w.push(&payload, fds(n));
+        }
+        let t = std::thread::spawn(move || {
+            assert!(w.flush(a.as_fd(), false).unwrap());
+            w
+        });
+        let mut r = FrameBufReader::default();
+        for (i, &n) in sizes.iter().enumerate() {
+            let (p, got) = r.read_blocking(b.as_fd()).unwrap().unwrap();
+            assert_eq!(p, vec![i as u8; [3, 70_000, 0, 9][i % 4]], "frame {i}");
+            assert_eq!(got.len(), n, "frame {i}");
+            for (j, fd) in got.iter().enumerate() {
+                let want = if j % 5 == 0 { iy } else { ix };
+                assert_eq!(inode(fd.as_fd()), want, "frame {i} descriptor {j}");
+            }
+        }
+        assert!(t.join().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_non_blocking_writer_resumes_between_groups() {
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, _y) = sys::socketpair().unwrap();
+        let ix = inode(x.as_fd());
+        let big = vec![1u8; 1 << 20];
+        let mut w = FrameBufWriter::default();
+        for _ in 0..3 {
+            let fds = (0..600)
+                .map(|_| x.as_fd().try_clone_to_owned().unwrap())
+                .collect();
+            w.push(&big, fds);
+            w.push(b"tail", Vec::new());
+        }
+        drop(x);
+        // The socket fills long before 3 MiB is written: the writer stops
+        // and resumes many times, reading in between.
+        let mut r = FrameBufReader::default();
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        while got.len() < 6 {
+            rounds += 1;
+            assert!(rounds < 100_000, "no progress: {} frames", got.len());
+            w.flush(a.as_fd(), true).unwrap();
+            while r.fill(b.as_fd(), true).unwrap() {}
+            while let Some(f) = r.next_buffered().unwrap() {
+                got.push(f);
+            }
+        }
+        assert!(rounds > 3, "the socket never filled up");
+        assert!(w.is_empty());
+        for pair in got.chunks(2) {
+            assert_eq!(pair[0].0.len(), 1 << 20);
+            assert_eq!(pair[0].1.len(), 600);
+            assert!(pair[0].1.iter().all(|fd| inode(fd.as_fd()) == ix));
+            assert_eq!(pair[1].0, b"tail");
+            assert!(pair[1].1.is_empty());
+        }
     }
 
     #[test]

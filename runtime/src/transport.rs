@@ -1,11 +1,23 @@
 //! Length-prefixed frames over a Unix stream socket, with descriptors.
 //!
 //! A frame is a 4-byte little-endian length and that many payload bytes.
-//! Descriptors ride on the first byte of their frame (`SCM_RIGHTS`). The
-//! reader never lets one `recvmsg` cross a frame boundary, so every
-//! descriptor that arrives while a frame is being read belongs to that frame.
-//! This is the one transport used for process control, pipes and pool
-//! workers.
+//! Its descriptors (`SCM_RIGHTS`) may be any number: they travel in groups
+//! of at most [`GROUP`] (the kernel's `SCM_MAX_FD`, the most one `sendmsg`
+//! carries), group `k` attached to byte `k` of the frame (header bytes
+//! count) in a `sendmsg` of its own that holds bytes of this frame only:
+//! one byte for every group but the last, the rest of the frame for the
+//! last. A frame of 253 descriptors or fewer is thus one `sendmsg` with the
+//! descriptors on its first byte. [`fd_step`] is that rule, shared by every
+//! writer of frames ([`send_frame`], `framed`'s writer, the manager's socket
+//! frames).
+//!
+//! On Linux one `recvmsg` never returns the descriptors of two `sendmsg`
+//! calls (it ends right after the first queued message with descriptors),
+//! so the receive buffer needs room for one group, and a read that brings a
+//! group ends inside that group's frame. The reader here never lets one
+//! `recvmsg` cross a frame boundary, so every descriptor that arrives while
+//! a frame is being read belongs to that frame, in order. This is the one
+//! transport used for process control, pipes and pool workers.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -15,33 +27,77 @@ use crate::sys;
 /// The largest frame accepted unless a caller sets its own limit (1 GiB).
 pub(crate) const DEFAULT_LIMIT: usize = 1 << 30;
 
+/// The most descriptors one `sendmsg` carries: one group.
+pub(crate) const GROUP: usize = sys::MAX_FDS_PER_MESSAGE;
+
 const HEADER: usize = 4;
+
+/// What the next `sendmsg` of a frame of `len` bytes (header included), of
+/// which `sent` are written, must look like: the descriptors to attach to
+/// byte `sent`, and how many bytes it may hold at most. `None`: every group
+/// has gone, the call may hold the rest of the frame and frames after it.
+///
+/// # Errors
+/// `InvalidInput` if the frame has fewer bytes than `fds` makes groups.
+/// A frame whose payload encodes its handles never has: each descriptor
+/// takes at least a byte of the payload (its index in the side table).
+pub(crate) fn fd_step(
+    fds: &[RawFd],
+    len: usize,
+    sent: usize,
+) -> io::Result<(&[RawFd], Option<usize>)> {
+    let groups = fds.len().div_ceil(GROUP);
+    if groups > len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a frame of {len} bytes cannot carry {} descriptors: each group of at most \
+                 {GROUP} needs a byte of the frame to ride on",
+                fds.len()
+            ),
+        ));
+    }
+    if sent >= groups {
+        return Ok((&[], None));
+    }
+    let group = &fds[sent * GROUP..fds.len().min((sent + 1) * GROUP)];
+    let max = if sent + 1 < groups { 1 } else { len - sent };
+    Ok((group, Some(max)))
+}
+
+/// Writes `header` then `payload`, all of it, blocking, with `fds` spread
+/// over its first bytes as [`fd_step`] says. Never raises `SIGPIPE`.
+pub(crate) fn send_with_header(
+    sock: BorrowedFd<'_>,
+    header: &[u8],
+    payload: &[u8],
+    fds: &[RawFd],
+) -> io::Result<()> {
+    let h = header.len();
+    let total = h + payload.len();
+    fd_step(fds, total, 0)?;
+    let mut sent = 0;
+    while sent < total {
+        let (group, max) = fd_step(fds, total, sent)?;
+        let end = max.map_or(total, |m| sent + m);
+        let slices = [
+            IoSlice::new(&header[sent.min(h)..end.min(h)]),
+            IoSlice::new(&payload[sent.max(h) - h..end.max(h) - h]),
+        ];
+        let n = sys::send_with_fds(sock, &slices, group, false)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        sent += n;
+    }
+    Ok(())
+}
 
 /// Sends one whole frame, blocking until it is written.
 pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
-    let header = len.to_le_bytes();
-    let total = HEADER + payload.len();
-    let mut sent = 0;
-    let mut fds = fds;
-    while sent < total {
-        let n = if sent < HEADER {
-            sys::send_with_fds(
-                sock,
-                &[IoSlice::new(&header[sent..]), IoSlice::new(payload)],
-                fds,
-                false,
-            )?
-        } else {
-            sys::send_with_fds(sock, &[IoSlice::new(&payload[sent - HEADER..])], fds, false)?
-        };
-        if n > 0 {
-            fds = &[];
-        }
-        sent += n;
-    }
-    Ok(())
+    send_with_header(sock, &len.to_le_bytes(), payload, fds)
 }
 
 /// What one non-blocking read step found.
@@ -211,6 +267,124 @@ mod tests {
         assert!(f.is_empty());
         drop(a);
         assert!(r.read_blocking(b.as_fd()).unwrap().is_none());
+    }
+
+    /// The inode behind a descriptor (all copies of one socket share it).
+    fn inode(fd: BorrowedFd<'_>) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::File::from(fd.try_clone_to_owned().unwrap())
+            .metadata()
+            .unwrap()
+            .ino()
+    }
+
+    #[test]
+    fn six_hundred_descriptors_ride_one_frame_and_the_next_gets_its_own() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, y) = sys::socketpair().unwrap();
+        let (ix, iy) = (inode(x.as_fd()), inode(y.as_fd()));
+        let many = vec![x.as_raw_fd(); 600];
+        send_frame(a.as_fd(), b"many", &many).unwrap();
+        send_frame(a.as_fd(), b"two", &[y.as_raw_fd(), x.as_raw_fd()]).unwrap();
+        send_frame(a.as_fd(), b"none", &[]).unwrap();
+        let (p, f) = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert_eq!(p, b"many");
+        assert_eq!(f.len(), 600);
+        assert!(f.iter().all(|fd| inode(fd.as_fd()) == ix));
+        let (p, f) = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert_eq!(p, b"two");
+        assert_eq!(f.len(), 2);
+        assert_eq!((inode(f[0].as_fd()), inode(f[1].as_fd())), (iy, ix));
+        let (p, f) = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert_eq!(p, b"none");
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn groups_keep_their_order_and_read_in_small_steps() {
+        use std::os::fd::AsRawFd;
+        // Descriptors of alternating sockets: their order must survive the
+        // split into groups. Read without blocking, step by step.
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, y) = sys::socketpair().unwrap();
+        let (ix, iy) = (inode(x.as_fd()), inode(y.as_fd()));
+        let fds: Vec<RawFd> = (0..3 * GROUP + 7)
+            .map(|i| {
+                if i % 3 == 0 {
+                    y.as_raw_fd()
+                } else {
+                    x.as_raw_fd()
+                }
+            })
+            .collect();
+        let payload = vec![5u8; 100_000];
+        let sender = {
+            let payload = payload.clone();
+            std::thread::spawn(move || {
+                send_frame(a.as_fd(), &payload, &fds).unwrap();
+                send_frame(a.as_fd(), b"", &[x.as_raw_fd()]).unwrap();
+            })
+        };
+        let mut r = FrameReader::default();
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            match r.step(b.as_fd(), true).unwrap() {
+                (_, Some(f)) => frames.push(f),
+                (Progress::WouldBlock, None) => {
+                    sys::wait_readable(b.as_fd(), None).unwrap();
+                }
+                (Progress::Eof, None) => panic!("early end of stream"),
+                (Progress::Read, None) => {}
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(frames[0].0, payload);
+        assert_eq!(frames[0].1.len(), 3 * GROUP + 7);
+        for (i, fd) in frames[0].1.iter().enumerate() {
+            let want = if i % 3 == 0 { iy } else { ix };
+            assert_eq!(inode(fd.as_fd()), want, "descriptor {i}");
+        }
+        assert!(frames[1].0.is_empty());
+        assert_eq!(frames[1].1.len(), 1);
+        assert_eq!(inode(frames[1].1[0].as_fd()), ix);
+    }
+
+    #[test]
+    fn a_frame_carries_as_many_groups_as_it_has_bytes() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = sys::socketpair().unwrap();
+        let x = a.as_raw_fd();
+        // An empty payload still has four header bytes: four groups.
+        send_frame(a.as_fd(), b"", &vec![x; 4 * GROUP]).unwrap();
+        let (p, f) = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert!(p.is_empty());
+        assert_eq!(f.len(), 4 * GROUP);
+        // A fifth group has no byte to ride on: refused before anything is
+        // sent, and the stream is still whole.
+        let err = send_frame(a.as_fd(), b"", &vec![x; 4 * GROUP + 1]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        send_frame(a.as_fd(), b"ok", &[x]).unwrap();
+        let (p, f) = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert_eq!((p.as_slice(), f.len()), (&b"ok"[..], 1));
+    }
+
+    #[test]
+    fn fd_step_plans_one_group_per_byte() {
+        let fds: Vec<RawFd> = (0..(2 * GROUP + 1) as RawFd).collect();
+        let (g, max) = fd_step(&fds, 10, 0).unwrap();
+        assert_eq!((g, max), (&fds[..GROUP], Some(1)));
+        let (g, max) = fd_step(&fds, 10, 1).unwrap();
+        assert_eq!((g, max), (&fds[GROUP..2 * GROUP], Some(1)));
+        let (g, max) = fd_step(&fds, 10, 2).unwrap();
+        assert_eq!((g, max), (&fds[2 * GROUP..], Some(8)));
+        assert_eq!(fd_step(&fds, 10, 3).unwrap(), (&[][..], None));
+        assert_eq!(
+            fd_step(&fds[..GROUP], 10, 0).unwrap(),
+            (&fds[..GROUP], Some(10))
+        );
+        assert_eq!(fd_step(&[], 10, 0).unwrap(), (&[][..], None));
+        assert!(fd_step(&fds, 2, 0).is_err());
     }
 
     #[test]
