@@ -192,13 +192,6 @@ impl Conn {
     /// Sends one request (with the descriptors of handles inside it) and
     /// returns the reply frame and the descriptors that came with it.
     pub(crate) fn request(&mut self, req: &[u8], fds: &[RawFd]) -> Result<Message, ManagerError> {
-        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-            return Err(ManagerError::Encode(format!(
-                "a manager call may carry at most {} descriptors, this one has {}",
-                sys::MAX_FDS_PER_MESSAGE,
-                fds.len()
-            )));
-        }
         match &mut self.fast {
             Some(fast) => {
                 let sock = self.stream.fd();
