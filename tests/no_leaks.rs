@@ -8,11 +8,51 @@ fn add(x: i64, y: i64) -> i64 {
     x + y
 }
 
+/// Counts the queues it was given (three descriptors each).
+#[mproc::process]
+fn count(queues: Vec<mproc::Queue<u8>>) -> usize {
+    queues.len()
+}
+
+/// Makes `n` queues (three descriptors each) and returns them.
+#[mproc::process]
+fn fresh(n: usize) -> Vec<mproc::Queue<u8>> {
+    (0..n).map(|_| mproc::Queue::new().unwrap()).collect()
+}
+
 #[test]
 fn two_hundred_processes_leave_no_zombie_and_no_descriptor() {
     for method in util::METHODS {
         two_hundred(method);
+        many_handles(method);
     }
+}
+
+/// Arguments and results of more descriptors than one `sendmsg` carries
+/// (300 each way) leave none behind in the parent.
+fn many_handles(method: mproc::StartMethod) {
+    let round = || {
+        let qs: Vec<_> = (0..100)
+            .map(|_| mproc::Queue::<u8>::new().unwrap())
+            .collect();
+        let p = mproc::Process::new(count, qs)
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert_eq!(p.join().unwrap(), 100);
+        let p = mproc::Process::new(fresh, 100)
+            .start_method(method)
+            .start()
+            .unwrap();
+        assert_eq!(p.join().unwrap().len(), 100);
+    };
+    round();
+    let before = util::open_fds();
+    for _ in 0..3 {
+        round();
+    }
+    let after = util::open_fds();
+    assert_eq!(before, after, "descriptors leaked under {method:?}");
 }
 
 fn two_hundred(method: mproc::StartMethod) {
