@@ -73,31 +73,69 @@ pub(crate) fn send_with_header(
     payload: &[u8],
     fds: &[RawFd],
 ) -> io::Result<()> {
+    send_from(sock, header, payload, fds, &mut 0)
+}
+
+/// As [`send_with_header`], from byte `*sent` on, counting in `*sent` the
+/// bytes written (also when it fails part-way).
+fn send_from(
+    sock: BorrowedFd<'_>,
+    header: &[u8],
+    payload: &[u8],
+    fds: &[RawFd],
+    sent: &mut usize,
+) -> io::Result<()> {
     let h = header.len();
     let total = h + payload.len();
     fd_step(fds, total, 0)?;
-    let mut sent = 0;
-    while sent < total {
-        let (group, max) = fd_step(fds, total, sent)?;
-        let end = max.map_or(total, |m| sent + m);
+    while *sent < total {
+        let (group, max) = fd_step(fds, total, *sent)?;
+        let end = max.map_or(total, |m| *sent + m);
         let slices = [
-            IoSlice::new(&header[sent.min(h)..end.min(h)]),
-            IoSlice::new(&payload[sent.max(h) - h..end.max(h) - h]),
+            IoSlice::new(&header[(*sent).min(h)..end.min(h)]),
+            IoSlice::new(&payload[(*sent).max(h) - h..end.max(h) - h]),
         ];
         let n = sys::send_with_fds(sock, &slices, group, false)?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        sent += n;
+        *sent += n;
     }
     Ok(())
 }
 
-/// Sends one whole frame, blocking until it is written.
-pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+fn frame_header(payload: &[u8]) -> io::Result<[u8; HEADER]> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
-    send_with_header(sock, &len.to_le_bytes(), payload, fds)
+    Ok(len.to_le_bytes())
+}
+
+/// Sends one whole frame, blocking until it is written.
+pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    send_with_header(sock, &frame_header(payload)?, payload, fds)
+}
+
+/// As [`send_frame`], but keeps the stream in step when the frame fails
+/// part-way (a later group of descriptors refused, say): the rest of its
+/// bytes follow without descriptors, so the reader gets a whole frame —
+/// short of some descriptors — and the next frame starts where it should.
+/// Returns the error that stopped the frame, if any; the caller must tell
+/// the reader that this frame is void.
+pub(crate) fn send_frame_in_step(
+    sock: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[RawFd],
+) -> io::Result<()> {
+    let header = frame_header(payload)?;
+    let mut sent = 0;
+    let Err(e) = send_from(sock, &header, payload, fds, &mut sent) else {
+        return Ok(());
+    };
+    if sent > 0 {
+        // If this fails too, the stream is broken anyway.
+        let _ = send_from(sock, &header, payload, &[], &mut sent);
+    }
+    Err(e)
 }
 
 /// What one non-blocking read step found.
@@ -394,5 +432,26 @@ mod tests {
         let mut r = FrameReader::with_limit(10);
         let err = r.read_blocking(b.as_fd()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_frame_failing_part_way_is_completed_and_the_next_one_arrives_intact() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = sys::socketpair().unwrap();
+        let (x, _y) = sys::socketpair().unwrap();
+        // The second group holds a number no descriptor has.
+        let mut fds = vec![x.as_raw_fd(); GROUP + 10];
+        fds.push(-1);
+        let err = send_frame_in_step(a.as_fd(), b"part-way", &fds).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        // The first group is refused: nothing goes out.
+        let err = send_frame_in_step(a.as_fd(), b"not at all", &[-1]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        send_frame(a.as_fd(), b"next", &[x.as_raw_fd()]).unwrap();
+        let mut r = FrameReader::default();
+        let (p, f) = r.read_blocking(b.as_fd()).unwrap().unwrap();
+        assert_eq!((p.as_slice(), f.len()), (&b"part-way"[..], GROUP));
+        let (p, f) = r.read_blocking(b.as_fd()).unwrap().unwrap();
+        assert_eq!((p.as_slice(), f.len()), (&b"next"[..], 1));
     }
 }
