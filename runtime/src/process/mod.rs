@@ -75,7 +75,10 @@ impl<T: Task> ProcessBuilder<T> {
     /// # Errors
     /// [`ProcessError::DaemonChild`] in a daemonic process;
     /// [`ProcessError::Decode`] if the arguments cannot be encoded;
-    /// [`ProcessError::Io`] if the operating system refuses.
+    /// [`ProcessError::Io`] if the operating system refuses — also when the
+    /// new child cannot be sent its start request (say, a handle in the
+    /// arguments names a closed descriptor): the child is then killed and
+    /// reaped before `start` returns, and the message names it and the cause.
     pub fn start(self) -> Result<Process<T::Output>, ProcessError> {
         let method = self.method.unwrap_or_else(start::get_start_method);
         let info = current::info();

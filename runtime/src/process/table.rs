@@ -82,6 +82,31 @@ impl ChildShared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, ChildState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Gets rid of a child whose start failed half-way (its start request
+    /// could not be sent), returning `why` with that said: closes our end
+    /// of its control socket, kills it and waits until it is reaped (by us,
+    /// or by the fork server). Should that take longer than a few seconds,
+    /// the reaper thread takes it over.
+    pub(crate) fn discard(self: Arc<Self>, why: io::Error) -> io::Error {
+        let err = io::Error::new(
+            why.kind(),
+            format!(
+                "could not send process {} (pid {}) its start request, so it was killed: {why}",
+                self.name, self.pid
+            ),
+        );
+        let mut s = self.lock();
+        s.ctrl = None;
+        let _ = s.signal(libc::SIGKILL);
+        let reaped = matches!(s.wait(Some(Duration::from_secs(5))), Ok(Some(_)));
+        drop(s);
+        if !reaped {
+            register(self.clone());
+            orphan(self);
+        }
+        err
+    }
 }
 
 impl ChildState {

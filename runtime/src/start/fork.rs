@@ -70,7 +70,13 @@ unsafe fn fork_and_run(
         Ok(sys::Forked::Parent(pid)) => {
             drop((met, rea, srv, lau, tab, cur, err, out));
             drop(theirs);
-            let pidfd = sys::pidfd_open(pid)?;
+            let pidfd = match sys::pidfd_open(pid) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    sys::kill_and_reap(pid);
+                    return Err(e);
+                }
+            };
             Ok(ChildShared::for_request(
                 &req,
                 pid,

@@ -56,6 +56,10 @@ fn start_server() -> io::Result<Server> {
 
 /// Asks the fork server (starting it if needed) for a child and sends the
 /// child its start request.
+///
+/// # Errors
+/// If the request cannot be sent, the child is killed (the server reaps
+/// it) and the error says why, as under `spawn::launch`.
 pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
     let (ours, theirs) = sys::socketpair()?;
     let (status_ours, status_theirs) = sys::socketpair()?;
@@ -85,7 +89,9 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
         }
     }
     drop((theirs, status_theirs));
-    let _ = wire::send_request(ours.as_fd(), req, payload, fds);
+    // Should this fail, the child is killed below, once we know it. (Should
+    // the server fail to start it, dropping `ours` is all it takes.)
+    let sent = wire::send_request(ours.as_fd(), req, payload, fds);
     let (bytes, mut got) = transport::recv_frame(status_ours.as_fd())?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::BrokenPipe,
@@ -96,13 +102,11 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     let pidfd = got
         .pop()
         .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
-    Ok(ChildShared::for_request(
-        req,
-        pid,
-        pidfd,
-        ours,
-        ExitSource::Reported(status_ours),
-    ))
+    let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Reported(status_ours));
+    match sent {
+        Ok(()) => Ok(child),
+        Err(e) => Err(child.discard(e)),
+    }
 }
 
 struct Kid {

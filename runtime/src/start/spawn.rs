@@ -53,17 +53,25 @@ pub(crate) fn exec_self(
 }
 
 /// Starts a child by re-execution and sends it its start request.
+///
+/// # Errors
+/// If the request cannot be sent (a descriptor in it is closed, too many
+/// descriptors in flight, the child died), the child — which would wait for
+/// it forever — is killed and reaped, and the error says why.
 pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
     let (ours, theirs) = sys::socketpair()?;
     let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
-    let pidfd = sys::pidfd_open(pid)?;
-    // If the child died already, the send fails; joining it reports how.
-    let _ = wire::send_request(ours.as_fd(), req, payload, fds);
-    Ok(ChildShared::for_request(
-        req,
-        pid,
-        pidfd,
-        ours,
-        ExitSource::Direct,
-    ))
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            sys::kill_and_reap(pid);
+            return Err(e);
+        }
+    };
+    let sent = wire::send_request(ours.as_fd(), req, payload, fds);
+    let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Direct);
+    match sent {
+        Ok(()) => Ok(child),
+        Err(e) => Err(child.discard(e)),
+    }
 }

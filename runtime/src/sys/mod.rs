@@ -523,6 +523,21 @@ pub(crate) fn signal_default(sig: i32) {
     }
 }
 
+/// Kills our child `pid` with `SIGKILL` and reaps it: for a child we could
+/// not open a pidfd for. Its pid cannot have been reused, since the child
+/// is not reaped yet.
+pub(crate) fn kill_and_reap(pid: u32) {
+    // SAFETY: signalling and waiting for our own unreaped child; `status`
+    // is a valid out-pointer.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(pid as libc::pid_t, &mut status, 0) < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+}
+
 /// Waits for any child with `waitpid(-1, WNOHANG)`; used by the fork server.
 pub(crate) fn wait_any_nohang() -> Option<(u32, i32)> {
     let mut status = 0;
