@@ -30,8 +30,9 @@ pub enum ProcessError {
     /// An operating-system call failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
-    /// The task, its arguments or its result could not be decoded or encoded,
-    /// or the child refused the task (unknown name, different build).
+    /// The task, its arguments or its result could not be encoded, sent or
+    /// decoded, or the child refused the task (unknown name, different
+    /// build).
     #[error("{0}")]
     Decode(String),
 }

@@ -181,6 +181,8 @@ fn decode_outcome<R: DeserializeOwned>(outcome: JobOutcome) -> Result<R, TaskErr
         } else {
             TaskError::Decode(m)
         }),
+        // Workers answer every job with one frame and never send this.
+        JobOutcome::Reply(Reply::Unsent(m), ..) => Err(TaskError::Decode(m)),
     }
 }
 

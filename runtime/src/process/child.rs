@@ -2,7 +2,7 @@
 
 use std::ffi::CStr;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use crate::log as mlog;
 use crate::process::current::{self, Identity};
@@ -126,28 +126,42 @@ pub(crate) fn enter_child(
 }
 
 /// Runs the task through `run`, sends its reply on `ctrl`, returns the exit
-/// code (0 for a value, 1 otherwise).
+/// code: 0 once the value is sent, 1 otherwise (a panic, a codec error, or
+/// a value that could not be sent — then a [`Reply::Unsent`] follows).
 pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outcome<'_>))) -> i32 {
     let mut code = 1;
     run(&mut |outcome| match outcome {
-        Outcome::Value(bytes, fds) => {
-            let mut frame = Vec::with_capacity(Reply::BODY + bytes.len());
-            frame.push(0);
-            frame.extend_from_slice(bytes);
-            match transport::send_frame(ctrl.as_fd(), &frame, fds) {
-                Ok(()) => code = 0,
-                Err(e) => {
-                    log::error!(target: "mproc", "could not send the result: {e}");
-                    code = 0;
-                }
+        Outcome::Value(bytes, fds) => match send_value(ctrl, bytes, fds) {
+            Ok(()) => code = 0,
+            Err(why) => {
+                log::error!(target: "mproc", "could not send the result: {why}");
+                reply_error(ctrl, &Reply::Unsent(why));
             }
-        }
+        },
         Outcome::Panicked { message, location } => {
             reply_error(ctrl, &Reply::Panicked { message, location });
         }
         Outcome::Codec(msg) => reply_error(ctrl, &Reply::Codec(msg)),
     });
     code
+}
+
+/// Sends the value reply: tag 0, the encoded value, its descriptors. A
+/// frame the parent would refuse as too long is not sent at all; one that
+/// fails part-way is completed without its descriptors, so that the
+/// [`Reply::Unsent`] sent next is read as a frame of its own.
+fn send_value(ctrl: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> Result<(), String> {
+    if Reply::BODY + bytes.len() > transport::DEFAULT_LIMIT {
+        return Err(format!(
+            "the value takes {} bytes, more than a reply may ({} bytes)",
+            bytes.len(),
+            transport::DEFAULT_LIMIT - Reply::BODY
+        ));
+    }
+    let mut frame = Vec::with_capacity(Reply::BODY + bytes.len());
+    frame.push(0);
+    frame.extend_from_slice(bytes);
+    transport::send_frame_in_step(ctrl.as_fd(), &frame, fds).map_err(|e| e.to_string())
 }
 
 /// Ends a child: joins its own non-daemon children, terminates its daemon

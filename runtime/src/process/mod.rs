@@ -245,8 +245,9 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
     /// [`ProcessError::Panicked`] with the message and location of a panic;
     /// [`ProcessError::Exited`] if the task called `exit`;
     /// [`ProcessError::Signaled`] if a signal killed the child;
-    /// [`ProcessError::Decode`] if the value could not be decoded or the
-    /// child refused the task.
+    /// [`ProcessError::Decode`] if the value could not be encoded, sent or
+    /// decoded (the child then exits with code 1), or the child refused the
+    /// task.
     pub fn join(mut self) -> Result<R, ProcessError> {
         let shared = self.shared.take().expect("join consumes the handle");
         log::debug!(target: "mproc", "calling join() for process {}", shared.name);
@@ -264,6 +265,9 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
                 Err(ProcessError::Panicked { message, location })
             }
             Some((Reply::Codec(msg), _, _)) => Err(ProcessError::Decode(msg)),
+            Some((Reply::Unsent(why), _, _)) => Err(ProcessError::Decode(format!(
+                "the task's result could not be sent to the parent: {why}"
+            ))),
             None if code < 0 => Err(ProcessError::Signaled(-code)),
             None => Err(ProcessError::Exited(code)),
         }

@@ -129,15 +129,21 @@ impl ChildState {
                 Ok((_, Some((payload, fds)))) => {
                     if let Some(code) = wire::parse_exiting(&payload) {
                         self.announced = Some(code);
-                    } else if self.reply.is_none() {
-                        self.reply = Some(match Reply::parse(&payload) {
-                            Some(reply) => (reply, payload, fds),
-                            None => (
-                                Reply::Codec("the child sent a malformed reply".into()),
-                                Vec::new(),
-                                Vec::new(),
-                            ),
-                        });
+                    } else {
+                        let reply = Reply::parse(&payload);
+                        // "Could not send the value" voids a value frame
+                        // before it (closing the descriptors it brought).
+                        let voids = matches!(reply, Some(Reply::Unsent(_)));
+                        if self.reply.is_none() || voids {
+                            self.reply = Some(match reply {
+                                Some(reply) => (reply, payload, fds),
+                                None => (
+                                    Reply::Codec("the child sent a malformed reply".into()),
+                                    Vec::new(),
+                                    Vec::new(),
+                                ),
+                            });
+                        }
                     }
                 }
                 Ok((Progress::WouldBlock, None)) => {

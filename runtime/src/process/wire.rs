@@ -62,6 +62,9 @@ pub(crate) enum Reply {
     },
     /// Coding failed, or the child refused the task.
     Codec(String),
+    /// The task's value could not be sent (the reason follows). Voids a
+    /// value frame sent before it: that frame may be short of descriptors.
+    Unsent(String),
 }
 
 impl Reply {
@@ -81,6 +84,10 @@ impl Reply {
                 out.push(2);
                 out.extend(codec::encode(m).unwrap_or_default());
             }
+            Reply::Unsent(m) => {
+                out.push(UNSENT);
+                out.extend(codec::encode(m).unwrap_or_default());
+            }
         }
         out
     }
@@ -95,6 +102,7 @@ impl Reply {
                 Some(Reply::Panicked { message, location })
             }
             2 => Some(Reply::Codec(codec::decode(body).ok()?)),
+            UNSENT => Some(Reply::Unsent(codec::decode(body).ok()?)),
             _ => None,
         }
     }
@@ -105,6 +113,9 @@ impl Reply {
 /// (a fork-server child) learns the exit code as soon as the child's pidfd
 /// reports the exit, without waiting for the server to relay it.
 const EXITING: u8 = 3;
+
+/// The tag of [`Reply::Unsent`].
+const UNSENT: u8 = 4;
 
 /// The "exiting with `code`" frame.
 pub(crate) fn exiting_frame(code: i32) -> Vec<u8> {
