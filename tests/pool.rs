@@ -108,6 +108,52 @@ fn apply_map_starmap_under_every_method() {
     }
 }
 
+/// Closes and joins `pool`, which must take well under the supervisor's
+/// 5 s grace per worker: the workers exit on end-of-file by themselves.
+fn close_and_join_promptly(pool: &Pool, what: &str) {
+    let t = Instant::now();
+    pool.close();
+    pool.join().unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "{what}: close + join took {took:?}"
+    );
+}
+
+#[test]
+fn close_and_join_after_work_are_prompt_under_every_method() {
+    for m in METHODS {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.map(sqr, 0..20).unwrap(),
+            (0..20).map(|x| x * x).collect::<Vec<_>>()
+        );
+        close_and_join_promptly(&pool, &format!("{m:?}"));
+        // Two pools at once: under Fork the second one's workers are
+        // forked while the first one's sockets are open.
+        let first = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        let second = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        assert_eq!(first.apply(sqr, 3).unwrap(), 9);
+        assert_eq!(second.apply(sqr, 4).unwrap(), 16);
+        close_and_join_promptly(&first, &format!("{m:?}, first of two"));
+        assert_eq!(second.apply(sqr, 5).unwrap(), 25);
+        close_and_join_promptly(&second, &format!("{m:?}, second of two"));
+    }
+}
+
 #[test]
 fn apply_async_and_async_result() {
     let pool = Pool::new(2).unwrap();

@@ -589,6 +589,15 @@ impl Supervisor {
             let mut s = self.shared.lock();
             let lanes = std::mem::take(&mut s.lanes);
             for mut lane in lanes {
+                // End-of-file tells the worker to exit. Dropping our end is
+                // not enough: under Fork every worker holds copies of the
+                // pool's ends made before it was forked — its own among
+                // them — so the worker would wait until killed. A lane lent
+                // to a caller's `apply` is shut by that caller, once it has
+                // its answer (`run_direct`).
+                if !lane.borrowed {
+                    let _ = sys::shutdown_write(lane.sock.as_fd());
+                }
                 for job in lane.inflight.drain(..) {
                     self.done
                         .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
@@ -604,7 +613,6 @@ impl Supervisor {
                 let _ = w.child.lock().signal(libc::SIGTERM);
             }
         }
-        // Dropping our ends of the sockets tells the workers to exit.
         let procs = std::mem::take(&mut self.procs);
         let children: Vec<Arc<ChildShared>> = procs.into_iter().map(|w| w.child).collect();
         self.run_completions();
@@ -756,7 +764,13 @@ impl Shared {
                 let wake;
                 {
                     let mut s = self.lock();
-                    if let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) {
+                    let lane = s.lanes.iter_mut().find(|l| l.key == key);
+                    if lane.is_none() {
+                        // The pool shut down meanwhile and left this lane's
+                        // end-of-file to us (see `shut_down`).
+                        let _ = sys::shutdown_write(sock.as_fd());
+                    }
+                    if let Some(lane) = lane {
                         lane.borrowed = false;
                         lane.ewma = if lane.samples == 0 {
                             took
@@ -807,6 +821,7 @@ impl Shared {
                     }
                 };
                 if !returned {
+                    let _ = sys::shutdown_write(sock.as_fd());
                     return Ok(JobOutcome::Failed(TaskError::PoolClosed));
                 }
                 self.wake();

@@ -657,6 +657,14 @@ pub(crate) fn mapping_write(map: &Mapping, offset: usize, bytes: &[u8]) -> bool 
     true
 }
 
+/// `shutdown(SHUT_WR)`: the peer reads end-of-file, however many copies
+/// of this socket's descriptor live on (in forked children, say).
+pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes a descriptor and a flag and touches no memory.
+    cvt(unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) })?;
+    Ok(())
+}
+
 /// Whether the peer of a connected socket has gone (hung up or shut down
 /// its side), without reading anything.
 pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
