@@ -485,6 +485,22 @@ impl Supervisor {
                     .push((job.complete, JobOutcome::Failed(TaskError::Timeout)));
             }
             s.dispatch();
+            // A worker borrowed by a caller's `apply` since this step began
+            // is the borrower's to watch: it hands the lane back (closed,
+            // with its job) if the worker died, and wakes us.
+            // The others are closed now, so that none is borrowed before
+            // `handle_exit` below.
+            dead.retain(|&i| {
+                let key = self.procs[i].key;
+                match s.lanes.iter_mut().find(|l| l.key == key) {
+                    Some(lane) if lane.borrowed => false,
+                    Some(lane) => {
+                        lane.open = false;
+                        true
+                    }
+                    None => true,
+                }
+            });
         }
 
         dead.sort_unstable();
