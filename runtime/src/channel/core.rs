@@ -304,6 +304,9 @@ impl Rx<'_> {
     ) -> Result<Option<Vec<OwnedFd>>, RecvFail> {
         c.set_partial(true);
         dst.clear();
+        // An abandoned message gives back what was reserved for it: the
+        // next message, received into `dst`, must not keep it.
+        let kept = dst.capacity();
         dst.reserve(usize::try_from(first.total).unwrap_or(0).min(1 << 32));
         c.copy_out(first, dst);
         let fds = if first.has_fds {
@@ -334,6 +337,7 @@ impl Rx<'_> {
                     c.set_partial(false);
                     self.notify();
                     dst.clear();
+                    dst.shrink_to(kept);
                     return Ok(None);
                 }
                 // Cannot happen while producers hold their lock for a whole
@@ -341,6 +345,7 @@ impl Rx<'_> {
                 Kind::Msg | Kind::First => {
                     c.set_partial(false);
                     dst.clear();
+                    dst.shrink_to(kept);
                     return Ok(None);
                 }
             }
