@@ -111,12 +111,36 @@ fn is_stopped(pid: u32) -> bool {
 }
 
 /// Freezes a child in place, whatever it is doing (holding a lock, half
-/// way through a message), and waits until it is stopped.
-fn stop(pid: u32) {
+/// way through a message), and waits until it is stopped. The guard kills
+/// it if the test fails before it does (a stopped child ignores the
+/// `SIGTERM` that daemons get at exit).
+fn stop(pid: u32) -> Frozen {
     // SAFETY: plain kill(2) on our own child's pid, which is not reaped
     // (its handle is alive), so it names that child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let frozen = Frozen(Some(pid));
     wait_until("the child stops", || is_stopped(pid));
+    frozen
+}
+
+/// A stopped child, killed on drop unless [`Frozen::killed`] says it was.
+struct Frozen(Option<u32>);
+
+impl Frozen {
+    /// The test killed the child itself (before reaping it).
+    fn killed(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: as in `stop`: the child is not reaped yet (its handle
+            // outlives this guard).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
 }
 
 /// A thread whose result can be waited for with a bound.
@@ -162,6 +186,18 @@ fn describe(r: &Result<Vec<u8>, GetTimeoutError>) -> String {
     }
 }
 
+/// Asserts that `got` is [`AFTER`], and does not hold the memory of an
+/// abandoned message received before it.
+fn assert_after(got: &Result<Vec<u8>, GetTimeoutError>, m: StartMethod) {
+    assert_eq!(got.as_deref().ok(), Some(AFTER), "{m:?}: {}", describe(got));
+    let kept = got.as_ref().map_or(0, Vec::capacity);
+    assert!(
+        kept < MIB,
+        "{m:?}: a {}-byte item holds {kept} bytes",
+        AFTER.len()
+    );
+}
+
 // ---------------------------------------------------------------------
 // 1. A producer killed in the middle of a message larger than the ring.
 // ---------------------------------------------------------------------
@@ -178,12 +214,13 @@ fn put_one(q: Queue<Vec<u8>>, size: usize, byte: u8) {
 fn child_blocked_mid_put(q: &Queue<Vec<u8>>, m: StartMethod) -> Process<()> {
     let p = Process::new(put_one, (q.clone(), HUGE, 0xAB))
         .start_method(m)
+        .daemon(true)
         .start()
         .unwrap();
     let pid = p.pid();
-    // The ring's pages the child wrote: 256 MiB less one piece at most.
+    // The ring's pages the child wrote (it fills 256 MiB less a piece).
     wait_until("the child fills the ring", || {
-        status_kib(pid, "RssShmem") >= 255 * 1024
+        status_kib(pid, "RssShmem") >= 250 * 1024
     });
     p
 }
@@ -212,12 +249,7 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
             }
         };
         let got = q.get_timeout(PATIENCE);
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         if let Some(t) = putter {
             t.result("put after the crash").unwrap();
         }
@@ -238,12 +270,7 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
         q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
         assert_eq!(q.len(), 1, "{m:?}");
         let got = q.get_timeout(PATIENCE);
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         assert!(q.is_empty(), "{m:?}");
         drop(q);
 
@@ -254,17 +281,34 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
         // the next message whole.
         let q = Queue::<Vec<u8>>::new().unwrap();
         let p = child_blocked_mid_put(&q, m);
-        stop(p.pid());
+        let frozen = stop(p.pid());
         let rss = status_kib(std::process::id(), "RssAnon");
         let reader = {
             let q = q.clone();
             bounded(move || q.get_timeout(PATIENCE))
         };
-        // Let it take what the ring holds (256 MiB, into its own memory),
-        // then wait for the rest.
-        wait_until("the consumer drains the ring", || {
-            status_kib(std::process::id(), "RssAnon") >= rss + 255 * 1024
-        });
+        // Let it take what the ring holds (256 MiB less up to a piece) into
+        // its own memory, and wait for the rest. (Other memory of this
+        // process comes and goes by a few MiB: hence 240.)
+        let me = std::process::id();
+        let grown = || status_kib(me, "RssAnon").saturating_sub(rss);
+        let start = Instant::now();
+        while grown() < 240 * 1024 {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{m:?}: the consumer took {} KiB of the ring; the producer wrote {} KiB of it \
+                 and is {}stopped; the consumer is {}",
+                grown(),
+                status_kib(p.pid(), "RssShmem"),
+                if is_stopped(p.pid()) { "" } else { "not " },
+                if reader.handle.is_finished() {
+                    "done"
+                } else {
+                    "waiting"
+                },
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
         let drained = reader.within(Duration::from_millis(100));
         assert!(
             drained.is_none(),
@@ -272,6 +316,7 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
             describe(drained.as_ref().unwrap())
         );
         p.kill().unwrap();
+        frozen.killed();
         reap_killed(p, m);
         // Its liveness check (every 20 ms) writes the ABORT, which it
         // reads; it must then still wait, for the next message.
@@ -284,12 +329,7 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
         assert_eq!(q.len(), 0, "{m:?}");
         q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
         let got = reader.result("consumer waiting mid-message");
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         assert!(q.is_empty(), "{m:?}");
         drop(q);
     }
@@ -359,6 +399,7 @@ fn a_queue_producer_killed_mid_message_while_a_consumer_reads_is_no_message() {
             };
             let p = Process::new(put_numbered_forever, (q.clone(), events.clone(), size))
                 .start_method(m)
+                .daemon(true)
                 .start()
                 .unwrap();
             assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
@@ -430,6 +471,7 @@ fn a_consumer_killed_mid_message_drops_that_message_whole() {
         let events = Queue::<usize>::new().unwrap();
         let p = Process::new(get_one, (q.clone(), events.clone()))
             .start_method(m)
+            .daemon(true)
             .start()
             .unwrap();
         assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
@@ -451,12 +493,7 @@ fn a_consumer_killed_mid_message_drops_that_message_whole() {
         // The next consumer skips the rest of the half-taken message: the
         // next one it returns is the one put after it.
         let got = q.get_timeout(PATIENCE);
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         producer.result("producer").unwrap();
         let more = q.get_timeout(Duration::from_millis(50));
         assert!(is_timeout(&more), "{m:?}: {}", describe(&more));
@@ -468,6 +505,7 @@ fn a_consumer_killed_mid_message_drops_that_message_whole() {
         let events = Queue::<usize>::new().unwrap();
         let p = Process::new(recv_one, (rx.clone(), events.clone()))
             .start_method(m)
+            .daemon(true)
             .start()
             .unwrap();
         assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
@@ -539,11 +577,12 @@ fn joinable_queue_counts_after_a_crash_mid_message() {
         let q = JoinableQueue::<Vec<u8>>::new().unwrap();
         let p = Process::new(put_one_joinable, (q.clone(), HUGE))
             .start_method(m)
+            .daemon(true)
             .start()
             .unwrap();
         let pid = p.pid();
         wait_until("the child fills the ring", || {
-            status_kib(pid, "RssShmem") >= 255 * 1024
+            status_kib(pid, "RssShmem") >= 250 * 1024
         });
         p.kill().unwrap();
         reap_killed(p, m);
@@ -554,12 +593,7 @@ fn joinable_queue_counts_after_a_crash_mid_message() {
             bounded(move || q.put_timeout(AFTER.to_vec(), PATIENCE))
         };
         let got = q.get_timeout(PATIENCE);
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         putter.result("put after the crash").unwrap();
         let j = joiner(&q);
         assert!(j.within(Duration::from_millis(100)).is_none(), "{m:?}");
@@ -577,6 +611,7 @@ fn joinable_queue_counts_after_a_crash_mid_message() {
         let events = Queue::<usize>::new().unwrap();
         let p = Process::new(get_one_joinable, (q.clone(), events.clone()))
             .start_method(m)
+            .daemon(true)
             .start()
             .unwrap();
         assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
@@ -596,12 +631,7 @@ fn joinable_queue_counts_after_a_crash_mid_message() {
             "{m:?}: the child got the message whole before it was killed"
         );
         let got = q.get_timeout(PATIENCE);
-        assert_eq!(
-            got.as_deref().ok(),
-            Some(AFTER),
-            "{m:?}: {}",
-            describe(&got)
-        );
+        assert_after(&got, m);
         producer.result("producer").unwrap();
         assert!(q.is_empty(), "{m:?}");
         q.task_done().unwrap();
