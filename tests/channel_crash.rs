@@ -438,6 +438,17 @@ fn get_one(q: Queue<Vec<u8>>, events: Queue<usize>) {
     }
 }
 
+/// Takes one message once told to; reports its length (if it ever gets
+/// it whole).
+#[mproc::process]
+fn get_one_when_told(q: Queue<Vec<u8>>, events: Queue<usize>, go: Queue<()>) {
+    events.put(READY).unwrap();
+    go.get().unwrap();
+    if let Ok(m) = q.get() {
+        events.put(m.len()).unwrap();
+    }
+}
+
 /// Same through a pipe.
 #[mproc::process]
 fn recv_one(rx: PipeReceiver<Vec<u8>>, events: Queue<usize>) {
@@ -499,6 +510,39 @@ fn a_consumer_killed_mid_message_drops_that_message_whole() {
         assert!(is_timeout(&more), "{m:?}: {}", describe(&more));
         assert_eq!(q.len(), 0, "{m:?}");
         drop((q, events));
+
+        // The same with a message that was whole in the queue (counted)
+        // before its consumer started on it: still dropped whole, and
+        // counted until the next consumer has skipped it.
+        let q = Queue::<Vec<u8>>::new().unwrap();
+        let events = Queue::<usize>::new().unwrap();
+        let go = Queue::<()>::new().unwrap();
+        let p = Process::new(get_one_when_told, (q.clone(), events.clone(), go.clone()))
+            .start_method(m)
+            .daemon(true)
+            .start()
+            .unwrap();
+        assert_eq!(events.get_timeout(PATIENCE).unwrap(), READY);
+        q.put_timeout(vec![0xCE; 100 * MIB], PATIENCE).unwrap();
+        assert_eq!(q.len(), 1, "{m:?}");
+        thread::sleep(Duration::from_millis(50));
+        let rss = status_kib(p.pid(), "RssAnon");
+        go.put(()).unwrap();
+        kill_when_half_way(&p, rss);
+        reap_killed(p, m);
+        assert!(
+            events.get_timeout(Duration::from_millis(20)).is_err(),
+            "{m:?}: the child got the message whole before it was killed"
+        );
+        assert_eq!(q.len(), 1, "{m:?}");
+        let got = q.get_timeout(Duration::from_millis(200));
+        assert!(is_timeout(&got), "{m:?}: {}", describe(&got));
+        assert_eq!(q.len(), 0, "{m:?}");
+        assert!(q.is_empty(), "{m:?}");
+        q.put_timeout(AFTER.to_vec(), PATIENCE).unwrap();
+        let got = q.get_timeout(PATIENCE);
+        assert_after(&got, m);
+        drop((q, events, go));
 
         // A pipe (64 MiB per direction): 100 MiB through `recv_bytes`.
         let (rx, tx) = Pipe::<Vec<u8>>::simplex().unwrap();
