@@ -14,13 +14,19 @@
 //! * `memcpy`: one plain copy of the same sizes, the floor a channel's
 //!   two copies (into shared memory, out of it) are compared with: hot (the
 //!   same two buffers again and again) and from a cold source (rotating
-//!   over 512 MiB, as bytes that another CPU just wrote are).
+//!   over 512 MiB, as bytes that another CPU just wrote are); and the
+//!   hardware's floor for what a channel does: two threads of one process
+//!   moving the bytes through a 512 KiB ring of 64 KiB slots, one copy in
+//!   on one CPU and one copy out on the other, with nothing else (no
+//!   records, locks across processes, wake-ups or allocation).
 //!
 //! Producers and echoers are started once per benchmark and driven by a
 //! command pipe, so process start-up is not timed (as in the Python script,
 //! which times from a go signal).
 
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -321,8 +327,80 @@ fn memcpy(c: &mut Criterion) {
                 black_box(&mut dst);
             })
         });
+        group.bench_function(
+            BenchmarkId::new("cross-CPU ring, two threads", &label),
+            |b| b.iter_custom(|iters| ring_floor(&src, &mut dst, iters)),
+        );
     }
+    // What `channel::ring::copy_bytes` avoids: 64 KiB copied to 16 bytes
+    // past the source's place in a page, in one `memcpy` and in 2 KiB
+    // pieces.
+    let chunk = 64 << 10;
+    let src = vec![1u8; chunk + 8192];
+    let mut dst = vec![0u8; chunk + 8192];
+    let s0 = src.as_ptr().align_offset(4096);
+    let d0 = dst.as_ptr().align_offset(4096) + 16;
+    let (src, dst) = (&src[s0..s0 + chunk], &mut dst[d0..d0 + chunk]);
+    group.throughput(Throughput::Bytes(chunk as u64));
+    group.bench_function("64KiB 16 bytes apart mod 4096/one memcpy", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(src)))
+    });
+    group.bench_function("64KiB 16 bytes apart mod 4096/2KiB pieces", |b| {
+        b.iter(|| {
+            for (d, s) in dst.chunks_mut(2 << 10).zip(black_box(src).chunks(2 << 10)) {
+                d.copy_from_slice(s);
+            }
+        })
+    });
     group.finish();
+}
+
+/// Moves `src` into `dst` `iters` times through a ring of 64 KiB slots
+/// shared by this thread (copying in) and another (copying out), as fast
+/// as the two can go: no system call, no wake-up, no allocation.
+fn ring_floor(src: &[u8], dst: &mut [u8], iters: u64) -> Duration {
+    const SLOT: usize = 64 << 10;
+    const SLOTS: u64 = 8;
+    let ring: Vec<Mutex<Vec<u8>>> = (0..SLOTS).map(|_| Mutex::new(vec![0u8; SLOT])).collect();
+    let (written, read) = (AtomicU64::new(0), AtomicU64::new(0));
+    let pieces = src.len().div_ceil(SLOT) as u64;
+    let total = pieces * iters;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for n in 0..total {
+                while written.load(Ordering::Acquire) == n {
+                    pause_or_yield();
+                }
+                let at = (n % pieces) as usize * SLOT;
+                let end = (at + SLOT).min(dst.len());
+                let slot = ring[(n % SLOTS) as usize].lock().unwrap();
+                dst[at..end].copy_from_slice(&slot[..end - at]);
+                drop(slot);
+                read.store(n + 1, Ordering::Release);
+            }
+        });
+        for n in 0..total {
+            while n - read.load(Ordering::Acquire) >= SLOTS {
+                pause_or_yield();
+            }
+            let at = (n % pieces) as usize * SLOT;
+            let end = (at + SLOT).min(src.len());
+            ring[(n % SLOTS) as usize].lock().unwrap()[..end - at].copy_from_slice(&src[at..end]);
+            written.store(n + 1, Ordering::Release);
+        }
+    });
+    black_box(dst);
+    start.elapsed()
+}
+
+/// Waiting in the floor ring: mostly `pause`, but a yield now and then,
+/// so that the two threads make progress when they share a CPU.
+fn pause_or_yield() {
+    for _ in 0..64 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
 }
 
 criterion_group!(
