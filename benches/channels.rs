@@ -25,11 +25,12 @@
 //! which times from a go signal).
 
 use std::hint::black_box;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+#[path = "common/floor.rs"]
+mod floor;
+use floor::ring_floor;
 use mproc::{Connection, PipeReceiver, PipeSender, Process, Queue, SimpleQueue};
 
 #[mproc::process]
@@ -353,54 +354,6 @@ fn memcpy(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Moves `src` into `dst` `iters` times through a ring of 64 KiB slots
-/// shared by this thread (copying in) and another (copying out), as fast
-/// as the two can go: no system call, no wake-up, no allocation.
-fn ring_floor(src: &[u8], dst: &mut [u8], iters: u64) -> Duration {
-    const SLOT: usize = 64 << 10;
-    const SLOTS: u64 = 8;
-    let ring: Vec<Mutex<Vec<u8>>> = (0..SLOTS).map(|_| Mutex::new(vec![0u8; SLOT])).collect();
-    let (written, read) = (AtomicU64::new(0), AtomicU64::new(0));
-    let pieces = src.len().div_ceil(SLOT) as u64;
-    let total = pieces * iters;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for n in 0..total {
-                while written.load(Ordering::Acquire) == n {
-                    pause_or_yield();
-                }
-                let at = (n % pieces) as usize * SLOT;
-                let end = (at + SLOT).min(dst.len());
-                let slot = ring[(n % SLOTS) as usize].lock().unwrap();
-                dst[at..end].copy_from_slice(&slot[..end - at]);
-                drop(slot);
-                read.store(n + 1, Ordering::Release);
-            }
-        });
-        for n in 0..total {
-            while n - read.load(Ordering::Acquire) >= SLOTS {
-                pause_or_yield();
-            }
-            let at = (n % pieces) as usize * SLOT;
-            let end = (at + SLOT).min(src.len());
-            ring[(n % SLOTS) as usize].lock().unwrap()[..end - at].copy_from_slice(&src[at..end]);
-            written.store(n + 1, Ordering::Release);
-        }
-    });
-    black_box(dst);
-    start.elapsed()
-}
-
-/// Waiting in the floor ring: mostly `pause`, but a yield now and then,
-/// so that the two threads make progress when they share a CPU.
-fn pause_or_yield() {
-    for _ in 0..64 {
-        std::hint::spin_loop();
-    }
-    std::thread::yield_now();
 }
 
 criterion_group!(
