@@ -8,9 +8,9 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::ring::{CHUNK, Consumer, Kind, Producer, RECORD, Record, Ring, Scan, Spec};
+use super::ring::{CHUNK, Consumer, Kind, MAX_LEAD, Producer, RECORD, Record, Ring, Scan, Spec};
 use super::wait::{self, Sleep, Wait, Why};
 use crate::sys::MAX_FDS_PER_MESSAGE;
 use crate::transport;
@@ -138,6 +138,7 @@ impl Tx<'_> {
         let soft = !matches!(wait, Wait::Try);
         p.set_streaming(true);
         let mut offset = 0;
+        let mut pacing = true;
         while offset < total {
             let end = (offset + CHUNK).min(total);
             let piece = &bytes[offset..end];
@@ -149,6 +150,7 @@ impl Tx<'_> {
                 Kind::Part
             };
             if offset > 0 {
+                pacing = pacing && pace(p);
                 if let Err(e) = self.wait_room(p, wait, |p| p.fits(piece.len(), RECORD, soft)) {
                     p.abort();
                     self.notify();
@@ -212,6 +214,33 @@ impl Tx<'_> {
             None => self.ring.data_wake().wake_all(),
         }
     }
+}
+
+/// Lets a consumer that is reading a streamed message catch up when the
+/// producer is more than `ring::MAX_LEAD` ahead of it: spins (yielding)
+/// until it is within half that, for 200 µs at most. Not on one CPU,
+/// where both sides share one cache anyway. `false` when the consumer did
+/// not catch up in time (it may be descheduled, or dead in the middle of
+/// a message): the caller stops pacing for the rest of the message.
+fn pace(p: &Producer<'_>) -> bool {
+    const PACE_FOR: Duration = Duration::from_micros(200);
+    if !p.far_ahead() || !crate::wait::spinning_helps() {
+        return true;
+    }
+    let start = Instant::now();
+    let mut spins = 0u32;
+    while p.far_ahead_by(MAX_LEAD / 2) {
+        if start.elapsed() >= PACE_FOR {
+            return false;
+        }
+        spins += 1;
+        if spins % 64 == 0 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    true
 }
 
 fn gave_up_send(wait: &Wait) -> SendFail {

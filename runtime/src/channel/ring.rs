@@ -28,6 +28,16 @@ pub(crate) const CHUNK: usize = 64 << 10;
 /// room there, so that an idle-ish ring touches few pages.
 const SOFT_WRAP: u64 = 512 << 10;
 
+/// How far a streaming producer runs ahead of a consumer that is reading
+/// a streamed message before it gives that consumer a moment to catch up.
+/// Left unpaced, a producer that got ahead once (the consumer was
+/// descheduled for a moment) stays ahead: the bytes in flight spread over
+/// tens of MiB of the ring, fall out of both CPUs' caches, and both sides
+/// then copy at the speed of main memory. The pause is bounded (see
+/// `core::Tx::stream`), so a consumer that died mid-message costs time,
+/// never a hang.
+pub(crate) const MAX_LEAD: u64 = 256 << 10;
+
 /// Bytes reserved for one [`RingHeader`] in the first page of a channel.
 pub(crate) const HEADER_SLOT: usize = 1024;
 
@@ -574,6 +584,23 @@ impl Producer<'_> {
     /// Whether a record of `len` bytes fits now.
     pub(crate) fn fits(&self, len: usize, reserve: u64, soft: bool) -> bool {
         self.plan(len as u64, reserve, soft).is_some()
+    }
+
+    /// Whether a consumer is reading a streamed message while more than
+    /// [`MAX_LEAD`] bytes wait for it: then a streaming producer should
+    /// let it catch up (see [`MAX_LEAD`]).
+    pub(crate) fn far_ahead(&self) -> bool {
+        self.far_ahead_by(MAX_LEAD)
+    }
+
+    /// [`far_ahead`](Self::far_ahead) with another distance.
+    pub(crate) fn far_ahead_by(&self, lead: u64) -> bool {
+        let h = self.ring.h();
+        h.consumer.partial.load(Ordering::Relaxed) != 0
+            && self
+                .tail
+                .saturating_sub(h.head.head.load(Ordering::Acquire))
+                > lead
     }
 
     /// Whether a whole streamed message of `total` bytes fits now, in
