@@ -11,7 +11,10 @@
 //! round measures everything within a few seconds, and prints the ratios
 //! of that round.
 //!
-//! `cargo bench --bench bandwidth` (`-- --rounds N`, default 5).
+//! `cargo bench --bench bandwidth` (`-- --rounds N`, default 5; `--pin`
+//! puts every copy-in on CPU 0 and every copy-out on CPU 1, so that
+//! neither the channel's two processes nor the floor's two threads ever
+//! share a CPU).
 
 #[path = "common/floor.rs"]
 mod floor;
@@ -25,7 +28,10 @@ use mproc::{PipeReceiver, PipeSender, Process, Queue};
 const SLICE: Duration = Duration::from_millis(700);
 
 #[mproc::process]
-fn pipe_sender(tx: PipeSender<Vec<u8>>, go: PipeReceiver<u64>, size: usize) {
+fn pipe_sender(tx: PipeSender<Vec<u8>>, go: PipeReceiver<u64>, size: usize, pin: bool) {
+    if pin {
+        floor::pin_this_thread(0);
+    }
     let payload = vec![7u8; size];
     while let Ok(n) = go.recv() {
         if n == 0 {
@@ -38,7 +44,10 @@ fn pipe_sender(tx: PipeSender<Vec<u8>>, go: PipeReceiver<u64>, size: usize) {
 }
 
 #[mproc::process]
-fn queue_putter(q: Queue<Vec<u8>>, go: PipeReceiver<u64>, size: usize) {
+fn queue_putter(q: Queue<Vec<u8>>, go: PipeReceiver<u64>, size: usize, pin: bool) {
+    if pin {
+        floor::pin_this_thread(0);
+    }
     let payload = vec![7u8; size];
     while let Ok(n) = go.recv() {
         if n == 0 {
@@ -68,6 +77,7 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
+    let pin = std::env::args().any(|a| a == "--pin");
     println!(
         "GB/s, decimal; pipe: send_bytes → recv_bytes_into; queue+: put(clone) → get; ratios against the same round's copies"
     );
@@ -78,14 +88,17 @@ fn main() {
     for size in [1usize << 20, 16 << 20] {
         let (rx, tx) = mproc::Pipe::simplex().unwrap();
         let (go_rx, go) = mproc::Pipe::simplex().unwrap();
-        let sender = Process::new(pipe_sender, (tx, go_rx, size))
+        let sender = Process::new(pipe_sender, (tx, go_rx, size, pin))
             .start()
             .unwrap();
         let q = Queue::new().unwrap();
         let (qgo_rx, qgo) = mproc::Pipe::simplex().unwrap();
-        let putter = Process::new(queue_putter, (q.clone(), qgo_rx, size))
+        let putter = Process::new(queue_putter, (q.clone(), qgo_rx, size, pin))
             .start()
             .unwrap();
+        if pin {
+            floor::pin_this_thread(1);
+        }
         let src = vec![1u8; size];
         let mut dst = vec![0u8; size];
         let mut buf = Vec::new();
@@ -114,7 +127,16 @@ fn main() {
                 }
                 start.elapsed()
             });
-            let floor = rate(size, |n| floor::ring_floor(&src, &mut dst, n));
+            // Copy-in on CPU 0 (this thread, for the floor), copy-out on 1.
+            if pin {
+                floor::pin_this_thread(0);
+            }
+            let floor = rate(size, |n| {
+                floor::ring_floor(&src, &mut dst, n, pin.then_some(1))
+            });
+            if pin {
+                floor::pin_this_thread(1);
+            }
             println!(
                 "{:>4}Mi {:>5} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9.2}× {:>9.2}×",
                 size >> 20,

@@ -330,7 +330,7 @@ fn memcpy(c: &mut Criterion) {
         });
         group.bench_function(
             BenchmarkId::new("cross-CPU ring, two threads", &label),
-            |b| b.iter_custom(|iters| ring_floor(&src, &mut dst, iters)),
+            |b| b.iter_custom(|iters| ring_floor(&src, &mut dst, iters, None)),
         );
     }
     // What `channel::ring::copy_bytes` avoids: 64 KiB copied to 16 bytes

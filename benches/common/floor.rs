@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 /// Moves `src` into `dst` `iters` times through a ring of 64 KiB slots
 /// shared by this thread (copying in) and another (copying out), as fast
 /// as the two can go: no system call, no wake-up, no allocation.
-pub(crate) fn ring_floor(src: &[u8], dst: &mut [u8], iters: u64) -> Duration {
+pub(crate) fn ring_floor(
+    src: &[u8],
+    dst: &mut [u8],
+    iters: u64,
+    out_cpu: Option<usize>,
+) -> Duration {
     const SLOT: usize = 64 << 10;
     const SLOTS: u64 = 8;
     let ring: Vec<Mutex<Vec<u8>>> = (0..SLOTS).map(|_| Mutex::new(vec![0u8; SLOT])).collect();
@@ -20,6 +25,9 @@ pub(crate) fn ring_floor(src: &[u8], dst: &mut [u8], iters: u64) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
+            if let Some(cpu) = out_cpu {
+                pin_this_thread(cpu);
+            }
             for n in 0..total {
                 while written.load(Ordering::Acquire) == n {
                     pause_or_yield();
@@ -53,4 +61,21 @@ fn pause_or_yield() {
         std::hint::spin_loop();
     }
     std::thread::yield_now();
+}
+
+/// Pins the calling thread to one CPU (with `taskset`, so no `unsafe` here).
+#[allow(dead_code, reason = "used by the bandwidth bench, not by channels")]
+pub(crate) fn pin_this_thread(cpu: usize) {
+    let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = me
+        .file_name()
+        .expect("a thread id")
+        .to_string_lossy()
+        .into_owned();
+    let ok = std::process::Command::new("taskset")
+        .args(["-pc", &cpu.to_string(), &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset could not pin thread {tid} to CPU {cpu}");
 }
