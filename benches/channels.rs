@@ -333,7 +333,7 @@ fn memcpy(c: &mut Criterion) {
             |b| b.iter_custom(|iters| ring_floor(&src, &mut dst, iters, None)),
         );
     }
-    // What `channel::ring::copy_bytes` avoids: 64 KiB copied to 16 bytes
+    // What `sys::copy_bytes` avoids: 64 KiB copied to 16 bytes
     // past the source's place in a page, in one `memcpy` and in 2 KiB
     // pieces.
     let chunk = 64 << 10;

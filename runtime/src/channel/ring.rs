@@ -13,6 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::wait::{self, Wait, WakeWords};
+use crate::sys::copy_bytes;
 use crate::sys::{Locked, RawMutex};
 
 /// Written last when a ring is set up; checked when a handle arrives.
@@ -184,38 +185,6 @@ const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_SLOT);
 /// Bytes a record of `len` payload bytes takes in the ring.
 fn record_size(len: u64) -> u64 {
     RECORD + len.next_multiple_of(RECORD)
-}
-
-/// Copies `len` bytes from `src` to `dst`, as `copy_nonoverlapping` does,
-/// avoiding one slow case: when the destination lies just past the source
-/// modulo 4096 (0 to 63 bytes), the `rep movsb` that glibc's `memcpy` uses
-/// for copies of a few KiB and more crawls on some CPUs (1.7–2.7 GB/s
-/// instead of 40–49 GB/s measured on the project's AMD EPYC machine, for
-/// 64 KiB copies 16 bytes apart: `cargo bench --bench channels memcpy`).
-/// A large buffer from `malloc` starts 16 bytes into a page and a lap of
-/// the ring starts its first payload 32 bytes into one, so with such a
-/// buffer the case came up at the start of every lap and held 1 MiB
-/// messages to about 10 GB/s. Such a copy goes in 2 KiB pieces instead,
-/// which `memcpy` moves with vector loads and stores.
-///
-/// # Safety
-/// As for [`std::ptr::copy_nonoverlapping`]: `src` readable and `dst`
-/// writable for `len` bytes, the two ranges not overlapping.
-unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
-    const PIECE: usize = 2 << 10;
-    let apart = (dst as usize).wrapping_sub(src as usize) & 4095;
-    if apart >= 64 || len <= PIECE {
-        // SAFETY: the caller's guarantee.
-        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
-        return;
-    }
-    let mut done = 0;
-    while done < len {
-        let n = PIECE.min(len - done);
-        // SAFETY: `done + n <= len`, inside both ranges the caller vouches for.
-        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
-        done += n;
-    }
 }
 
 /// A view of one ring inside a channel's mapping.
@@ -886,35 +855,5 @@ impl Consumer<'_> {
             }
         }
         Ok(Scan::Incomplete)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_bytes;
-
-    #[test]
-    fn copy_bytes_copies_every_byte_at_every_distance() {
-        let src: Vec<u8> = (0..(70 << 10) + 4096)
-            .map(|i| (i * 7 + i / 251) as u8)
-            .collect();
-        let mut dst = vec![0u8; (70 << 10) + 8192];
-        let s0 = src.as_ptr().align_offset(4096);
-        for apart in [0usize, 16, 48, 63, 64, 2048] {
-            for len in [0usize, 1, 2047, 2048, 2049, 65536, (64 << 10) + 37] {
-                let d0 = dst.as_ptr().align_offset(4096) + apart;
-                dst.fill(0);
-                // SAFETY: both ranges lie inside their vectors, which do not
-                // overlap.
-                unsafe { copy_bytes(src.as_ptr().add(s0), dst.as_mut_ptr().add(d0), len) };
-                assert_eq!(
-                    &dst[d0..d0 + len],
-                    &src[s0..s0 + len],
-                    "{apart} apart, {len} bytes"
-                );
-                assert!(dst[..d0].iter().all(|&b| b == 0));
-                assert!(dst[d0 + len..].iter().all(|&b| b == 0));
-            }
-        }
     }
 }

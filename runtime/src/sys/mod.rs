@@ -625,6 +625,38 @@ pub(crate) fn mapping_u32(map: &Mapping, offset: usize) -> &std::sync::atomic::A
     }
 }
 
+/// Copies `len` bytes from `src` to `dst`, as `copy_nonoverlapping` does,
+/// avoiding one slow case: when the destination lies just past the source
+/// modulo 4096 (0 to 63 bytes), the `rep movsb` that glibc's `memcpy` uses
+/// for copies of a few KiB and more crawls on some CPUs (1.7–2.7 GB/s
+/// instead of 40–49 GB/s measured on the project's AMD EPYC machine, for
+/// 64 KiB copies 16 bytes apart: `cargo bench --bench channels memcpy`).
+/// A large buffer from `malloc` starts 16 bytes into a page and a lap of
+/// a channel's ring starts its first payload 32 bytes into one, so with
+/// such a buffer the case came up at the start of every lap and held
+/// 1 MiB messages to about 10 GB/s. Such a copy goes in 2 KiB pieces instead,
+/// which `memcpy` moves with vector loads and stores.
+///
+/// # Safety
+/// As for [`std::ptr::copy_nonoverlapping`]: `src` readable and `dst`
+/// writable for `len` bytes, the two ranges not overlapping.
+pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    const PIECE: usize = 2 << 10;
+    let apart = (dst as usize).wrapping_sub(src as usize) & 4095;
+    if apart >= 64 || len <= PIECE {
+        // SAFETY: the caller's guarantee.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let n = PIECE.min(len - done);
+        // SAFETY: `done + n <= len`, inside both ranges the caller vouches for.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
+        done += n;
+    }
+}
+
 /// Copies `out.len()` bytes from `map` at `offset` into `out`. Returns
 /// `false` (copying nothing) if that range is not inside the mapping.
 pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool {
@@ -638,7 +670,7 @@ pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool
     // `out` is ours; the bytes are plain data, and the peer's protocol says
     // it does not write them while we copy (if it does, we copy garbage,
     // which the decoder refuses).
-    unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+    unsafe { copy_bytes(map.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
     true
 }
 
@@ -653,7 +685,7 @@ pub(crate) fn mapping_write(map: &Mapping, offset: usize, bytes: &[u8]) -> bool 
     }
     // SAFETY: the destination range is inside the mapping (checked above),
     // which is writable shared memory that `bytes` cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len()) };
+    unsafe { copy_bytes(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len()) };
     true
 }
 
@@ -769,5 +801,35 @@ mod tests {
         let err = recv_with_fds_upto(b.as_fd(), &mut buf, &mut fds, false, 1).unwrap_err();
         assert!(err.to_string().contains("MSG_CTRUNC"), "{err}");
         assert!(fds.is_empty(), "what did arrive is closed, not handed on");
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::copy_bytes;
+
+    #[test]
+    fn copy_bytes_copies_every_byte_at_every_distance() {
+        let src: Vec<u8> = (0..(70 << 10) + 4096)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let mut dst = vec![0u8; (70 << 10) + 8192];
+        let s0 = src.as_ptr().align_offset(4096);
+        for apart in [0usize, 16, 48, 63, 64, 2048] {
+            for len in [0usize, 1, 2047, 2048, 2049, 65536, (64 << 10) + 37] {
+                let d0 = dst.as_ptr().align_offset(4096) + apart;
+                dst.fill(0);
+                // SAFETY: both ranges lie inside their vectors, which do not
+                // overlap.
+                unsafe { copy_bytes(src.as_ptr().add(s0), dst.as_mut_ptr().add(d0), len) };
+                assert_eq!(
+                    &dst[d0..d0 + len],
+                    &src[s0..s0 + len],
+                    "{apart} apart, {len} bytes"
+                );
+                assert!(dst[..d0].iter().all(|&b| b == 0));
+                assert!(dst[d0 + len..].iter().all(|&b| b == 0));
+            }
+        }
     }
 }
