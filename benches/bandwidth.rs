@@ -71,6 +71,18 @@ fn rate(size: usize, mut run: impl FnMut(u64) -> Duration) -> f64 {
     size as f64 * n as f64 / took.as_secs_f64()
 }
 
+/// The shared memory `pid` has touched (`RssShmem`), in MiB: for the pipe's
+/// sender, about how much of the ring its messages have spread over.
+fn shared_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssShmem:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .skip_while(|a| a != "--rounds")
@@ -79,11 +91,12 @@ fn main() {
         .unwrap_or(5);
     let pin = std::env::args().any(|a| a == "--pin");
     println!(
-        "GB/s, decimal; pipe: send_bytes → recv_bytes_into; queue+: put(clone) → get; ratios against the same round's copies"
+        "GB/s, decimal; pipe: send_bytes → recv_bytes_into; queue+: put(clone) → get; ratios against the same round's copies; \
+         ring: MiB of shared memory the pipe's sender has touched so far"
     );
     println!(
-        "{:>6} {:>5} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
-        "size", "round", "pipe", "queue+", "memcpy", "floor", "memcpy÷pipe", "floor÷pipe"
+        "{:>6} {:>5} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6}",
+        "size", "round", "pipe", "queue+", "memcpy", "floor", "memcpy÷pipe", "floor÷pipe", "ring"
     );
     for size in [1usize << 20, 16 << 20] {
         let (rx, tx) = mproc::Pipe::simplex().unwrap();
@@ -138,7 +151,7 @@ fn main() {
                 floor::pin_this_thread(1);
             }
             println!(
-                "{:>4}Mi {:>5} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9.2}× {:>9.2}×",
+                "{:>4}Mi {:>5} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9.2}× {:>9.2}× {:>6.1}",
                 size >> 20,
                 round,
                 pipe / 1e9,
@@ -146,7 +159,8 @@ fn main() {
                 memcpy / 1e9,
                 floor / 1e9,
                 memcpy / pipe,
-                floor / pipe
+                floor / pipe,
+                shared_mib(sender.pid())
             );
         }
         go.send(&0).unwrap();

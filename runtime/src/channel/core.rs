@@ -8,7 +8,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ring::{CHUNK, Consumer, Kind, MAX_LEAD, Producer, RECORD, Record, Ring, Scan, Spec};
 use super::wait::{self, Sleep, Wait, Why};
@@ -217,30 +217,17 @@ impl Tx<'_> {
 }
 
 /// Lets a consumer that is reading a streamed message catch up when the
-/// producer is more than `ring::MAX_LEAD` ahead of it: spins (yielding)
-/// until it is within half that, for 200 µs at most. Not on one CPU,
-/// where both sides share one cache anyway. `false` when the consumer did
-/// not catch up in time (it may be descheduled, or dead in the middle of
-/// a message): the caller stops pacing for the rest of the message.
+/// producer is more than `ring::MAX_LEAD` ahead of it: waits as any
+/// waiter does before it would sleep (`wait::spin`, about 50 µs at most)
+/// until it is within half that. Not on one CPU, where both sides share
+/// one cache anyway. `false` when the consumer did not catch up in time
+/// (it may be descheduled, or dead in the middle of a message): the caller
+/// stops pacing for the rest of the message.
 fn pace(p: &Producer<'_>) -> bool {
-    const PACE_FOR: Duration = Duration::from_micros(200);
-    if !p.far_ahead() || !crate::wait::spinning_helps() {
+    if !p.ahead_by(MAX_LEAD) || !crate::wait::spinning_helps() {
         return true;
     }
-    let start = Instant::now();
-    let mut spins = 0u32;
-    while p.far_ahead_by(MAX_LEAD / 2) {
-        if start.elapsed() >= PACE_FOR {
-            return false;
-        }
-        spins += 1;
-        if spins % 64 == 0 {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-    true
+    wait::spin(&Wait::Forever, || (!p.ahead_by(MAX_LEAD / 2)).then_some(())).is_some()
 }
 
 fn gave_up_send(wait: &Wait) -> SendFail {

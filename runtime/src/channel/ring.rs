@@ -35,8 +35,8 @@ const SOFT_WRAP: u64 = 512 << 10;
 /// descheduled for a moment) stays ahead: the bytes in flight spread over
 /// tens of MiB of the ring, fall out of both CPUs' caches, and both sides
 /// then copy at the speed of main memory. The pause is bounded (see
-/// `core::Tx::stream`), so a consumer that died mid-message costs time,
-/// never a hang.
+/// `core::pace`), so a consumer that died mid-message costs time, never a
+/// hang.
 pub(crate) const MAX_LEAD: u64 = 256 << 10;
 
 /// Bytes reserved for one [`RingHeader`] in the first page of a channel.
@@ -556,14 +556,8 @@ impl Producer<'_> {
     }
 
     /// Whether a consumer is reading a streamed message while more than
-    /// [`MAX_LEAD`] bytes wait for it: then a streaming producer should
-    /// let it catch up (see [`MAX_LEAD`]).
-    pub(crate) fn far_ahead(&self) -> bool {
-        self.far_ahead_by(MAX_LEAD)
-    }
-
-    /// [`far_ahead`](Self::far_ahead) with another distance.
-    pub(crate) fn far_ahead_by(&self, lead: u64) -> bool {
+    /// `lead` bytes wait for it (see [`MAX_LEAD`]).
+    pub(crate) fn ahead_by(&self, lead: u64) -> bool {
         let h = self.ring.h();
         h.consumer.partial.load(Ordering::Relaxed) != 0
             && self

@@ -168,7 +168,7 @@ impl Sleep<'_> {
 /// Spins, then yields, calling `attempt` in between, for about
 /// [`YIELD_FOR`] at most and never past the deadline. On a single CPU it
 /// only yields.
-fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
+pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
     let rounds = if spinning_helps() { PAUSE_ROUNDS } else { 0 };
     for round in 0..rounds {
         for _ in 0..(1u32 << round) {
