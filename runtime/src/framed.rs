@@ -278,6 +278,7 @@ impl FrameBufWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::inode;
     use std::os::fd::AsFd;
 
     #[test]
@@ -303,15 +304,6 @@ mod tests {
         assert!(got[3].1.is_empty());
         drop(a);
         assert!(r.read_blocking(b.as_fd()).unwrap().is_none());
-    }
-
-    /// The inode behind a descriptor (all copies of one socket share it).
-    fn inode(fd: BorrowedFd<'_>) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::File::from(fd.try_clone_to_owned().unwrap())
-            .metadata()
-            .unwrap()
-            .ino()
     }
 
     #[test]

@@ -87,7 +87,8 @@ fn send_from(
 ) -> io::Result<()> {
     let h = header.len();
     let total = h + payload.len();
-    fd_step(fds, total, 0)?;
+    // The first step checks that the frame has a byte for every group,
+    // before anything is sent.
     while *sent < total {
         let (group, max) = fd_step(fds, total, *sent)?;
         let end = max.map_or(total, |m| *sent + m);
@@ -281,6 +282,17 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
     FrameReader::default().read_blocking(sock)
 }
 
+/// The inode behind a descriptor (all copies of one socket share it): how
+/// tests tell which descriptor arrived.
+#[cfg(test)]
+pub(crate) fn inode(fd: BorrowedFd<'_>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::File::from(fd.try_clone_to_owned().unwrap())
+        .metadata()
+        .unwrap()
+        .ino()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,15 +317,6 @@ mod tests {
         assert!(f.is_empty());
         drop(a);
         assert!(r.read_blocking(b.as_fd()).unwrap().is_none());
-    }
-
-    /// The inode behind a descriptor (all copies of one socket share it).
-    fn inode(fd: BorrowedFd<'_>) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::File::from(fd.try_clone_to_owned().unwrap())
-            .metadata()
-            .unwrap()
-            .ino()
     }
 
     #[test]

@@ -487,8 +487,8 @@ impl Supervisor {
             s.dispatch();
             // A worker borrowed by a caller's `apply` since this step began
             // is the borrower's to watch: it hands the lane back (closed,
-            // with its job) if the worker died, and wakes us.
-            // The others are closed now, so that none is borrowed before
+            // with its job) if the worker died, and wakes us. The other
+            // dead ones are closed now, so that none is borrowed before
             // `handle_exit` below.
             dead.retain(|&i| {
                 let key = self.procs[i].key;
@@ -780,23 +780,24 @@ impl Shared {
                 let wake;
                 {
                     let mut s = self.lock();
-                    let lane = s.lanes.iter_mut().find(|l| l.key == key);
-                    if lane.is_none() {
+                    match s.lanes.iter_mut().find(|l| l.key == key) {
                         // The pool shut down meanwhile and left this lane's
                         // end-of-file to us (see `shut_down`).
-                        let _ = sys::shutdown_write(sock.as_fd());
-                    }
-                    if let Some(lane) = lane {
-                        lane.borrowed = false;
-                        lane.ewma = if lane.samples == 0 {
-                            took
-                        } else {
-                            (lane.ewma * 7 + took) / 8
-                        };
-                        lane.samples = lane.samples.saturating_add(1);
-                        lane.head_started = Instant::now();
-                        if !alive {
-                            lane.open = false;
+                        None => {
+                            let _ = sys::shutdown_write(sock.as_fd());
+                        }
+                        Some(lane) => {
+                            lane.borrowed = false;
+                            lane.ewma = if lane.samples == 0 {
+                                took
+                            } else {
+                                (lane.ewma * 7 + took) / 8
+                            };
+                            lane.samples = lane.samples.saturating_add(1);
+                            lane.head_started = Instant::now();
+                            if !alive {
+                                lane.open = false;
+                            }
                         }
                     }
                     wake = s.dispatch() || !alive;

@@ -70,13 +70,9 @@ unsafe fn fork_and_run(
         Ok(sys::Forked::Parent(pid)) => {
             drop((met, rea, srv, lau, tab, cur, err, out));
             drop(theirs);
-            let pidfd = match sys::pidfd_open(pid) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    sys::kill_and_reap(pid);
-                    return Err(e);
-                }
-            };
+            // Without a pidfd we could not wait for it: do not leave it
+            // behind.
+            let pidfd = sys::pidfd_open(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
             Ok(ChildShared::for_request(
                 &req,
                 pid,

@@ -61,13 +61,8 @@ pub(crate) fn exec_self(
 pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
     let (ours, theirs) = sys::socketpair()?;
     let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            sys::kill_and_reap(pid);
-            return Err(e);
-        }
-    };
+    // Without a pidfd we could not wait for it: do not leave it behind.
+    let pidfd = sys::pidfd_open(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
     let sent = wire::send_request(ours.as_fd(), req, payload, fds);
     let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Direct);
     match sent {
