@@ -8,6 +8,7 @@
 //! sides are busy), descriptors of handles inside messages through a side
 //! socket; see `README.md` beside this file for the layout and protocols.
 
+mod byte_ring;
 mod core;
 mod error;
 mod payload;
@@ -18,6 +19,7 @@ mod ring;
 mod simple;
 mod wait;
 
+pub(crate) use byte_ring::ByteRing;
 pub use error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, RecvError, RecvTimeoutError, SendError,
     TaskDoneError, TryGetError, TryPutError,

@@ -2,6 +2,7 @@
 
 mod error;
 mod result;
+mod slot;
 mod supervisor;
 pub(crate) mod worker;
 

@@ -14,9 +14,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::channel::ByteRing;
 use crate::codec::SharedFd;
 use crate::framed::{FrameBufReader, FrameBufWriter};
 use crate::pool::error::TaskError;
+use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};
 use crate::process::Process;
 use crate::process::table::ChildShared;
@@ -56,9 +58,27 @@ struct Inflight {
     id: u64,
     complete: Completion,
     timeout: Option<Duration>,
-    /// For a job queued behind another: a copy to dispatch again elsewhere
-    /// if the worker dies before starting it.
-    retry: Option<(Vec<u8>, Vec<OwnedFd>)>,
+    /// The job as sent, with copies of its descriptors: to send it again
+    /// elsewhere if its worker never starts it (revoked, or dead first).
+    frame: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Inflight {
+    /// The job, to be queued again.
+    fn into_job(self) -> Job {
+        Job {
+            frame: self.frame,
+            fds: self.fds,
+            timeout: self.timeout,
+            complete: self.complete,
+        }
+    }
+}
+
+/// Copies of a job's descriptors, kept while a worker holds the originals.
+fn copy_fds(fds: &[OwnedFd]) -> Vec<OwnedFd> {
+    fds.iter().filter_map(|f| f.try_clone().ok()).collect()
 }
 
 /// The dispatch side of one worker.
@@ -66,8 +86,12 @@ struct Lane {
     key: u64,
     sock: Arc<OwnedFd>,
     child: Arc<ChildShared>,
-    /// The result reader; whoever reads the socket holds it.
-    reader: Arc<Mutex<FrameBufReader>>,
+    /// Where results arrive; whoever reads them holds it.
+    reader: Arc<Mutex<Results>>,
+    /// Which job the worker has started; how the pool takes jobs back.
+    slot: Slot,
+    /// The id of the last job sent to it.
+    last_id: u64,
     open: bool,
     /// A thread in `apply` is talking to this worker directly.
     borrowed: bool,
@@ -85,15 +109,78 @@ impl Lane {
     /// How many jobs may be queued in this worker's socket. Fast jobs are
     /// pipelined (their round trips would dominate); anything slower goes
     /// one at a time, so a slow job never holds others back.
+    /// While jobs it was sent are being taken back, it gets one at a time.
     fn window(&self, maxtasks: Option<usize>) -> usize {
-        let w = if self.samples >= 4 && self.ewma < Duration::from_micros(200) {
-            64
-        } else {
-            1
-        };
+        let w =
+            if self.samples >= 4 && self.ewma < Duration::from_micros(200) && !self.slot.revoking()
+            {
+                64
+            } else {
+                1
+            };
         match maxtasks {
             Some(m) => w.min(m.saturating_sub(self.sent)),
             None => w,
+        }
+    }
+
+    /// Nothing to do, and free to take a job.
+    fn idle(&self, maxtasks: Option<usize>) -> bool {
+        self.open && !self.borrowed && self.inflight.is_empty() && self.window(maxtasks) > 0
+    }
+
+    /// Queues `job` for this worker as job `id`.
+    fn send(&mut self, id: u64, job: Job) {
+        let mut frame = job.frame;
+        frame[..8].copy_from_slice(&id.to_le_bytes());
+        if self.inflight.is_empty() {
+            self.head_started = Instant::now();
+        }
+        let fds = copy_fds(&job.fds);
+        self.writer.push(&frame, job.fds);
+        self.inflight.push_back(Inflight {
+            id,
+            complete: job.complete,
+            timeout: job.timeout,
+            frame,
+            fds,
+        });
+        self.last_id = id;
+        self.sent += 1;
+    }
+
+    /// Matches a result frame to its job: the job's completion and outcome.
+    fn answer(&mut self, frame: Vec<u8>, fds: Vec<OwnedFd>) -> Option<(Completion, JobOutcome)> {
+        let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        let pos = self.inflight.iter().position(|f| f.id == id)?;
+        let job = self.inflight.remove(pos).expect("position just found");
+        let now = Instant::now();
+        let took = now.saturating_duration_since(self.head_started);
+        self.ewma = if self.samples == 0 {
+            took
+        } else {
+            (self.ewma * 7 + took) / 8
+        };
+        self.samples = self.samples.saturating_add(1);
+        self.head_started = now;
+        let outcome = match Reply::parse(&frame[8..]) {
+            Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
+            None => JobOutcome::Failed(TaskError::Decode(
+                "the worker sent a malformed result".into(),
+            )),
+        };
+        Some((job.complete, outcome))
+    }
+
+    /// Takes back the jobs queued here that the worker has not started.
+    fn revoke(&mut self, into: &mut VecDeque<Job>) {
+        let Some(started) = self.slot.revoke(self.last_id) else {
+            return;
+        };
+        let keep = self.inflight.partition_point(|j| j.id <= started);
+        for job in self.inflight.drain(keep..).rev() {
+            self.sent -= 1;
+            into.push_front(job.into_job());
         }
     }
 }
@@ -119,38 +206,40 @@ impl State {
     fn dispatch(&mut self) -> bool {
         let maxtasks = self.maxtasks;
         let mut wake = false;
-        // One job at a time to the least loaded worker with room, so a burst
-        // is spread evenly even when windows are wide.
-        while !self.pending.is_empty() {
-            let Some(lane) = self
-                .lanes
-                .iter_mut()
-                .filter(|l| l.open && !l.borrowed && l.inflight.len() < l.window(maxtasks))
-                .min_by_key(|l| l.inflight.len())
-            else {
+        let mut revoked = false;
+        loop {
+            // One job at a time to the least loaded worker with room, so a
+            // burst is spread evenly even when windows are wide.
+            while !self.pending.is_empty() {
+                let Some(lane) = self
+                    .lanes
+                    .iter_mut()
+                    .filter(|l| l.open && !l.borrowed && l.inflight.len() < l.window(maxtasks))
+                    .min_by_key(|l| l.inflight.len())
+                else {
+                    break;
+                };
+                let job = self.pending.pop_front().expect("pending is not empty");
+                wake |= self.unwatched.contains(&lane.key);
+                lane.send(self.next_id, job);
+                self.next_id += 1;
+            }
+            // No job may wait behind a running one while a worker is idle:
+            // take back what is queued and not started, and hand it out
+            // again (once per call: the lanes it came from now take one job
+            // at a time until their worker has moved on).
+            if revoked || !self.pending.is_empty() || !self.lanes.iter().any(|l| l.idle(maxtasks)) {
                 break;
-            };
-            let job = self.pending.pop_front().expect("pending is not empty");
-            wake |= self.unwatched.contains(&lane.key);
-            let id = self.next_id;
-            self.next_id += 1;
-            let mut frame = job.frame;
-            frame[..8].copy_from_slice(&id.to_le_bytes());
-            let retry = if lane.inflight.is_empty() {
-                lane.head_started = Instant::now();
-                None
-            } else {
-                let fds = job.fds.iter().filter_map(|f| f.try_clone().ok()).collect();
-                Some((frame.clone(), fds))
-            };
-            lane.writer.push(&frame, job.fds);
-            lane.inflight.push_back(Inflight {
-                id,
-                complete: job.complete,
-                timeout: job.timeout,
-                retry,
-            });
-            lane.sent += 1;
+            }
+            revoked = true;
+            for lane in self.lanes.iter_mut() {
+                if lane.open && !lane.borrowed && lane.inflight.len() > 1 {
+                    lane.revoke(&mut self.pending);
+                }
+            }
+            if self.pending.is_empty() {
+                break;
+            }
         }
         for lane in self.lanes.iter_mut().filter(|l| l.open && !l.borrowed) {
             if !lane.writer.is_empty() {
@@ -208,11 +297,20 @@ struct WorkerProc {
     child: Arc<ChildShared>,
     pid: u32,
     sock: Arc<OwnedFd>,
-    reader: Arc<Mutex<FrameBufReader>>,
+    reader: Arc<Mutex<Results>>,
+}
+
+/// A worker's two result paths: its ring (most results) and its socket
+/// (large results, results carrying descriptors, and the doorbell).
+pub(crate) struct Results {
+    ring: ByteRing,
+    frames: FrameBufReader,
 }
 
 fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     let (ours, theirs) = sys::socketpair()?;
+    let slot = Slot::new()?;
+    let ring = ByteRing::create()?;
     let prefix = match cfg.method {
         StartMethod::Spawn => "SpawnPoolWorker",
         StartMethod::Fork => "ForkPoolWorker",
@@ -220,6 +318,8 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     };
     let args = WorkerArgs {
         sock: SharedFd::new(theirs),
+        slot: slot.clone(),
+        results: ring.memfd().clone(),
         init: cfg.init.clone(),
         maxtasks: cfg.maxtasks,
     };
@@ -236,7 +336,10 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     log::info!(target: "mproc", "added worker {} (pid {})", child.name, child.pid);
     let sock = Arc::new(ours);
     let key = n as u64;
-    let reader = Arc::new(Mutex::new(FrameBufReader::default()));
+    let reader = Arc::new(Mutex::new(Results {
+        ring,
+        frames: FrameBufReader::default(),
+    }));
     Ok((
         WorkerProc {
             key,
@@ -250,6 +353,8 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
             sock,
             child,
             reader,
+            slot,
+            last_id: 0,
             open: true,
             borrowed: false,
             writer: FrameBufWriter::default(),
@@ -283,7 +388,8 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
             finished: false,
             lanes,
             maxtasks: cfg.maxtasks,
-            next_id: 0,
+            // 0 is the claim word's "nothing started yet".
+            next_id: 1,
             unwatched: Vec::new(),
         }),
         cv: Condvar::new(),
@@ -332,7 +438,7 @@ impl Supervisor {
 
     fn step(&mut self) -> Next {
         // What to wait for, decided under the lock.
-        let (deadline, writable, borrowed) = {
+        let (deadline, writable, borrowed, pipelined) = {
             let shared = self.shared.clone();
             let mut s = shared.lock();
             if s.terminated {
@@ -360,7 +466,11 @@ impl Supervisor {
                 .map(|l| l.key)
                 .collect();
             s.unwatched.clone_from(&borrowed);
-            (deadline, writable, borrowed)
+            // A worker with several jobs rings its doorbell only when it
+            // runs dry; look at its ring now and then meanwhile, so a result
+            // does not wait for a slow job queued after it.
+            let pipelined = s.lanes.iter().any(|l| !l.borrowed && l.inflight.len() > 1);
+            (deadline, writable, borrowed, pipelined)
         };
 
         let mut fds = vec![sys::poll_in(self.wake_rx.as_raw_fd())];
@@ -396,7 +506,13 @@ impl Supervisor {
             }
         }
         if already_dead.is_empty() {
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let check = pipelined.then(|| now + PIPELINE_CHECK);
+            let timeout = deadline
+                .into_iter()
+                .chain(check)
+                .min()
+                .map(|d| d.saturating_duration_since(now));
             let _ = sys::poll(&mut fds, timeout);
         }
         if fds[0].revents != 0 {
@@ -413,14 +529,17 @@ impl Supervisor {
         let mut dead = already_dead;
         let mut frames = Vec::new();
         for (i, w) in self.procs.iter_mut().enumerate() {
+            if borrowed.contains(&w.key) {
+                continue;
+            }
             let sock_ev = fds[1 + 2 * i].revents;
             let exit_ev = fds[2 + 2 * i].revents;
             // A worker that exited (or was reaped meanwhile by someone else)
-            // may have left results in its socket: read them first.
+            // may have left results: read them all first.
             let exited = exit_ev != 0 || dead.contains(&i);
-            if (exited || sock_ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
-                && !read_frames(w, &mut frames)
-            {
+            let sock_ready =
+                exited || sock_ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            if !read_frames(w, sock_ready, &mut frames) {
                 dead.push(i);
             }
             if exited {
@@ -433,39 +552,23 @@ impl Supervisor {
             let shared = self.shared.clone();
             let mut s = shared.lock();
             for (key, frame, fds) in frames {
-                let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) else {
-                    continue;
-                };
-                let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
-                let Some(pos) = lane.inflight.iter().position(|f| f.id == id) else {
-                    continue;
-                };
-                let job = lane.inflight.remove(pos).expect("position just found");
-                let now = Instant::now();
-                let took = now.saturating_duration_since(lane.head_started);
-                lane.ewma = if lane.samples == 0 {
-                    took
-                } else {
-                    (lane.ewma * 7 + took) / 8
-                };
-                lane.samples = lane.samples.saturating_add(1);
-                lane.head_started = now;
-                let outcome = match Reply::parse(&frame[8..]) {
-                    Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
-                    None => JobOutcome::Failed(TaskError::Decode(
-                        "the worker sent a malformed result".into(),
-                    )),
-                };
-                self.done.push((job.complete, outcome));
+                if let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) {
+                    self.done.extend(lane.answer(frame, fds));
+                }
             }
             let now = Instant::now();
             for lane in s.lanes.iter_mut() {
-                let late = lane
-                    .inflight
-                    .front()
-                    .and_then(|h| h.timeout)
-                    .is_some_and(|t| now >= lane.head_started + t);
+                let Some(head) = lane.inflight.front() else {
+                    continue;
+                };
+                let late = head.timeout.is_some_and(|t| now >= lane.head_started + t);
                 if !late {
+                    continue;
+                }
+                if lane.slot.claimed() != head.id {
+                    // Not started yet (its worker is still reading it): its
+                    // time runs from now.
+                    lane.head_started = now;
                     continue;
                 }
                 let job = lane.inflight.pop_front().expect("head exists");
@@ -530,6 +633,12 @@ impl Supervisor {
             }
         };
         crate::process::table::forget(&w.child);
+        // Whatever it sent before it died is delivered.
+        let mut last = Vec::new();
+        {
+            let mut rd = w.reader.lock().unwrap_or_else(|e| e.into_inner());
+            read_available(&mut rd, w.sock.as_fd(), w.key, true, &mut last);
+        }
         let (terminated, closed, pending) = {
             let mut s = self.shared.lock();
             let lane = s
@@ -538,37 +647,46 @@ impl Supervisor {
                 .position(|l| l.key == w.key)
                 .map(|p| s.lanes.swap_remove(p));
             if let Some(mut lane) = lane {
-                if let Some(head) = lane.inflight.pop_front() {
-                    log::warn!(
-                        target: "mproc",
-                        "worker {} (pid {}) died with exit code {code} while running a task",
-                        w.child.name,
-                        w.pid
-                    );
+                for (_, frame, fds) in last {
+                    self.done.extend(lane.answer(frame, fds));
+                }
+                // The claim word says which job it was running: that one
+                // fails. The ones after it never started and run elsewhere.
+                // (One before it cannot be left: its result was out of the
+                // worker before the next job was claimed.)
+                let started = lane.slot.claimed();
+                for job in lane.inflight.drain(..).rev() {
+                    if job.id > started {
+                        if s.terminated {
+                            self.done
+                                .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
+                        } else {
+                            s.pending.push_front(job.into_job());
+                        }
+                        continue;
+                    }
+                    if job.id == started {
+                        log::warn!(
+                            target: "mproc",
+                            "worker {} (pid {}) died with exit code {code} while running a task",
+                            w.child.name,
+                            w.pid
+                        );
+                    } else {
+                        log::error!(
+                            target: "mproc",
+                            "worker {} (pid {}) died and the result of a finished task is missing",
+                            w.child.name,
+                            w.pid
+                        );
+                    }
                     self.done.push((
-                        head.complete,
+                        job.complete,
                         JobOutcome::Failed(TaskError::WorkerDied {
                             pid: w.pid,
                             exitcode: code,
                         }),
                     ));
-                } else {
-                    log::debug!(target: "mproc", "worker {} exited with {code}", w.child.name);
-                }
-                // Jobs queued behind the dead one never started: run them
-                // elsewhere.
-                for job in lane.inflight.drain(..).rev() {
-                    match job.retry {
-                        Some((frame, fds)) if !s.terminated => s.pending.push_front(Job {
-                            frame,
-                            fds,
-                            timeout: job.timeout,
-                            complete: job.complete,
-                        }),
-                        _ => self
-                            .done
-                            .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed))),
-                    }
                 }
             }
             (s.terminated, s.closed, !s.pending.is_empty())
@@ -651,41 +769,69 @@ impl Supervisor {
     }
 }
 
-/// Reads every complete result a worker has sent. Returns false if its
-/// socket is closed or broken. A worker whose reader is held by a borrower
-/// is left alone.
-fn read_frames(w: &mut WorkerProc, out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>) -> bool {
+/// Reads every result a worker has sent: the ring's always, the socket's
+/// when `sock_ready` (it polled readable, or the worker exited). Returns
+/// false if its socket is closed or broken. A worker whose reader is held
+/// by a borrower is left alone.
+fn read_frames(
+    w: &mut WorkerProc,
+    sock_ready: bool,
+    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
+) -> bool {
     let Ok(mut reader) = w.reader.try_lock() else {
         return true;
     };
-    read_available(&mut reader, w.sock.as_fd(), w.key, out)
+    read_available(&mut reader, w.sock.as_fd(), w.key, sock_ready, out)
 }
 
 fn read_available(
-    reader: &mut FrameBufReader,
+    reader: &mut Results,
+    sock: std::os::fd::BorrowedFd<'_>,
+    key: u64,
+    sock_ready: bool,
+    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
+) -> bool {
+    // The socket first: a doorbell read there promises results in the
+    // ring, which must then be looked at after it, not before.
+    let alive = !sock_ready || read_socket(&mut reader.frames, sock, key, out);
+    let mut frame = Vec::new();
+    while reader.ring.try_recv(&mut frame, sock) {
+        if frame.len() >= 8 {
+            out.push((key, std::mem::take(&mut frame), Vec::new()));
+        }
+    }
+    alive
+}
+
+/// Reads what the socket holds; false once it is closed or broken.
+fn read_socket(
+    frames: &mut FrameBufReader,
     sock: std::os::fd::BorrowedFd<'_>,
     key: u64,
     out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
 ) -> bool {
     loop {
         loop {
-            match reader.next_buffered() {
+            match frames.next_buffered() {
                 Ok(Some((frame, fds))) if frame.len() >= 8 => out.push((key, frame, fds)),
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => {} // the doorbell
                 Ok(None) => break,
                 Err(_) => return false,
             }
         }
-        if reader.at_eof() {
+        if frames.at_eof() {
             return false;
         }
-        match reader.fill(sock, true) {
+        match frames.fill(sock, true) {
             Ok(true) => continue,
-            Ok(false) => return !reader.at_eof(),
+            Ok(false) => return !frames.at_eof(),
             Err(_) => return false,
         }
     }
 }
+
+/// How often the supervisor looks at the rings of pipelining workers.
+const PIPELINE_CHECK: Duration = Duration::from_millis(1);
 
 /// How long a thread waiting for a direct result spins before it sleeps:
 /// a sleeping wake-up across CPUs costs tens of microseconds here.
@@ -719,6 +865,7 @@ impl Shared {
             };
             lane.borrowed = true;
             lane.sent += 1;
+            lane.last_id = id;
             let got = (
                 lane.key,
                 lane.sock.clone(),
@@ -731,6 +878,8 @@ impl Shared {
         };
         let mut frame = frame;
         frame[..8].copy_from_slice(&id.to_le_bytes());
+        // Kept to run it elsewhere if the worker dies before starting it.
+        let kept = copy_fds(&fds);
         // Held before sending, so no one else can consume the answer.
         let mut rd = reader.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
@@ -739,8 +888,11 @@ impl Shared {
         let mut answer = None;
         let mut alive = writer.flush(sock.as_fd(), false).is_ok();
         let mut frames = Vec::new();
+        // The socket is read once it polls readable; the ring, which holds
+        // most answers, on every turn.
+        let mut sock_ready = false;
         while alive && answer.is_none() {
-            alive = read_available(&mut rd, sock.as_fd(), key, &mut frames);
+            alive = read_available(&mut rd, sock.as_fd(), key, sock_ready, &mut frames);
             if let Some(pos) = frames
                 .iter()
                 .position(|(_, f, _)| f[..8] == id.to_le_bytes())
@@ -761,9 +913,10 @@ impl Shared {
                 p.push(sys::poll_in(fd));
             }
             let _ = sys::poll(&mut p, None);
+            sock_ready = p[0].revents != 0;
             if p.len() > 1 && p[1].revents != 0 {
                 // The worker exited: read what it left, then give up.
-                let _ = read_available(&mut rd, sock.as_fd(), key, &mut frames);
+                let _ = read_available(&mut rd, sock.as_fd(), key, true, &mut frames);
                 alive = false;
                 if let Some(pos) = frames
                     .iter()
@@ -830,7 +983,8 @@ impl Shared {
                                     let _ = tx.send(o);
                                 }),
                                 timeout: None,
-                                retry: None,
+                                frame,
+                                fds: kept,
                             });
                             true
                         }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::channel::ByteRing;
 use crate::codec::SharedFd;
 use crate::framed::{FrameBufReader, FrameBufWriter};
+use crate::pool::slot::{Claim, Slot};
 use crate::process::wire::Reply;
 use crate::sys;
 use crate::task::{self, Outcome, Task, TaskEntry};
@@ -32,6 +34,10 @@ pub(crate) struct InitSpec {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) sock: SharedFd,
+    /// The claim word this worker shares with the pool.
+    pub(crate) slot: Slot,
+    /// The memory file of the ring its results go through.
+    pub(crate) results: SharedFd,
     pub(crate) init: Option<InitSpec>,
     pub(crate) maxtasks: Option<usize>,
 }
@@ -119,23 +125,42 @@ fn run_entry(
 
 fn worker_main(args: WorkerArgs) {
     let sock = args.sock;
+    let results = match ByteRing::open(args.results) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(target: "mproc", "pool worker cannot map its result ring: {e}");
+            return;
+        }
+    };
     if let Some(init) = args.init {
         run_initializer(init);
     }
     let mut reader = FrameBufReader::default();
+    // Results that cannot go through the ring (too large, no room, or with
+    // descriptors), and the doorbell.
     let mut writer = FrameBufWriter::default();
     // Each task name is looked up and its fingerprint computed once.
     let mut cache: HashMap<String, Result<(&'static TaskEntry, u64), String>> = HashMap::new();
     let mut done = 0usize;
+    // Results put in the ring since the pool was last told.
+    let mut unannounced = false;
     // Jobs handled since the buffer last ran dry: one means the pool is
     // sending jobs one by one and waiting for each (spinning pays off);
     // more means they come pipelined (spinning would only steal a CPU).
     let mut since_dry = 0usize;
     loop {
-        // Results go out before we block for more input; while more jobs
-        // are already buffered they are batched into one write.
-        if !reader.has_buffered() && writer.flush(sock.as_fd(), false).is_err() {
-            return;
+        // About to wait for input: tell the pool about the results in the
+        // ring (an empty frame rings its doorbell). While more jobs are
+        // already buffered we run them first, so one doorbell covers many
+        // results.
+        if !reader.has_buffered() {
+            if unannounced {
+                writer.push(&[], Vec::new());
+                unannounced = false;
+            }
+            if !writer.is_empty() && writer.flush(sock.as_fd(), false).is_err() {
+                return;
+            }
         }
         // A short spin catches the next job of a caller issuing them one by
         // one without a sleeping wake-up.
@@ -155,8 +180,24 @@ fn worker_main(args: WorkerArgs) {
             log::error!(target: "mproc", "pool worker received a malformed job; exiting");
             break;
         };
+        // Every result so far must be out of this process before the next
+        // job starts (it may kill us): the ring's are; the socket's are
+        // sent now (rare: large results, or results carrying handles).
+        if !writer.is_empty() && writer.flush(sock.as_fd(), false).is_err() {
+            return;
+        }
+        if args.slot.claim(job.id) == Claim::Skip {
+            continue; // taken back by the pool, which runs it elsewhere
+        }
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&job.id.to_le_bytes());
+        let mut send = |out: &[u8], fds: Vec<OwnedFd>| {
+            if fds.is_empty() && results.try_send(out, sock.as_fd()) {
+                unannounced = true;
+            } else {
+                writer.push(out, fds);
+            }
+        };
         let entry = match cache.get(job.name) {
             Some(e) => e.clone(),
             None => {
@@ -178,15 +219,15 @@ fn worker_main(args: WorkerArgs) {
                             out.extend_from_slice(bytes);
                             let owned: Vec<OwnedFd> =
                                 raw.iter().filter_map(|&fd| sys::dup_raw(fd).ok()).collect();
-                            writer.push(&out, owned);
+                            send(&out, owned);
                         }
                         Outcome::Panicked { message, location } => {
                             out.extend(Reply::Panicked { message, location }.encode_error());
-                            writer.push(&out, Vec::new());
+                            send(&out, Vec::new());
                         }
                         Outcome::Codec(msg) => {
                             out.extend(Reply::Codec(msg).encode_error());
-                            writer.push(&out, Vec::new());
+                            send(&out, Vec::new());
                         }
                     },
                 );
@@ -197,11 +238,11 @@ fn worker_main(args: WorkerArgs) {
                     job.name
                 );
                 out.extend(Reply::Codec(msg).encode_error());
-                writer.push(&out, Vec::new());
+                send(&out, Vec::new());
             }
             Err(msg) => {
                 out.extend(Reply::Codec(msg).encode_error());
-                writer.push(&out, Vec::new());
+                send(&out, Vec::new());
             }
         }
         done += 1;
@@ -209,6 +250,9 @@ fn worker_main(args: WorkerArgs) {
             log::debug!(target: "mproc", "worker exiting after {done} tasks");
             break;
         }
+    }
+    if unannounced {
+        writer.push(&[], Vec::new());
     }
     let _ = writer.flush(sock.as_fd(), false);
 }

@@ -38,6 +38,7 @@ pub(crate) enum Kind {
     Array,
     RawValue,
     RawArray,
+    PoolWorker,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
             Kind::Array => c"mproc-array",
             Kind::RawValue => c"mproc-rawvalue",
             Kind::RawArray => c"mproc-rawarray",
+            Kind::PoolWorker => c"mproc-pool-worker",
         }
     }
 }

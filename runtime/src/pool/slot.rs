@@ -1,0 +1,172 @@
+//! The claim word: which job a worker has started, and which queued jobs
+//! the pool has taken back. One small shared page per worker; see
+//! "Hand-over" in `pool/README.md`.
+//!
+//! Job ids only grow along one worker's socket. The worker claims each job
+//! before it runs it, by storing its id; the supervisor revokes every job
+//! it sent that is not yet claimed, by setting `REVOKED` in the same word
+//! (after writing how far the revocation goes). Both are compare-and-swaps
+//! on one word, so for every job exactly one of the two wins: it runs
+//! there, or it is sent elsewhere, never both and never neither.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+
+use serde::{Deserialize, Serialize};
+
+use crate::shm::segment::{Kind, Page, Shm};
+
+/// Set in `claim` while a revocation is in force: jobs up to `revoked_to`
+/// that were not claimed before it must not run.
+const REVOKED: u64 = 1 << 63;
+
+#[repr(C)]
+pub(crate) struct SlotPage {
+    /// The id of the last job the worker started (0: none yet), plus the
+    /// `REVOKED` bit.
+    claim: AtomicU64,
+    /// With `REVOKED`: the last id the revocation covers. Written only while
+    /// `REVOKED` is clear, read only while it is set.
+    revoked_to: AtomicU64,
+}
+
+// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
+unsafe impl Page for SlotPage {
+    const KIND: Kind = Kind::PoolWorker;
+}
+
+/// What the worker does with a job it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    Run,
+    /// The pool took it back; drop it without an answer.
+    Skip,
+}
+
+/// One worker's claim word, shared by the worker and the pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Slot {
+    shm: Shm<SlotPage>,
+}
+
+impl Slot {
+    pub(crate) fn new() -> io::Result<Slot> {
+        Ok(Slot {
+            shm: Shm::create([0; 4])?,
+        })
+    }
+
+    /// Worker: about to run job `id` (larger than every id before it).
+    pub(crate) fn claim(&self, id: u64) -> Claim {
+        let page = self.shm.page();
+        let mut word = page.claim.load(Acquire);
+        loop {
+            if word & REVOKED != 0 && id <= page.revoked_to.load(Acquire) {
+                return Claim::Skip;
+            }
+            // Claiming a job past the revocation also ends it.
+            match page.claim.compare_exchange_weak(word, id, Release, Acquire) {
+                Ok(_) => return Claim::Run,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Pool: takes back every job up to `last_sent` that the worker has not
+    /// started. Returns the id of the last job it did start (jobs after it
+    /// are revoked), or `None` if an earlier revocation is still in force
+    /// (nothing changes; the worker has started nothing since).
+    pub(crate) fn revoke(&self, last_sent: u64) -> Option<u64> {
+        let page = self.shm.page();
+        let mut word = page.claim.load(Acquire);
+        loop {
+            if word & REVOKED != 0 {
+                return None;
+            }
+            page.revoked_to.store(last_sent, Release);
+            match page
+                .claim
+                .compare_exchange_weak(word, word | REVOKED, Release, Acquire)
+            {
+                Ok(_) => return Some(word),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// The id of the last job the worker started (0: none).
+    pub(crate) fn claimed(&self) -> u64 {
+        self.shm.page().claim.load(Acquire) & !REVOKED
+    }
+
+    /// Whether a revocation is in force: the worker has not started a job
+    /// since the pool took some back.
+    pub(crate) fn revoking(&self) -> bool {
+        self.shm.page().claim.load(Acquire) & REVOKED != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_and_revocations_partition_the_jobs() {
+        let pool_side = Slot::new().unwrap();
+        let worker = pool_side.clone();
+        assert_eq!(pool_side.claimed(), 0);
+        assert_eq!(worker.claim(1), Claim::Run);
+        assert_eq!(worker.claim(2), Claim::Run);
+        // Jobs 3..=6 were sent; the worker is running 2.
+        assert_eq!(pool_side.revoke(6), Some(2));
+        assert!(pool_side.revoking());
+        assert_eq!(pool_side.revoke(7), None, "one revocation at a time");
+        for id in 3..=6 {
+            assert_eq!(worker.claim(id), Claim::Skip);
+        }
+        assert_eq!(pool_side.claimed(), 2);
+        // A job sent after the revocation runs and ends it.
+        assert_eq!(worker.claim(8), Claim::Run);
+        assert!(!pool_side.revoking());
+        assert_eq!(pool_side.claimed(), 8);
+        assert_eq!(pool_side.revoke(8), Some(8));
+        assert_eq!(worker.claim(9), Claim::Run);
+    }
+
+    #[test]
+    fn racing_claims_and_revocations_never_lose_or_double_a_job() {
+        // The worker claims ids 1..=N in order; the pool revokes whenever
+        // it can and records which ids it took back. Every id ends up run
+        // by the worker or taken back by the pool: exactly one of the two.
+        const N: u64 = 200_000;
+        let slot = Slot::new().unwrap();
+        let worker = slot.clone();
+        let ran = std::thread::spawn(move || {
+            (1..=N)
+                .filter(|&id| worker.claim(id) == Claim::Run)
+                .collect::<Vec<u64>>()
+        });
+        let mut taken = Vec::new();
+        let mut covered = 0;
+        while covered < N && !ran.is_finished() {
+            let upto = (covered + 64).min(N);
+            if let Some(last) = slot.revoke(upto) {
+                taken.push((last.max(covered) + 1)..=upto);
+                covered = upto;
+            }
+            std::hint::spin_loop();
+        }
+        let ran = ran.join().unwrap();
+        let mut seen = vec![0u8; N as usize + 1];
+        for id in ran {
+            seen[id as usize] += 1;
+        }
+        for range in taken {
+            for id in range {
+                seen[id as usize] += 1;
+            }
+        }
+        assert!(seen[1..].iter().all(|&n| n == 1));
+    }
+}

@@ -1,0 +1,204 @@
+//! The pool's hand-over of tasks and results: when a worker dies, only the
+//! task it was running fails; tasks it had not started run elsewhere and
+//! results it had produced are delivered. And no task waits behind a
+//! running one while another worker is idle (see `runtime/src/pool/README.md`).
+//!
+//! Each test first runs a few hundred tiny tasks, so that the pool
+//! pipelines (queues several jobs per worker) when the real test begins:
+//! that is where a queued task could be stranded or blamed.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use mproc::{Pool, TaskError};
+use util::METHODS;
+
+#[mproc::process]
+fn ident(x: i64) -> i64 {
+    x
+}
+
+#[mproc::process]
+fn suicide() -> i64 {
+    // SAFETY: a signal to our own process.
+    unsafe { libc::raise(libc::SIGKILL) };
+    unreachable!("SIGKILL is not caught")
+}
+
+#[mproc::process]
+fn fragile(x: i64) -> i64 {
+    if x == 4 {
+        // SAFETY: a signal to our own process.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    x
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process here.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleeps `ms`, then returns `v` and when it started (CLOCK_MONOTONIC, ns).
+#[mproc::process]
+fn timed(ms: u64, v: i64) -> (i64, u64) {
+    let started = now_ns();
+    std::thread::sleep(Duration::from_millis(ms));
+    (v, started)
+}
+
+/// Runs enough tiny tasks that every worker pipelines.
+fn warm(pool: &Pool) {
+    let got = pool.map_chunked(ident, 0..400, 1).unwrap();
+    assert_eq!(got, (0..400).collect::<Vec<_>>());
+}
+
+fn pool_of_two(m: mproc::StartMethod) -> Pool {
+    Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .build()
+        .unwrap()
+}
+
+fn assert_killed(r: Result<i64, TaskError>, what: &str) {
+    match r {
+        Err(TaskError::WorkerDied { exitcode, pid }) => {
+            assert_eq!(exitcode, -libc::SIGKILL, "{what}");
+            assert!(pid > 0, "{what}");
+        }
+        other => panic!("{what}: expected WorkerDied with -9, got {other:?}"),
+    }
+}
+
+/// The reproduction: one task that kills its worker, then five
+/// that do nothing wrong, a hundred times over. Each killer fails with
+/// `WorkerDied(-9)`; every other task returns its value.
+#[test]
+fn a_killed_worker_fails_only_the_task_it_was_running() {
+    for m in METHODS {
+        let pool = pool_of_two(m);
+        warm(&pool);
+        let mut killers = Vec::new();
+        let mut innocents = Vec::new();
+        for round in 0..100 {
+            killers.push(pool.apply_async(suicide, ()).unwrap());
+            for k in 0..5 {
+                let v = round * 10 + k;
+                innocents.push((v, pool.apply_async(ident, v).unwrap()));
+            }
+        }
+        for (i, k) in killers.into_iter().enumerate() {
+            assert_killed(k.get(), &format!("{m:?}: killer {i}"));
+        }
+        let bystanders: Vec<_> = innocents
+            .into_iter()
+            .filter_map(|(v, r)| match r.get() {
+                Ok(got) if got == v => None,
+                other => Some((v, other)),
+            })
+            .collect();
+        assert!(
+            bystanders.is_empty(),
+            "{m:?}: {} of 500 innocent tasks failed: {bystanders:?}",
+            bystanders.len()
+        );
+        pool.terminate();
+    }
+}
+
+/// The tour's step: `imap` over ten items where item 4 kills its worker.
+/// Exactly item 4 fails, and the others come back in order.
+#[test]
+fn imap_with_a_killer_fails_exactly_that_item() {
+    for m in METHODS {
+        let pool = pool_of_two(m);
+        for round in 0..15 {
+            warm(&pool);
+            let got: Vec<_> = pool.imap(fragile, 0..10).unwrap().collect();
+            for (i, r) in got.into_iter().enumerate() {
+                if i == 4 {
+                    assert_killed(r, &format!("{m:?} round {round}: item 4"));
+                } else {
+                    assert_eq!(r.unwrap(), i as i64, "{m:?} round {round}: item {i}");
+                }
+            }
+        }
+    }
+}
+
+/// The slow item takes this long; every fast item must start well before
+/// it ends.
+const SLOW_MS: u64 = 1500;
+const BOUND: Duration = Duration::from_millis(1000);
+
+fn fast_and_slow() -> Vec<(u64, i64)> {
+    let mut items = vec![(SLOW_MS, 0)];
+    items.extend((1..8).map(|v| (10, v)));
+    items
+}
+
+#[test]
+fn imap_unordered_never_queues_behind_a_slow_item() {
+    let pool = Pool::new(2).unwrap();
+    warm(&pool);
+    let t = Instant::now();
+    let mut it = pool.imap_unordered(timed, fast_and_slow()).unwrap();
+    let mut first = Vec::new();
+    for _ in 0..7 {
+        first.push(it.next().unwrap().unwrap().0);
+    }
+    let took = t.elapsed();
+    first.sort();
+    assert_eq!(first, [1, 2, 3, 4, 5, 6, 7]);
+    assert!(
+        took < BOUND,
+        "the fast items took {took:?}: they waited behind the slow one"
+    );
+    assert_eq!(it.next().unwrap().unwrap().0, 0);
+    assert!(it.next().is_none());
+}
+
+#[test]
+fn apply_async_never_queues_behind_a_slow_task() {
+    let pool = Pool::new(2).unwrap();
+    warm(&pool);
+    let t = Instant::now();
+    let results: Vec<_> = fast_and_slow()
+        .into_iter()
+        .map(|(ms, v)| pool.apply_async(timed, (ms, v)).unwrap())
+        .collect();
+    for r in &results[1..] {
+        assert!(
+            r.wait_timeout(BOUND.saturating_sub(t.elapsed())),
+            "a fast task was not done after {:?}: it waited behind the slow one",
+            t.elapsed()
+        );
+    }
+    for (v, r) in results.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap().0, v as i64);
+    }
+}
+
+#[test]
+fn map_with_chunksize_one_never_queues_behind_a_slow_item() {
+    let pool = Pool::new(2).unwrap();
+    warm(&pool);
+    let submitted = now_ns();
+    let got = pool.map_chunked(timed, fast_and_slow(), 1).unwrap();
+    for (v, &(value, started)) in got.iter().enumerate() {
+        assert_eq!(value, v as i64);
+        let waited = Duration::from_nanos(started.saturating_sub(submitted));
+        assert!(
+            v == 0 || waited < BOUND,
+            "item {v} started {waited:?} after submission: it waited behind the slow one"
+        );
+    }
+}
