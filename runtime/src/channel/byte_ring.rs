@@ -9,11 +9,9 @@
 //! message it was writing.
 
 use std::io;
-use std::os::fd::BorrowedFd;
 
-use super::core::{Rx, Tx};
 use super::region::Region;
-use super::ring::CHUNK;
+use super::ring::{CHUNK, Kind, Producer, Spec};
 use super::wait::Wait;
 use crate::codec::SharedFd;
 
@@ -22,13 +20,23 @@ const CAPACITY: u64 = 1 << 20;
 
 /// One ring in its own memory file. Share it by sending [`memfd`](Self::memfd)
 /// and [`open`](Self::open)ing it on the other side.
+///
+/// Nobody ever sleeps on it: senders and readers only try, so neither side
+/// wakes the other (the owner rings its own doorbell).
 #[derive(Debug)]
 pub(crate) struct ByteRing {
     region: Region,
 }
 
+/// The ring's one producer, holding the producer lock for as long as it
+/// lives (a process that dies holding it harms nobody: readers never take
+/// it).
+pub(crate) struct ByteSender<'r> {
+    p: Producer<'r>,
+}
+
 impl ByteRing {
-    /// The largest message [`try_send`](Self::try_send) takes.
+    /// The largest message [`ByteSender::try_send`] takes.
     pub(crate) const MAX: usize = CHUNK;
 
     /// A new, empty ring.
@@ -50,70 +58,93 @@ impl ByteRing {
         self.region.memfd()
     }
 
-    /// Publishes `bytes` as one message, if it is at most [`Self::MAX`]
-    /// bytes and there is room now. One producer at a time.
-    pub(crate) fn try_send(&self, bytes: &[u8], unused: BorrowedFd<'_>) -> bool {
-        bytes.len() <= Self::MAX
-            && Tx {
-                ring: self.region.ring(0),
-                side: unused,
-                door: None,
-                closed: None,
-            }
-            .send(bytes, &[], &Wait::Try)
-            .is_ok()
+    /// Becomes the ring's producer; `None` if another one is.
+    pub(crate) fn sender(&self) -> Option<ByteSender<'_>> {
+        let p = self.region.ring(0).lock_producer(&Wait::Try).ok()??;
+        Some(ByteSender { p })
     }
 
-    /// Takes the next message into `dst`, if one is there.
-    pub(crate) fn try_recv(&self, dst: &mut Vec<u8>, unused: BorrowedFd<'_>) -> bool {
-        Rx {
-            ring: self.region.ring(0),
-            side: unused,
-            door: None,
-            closed: None,
+    /// Takes every message there now, in order, handing each to `each`.
+    /// Does nothing if another reader holds the ring.
+    pub(crate) fn drain(&self, mut each: impl FnMut(Vec<u8>)) {
+        let Ok(Some(mut c)) = self.region.ring(0).lock_consumer(&Wait::Try) else {
+            return;
+        };
+        while let Some(rec) = c.peek() {
+            if rec.kind == Kind::Msg {
+                let mut msg = Vec::new();
+                c.copy_out(&rec, &mut msg);
+                c.commit(&rec);
+                each(msg);
+            } else {
+                // Wraps (senders here write whole messages only).
+                c.skip(&rec);
+            }
         }
-        .recv(dst, &Wait::Try)
-        .is_ok()
+    }
+}
+
+impl ByteSender<'_> {
+    /// Publishes `bytes` as one message, if it is at most
+    /// [`ByteRing::MAX`] bytes and there is room now.
+    pub(crate) fn try_send(&mut self, bytes: &[u8]) -> bool {
+        let spec = Spec {
+            kind: Kind::Msg,
+            fd_seq: 0,
+            total: bytes.len() as u64,
+        };
+        if bytes.len() > ByteRing::MAX || !self.p.try_write(spec, bytes, 0, true) {
+            return false;
+        }
+        self.p.commit();
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
-    #[test]
-    fn messages_cross_whole_and_in_order() {
-        let (a, _b) = crate::sys::socketpair().unwrap();
-        let tx = ByteRing::create().unwrap();
-        let rx = ByteRing::open(tx.memfd().clone()).unwrap();
-        let mut buf = Vec::new();
-        assert!(!rx.try_recv(&mut buf, a.as_fd()));
-        for i in 0..1000u32 {
-            assert!(tx.try_send(&i.to_le_bytes(), a.as_fd()));
-        }
-        for i in 0..1000u32 {
-            assert!(rx.try_recv(&mut buf, a.as_fd()));
-            assert_eq!(buf, i.to_le_bytes());
-        }
-        assert!(!rx.try_recv(&mut buf, a.as_fd()));
-        assert!(!tx.try_send(&vec![0; ByteRing::MAX + 1], a.as_fd()));
+    fn all(ring: &ByteRing) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        ring.drain(|m| got.push(m));
+        got
     }
 
     #[test]
-    fn a_full_ring_refuses_until_drained() {
-        let (a, _b) = crate::sys::socketpair().unwrap();
+    fn messages_cross_whole_and_in_order() {
         let ring = ByteRing::create().unwrap();
-        let big = vec![7u8; ByteRing::MAX];
-        let mut sent = 0;
-        while ring.try_send(&big, a.as_fd()) {
-            sent += 1;
-            assert!(sent < 10_000, "a 1 MiB ring never filled");
+        let reader = ByteRing::open(ring.memfd().clone()).unwrap();
+        let mut tx = ring.sender().unwrap();
+        assert!(ring.sender().is_none(), "one producer at a time");
+        assert!(all(&reader).is_empty());
+        for i in 0..1000u32 {
+            assert!(tx.try_send(&i.to_le_bytes()));
         }
-        assert!(sent >= 8, "only {sent} messages of 64 KiB fit");
-        let mut buf = Vec::new();
-        assert!(ring.try_recv(&mut buf, a.as_fd()));
-        assert_eq!(buf, big);
-        assert!(ring.try_send(&big, a.as_fd()));
+        let got = all(&reader);
+        assert_eq!(got.len(), 1000);
+        for (i, m) in got.iter().enumerate() {
+            assert_eq!(m[..], (i as u32).to_le_bytes());
+        }
+        assert!(all(&reader).is_empty());
+        assert!(!tx.try_send(&vec![0; ByteRing::MAX + 1]));
+    }
+
+    #[test]
+    fn a_full_ring_refuses_until_drained_and_wraps() {
+        let ring = ByteRing::create().unwrap();
+        let mut tx = ring.sender().unwrap();
+        let big = vec![7u8; ByteRing::MAX];
+        for lap in 0..3 {
+            let mut sent = 0;
+            while tx.try_send(&big) {
+                sent += 1;
+                assert!(sent < 10_000, "a 1 MiB ring never filled");
+            }
+            assert!(sent >= 8, "lap {lap}: only {sent} messages of 64 KiB fit");
+            let got = all(&ring);
+            assert_eq!(got.len(), sent, "lap {lap}");
+            assert!(got.iter().all(|m| *m == big));
+        }
     }
 }

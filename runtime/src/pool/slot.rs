@@ -101,7 +101,9 @@ impl Slot {
     }
 
     /// Whether a revocation is in force: the worker has not started a job
-    /// since the pool took some back.
+    /// since the pool took some back. (The pool keeps its own record, so as
+    /// not to read the word the worker writes for every job.)
+    #[cfg(test)]
     pub(crate) fn revoking(&self) -> bool {
         self.shm.page().claim.load(Acquire) & REVOKED != 0
     }

@@ -92,6 +92,10 @@ struct Lane {
     slot: Slot,
     /// The id of the last job sent to it.
     last_id: u64,
+    /// After a revocation: the last id it covered, until the worker answers
+    /// a job after it (and so has claimed past it). Kept here so that
+    /// dispatching never reads the claim word the worker writes.
+    revoked_to: Option<u64>,
     open: bool,
     /// A thread in `apply` is talking to this worker directly.
     borrowed: bool,
@@ -111,13 +115,14 @@ impl Lane {
     /// one at a time, so a slow job never holds others back.
     /// While jobs it was sent are being taken back, it gets one at a time.
     fn window(&self, maxtasks: Option<usize>) -> usize {
-        let w =
-            if self.samples >= 4 && self.ewma < Duration::from_micros(200) && !self.slot.revoking()
-            {
-                64
-            } else {
-                1
-            };
+        let w = if self.samples >= 4
+            && self.ewma < Duration::from_micros(200)
+            && self.revoked_to.is_none()
+        {
+            64
+        } else {
+            1
+        };
         match maxtasks {
             Some(m) => w.min(m.saturating_sub(self.sent)),
             None => w,
@@ -152,6 +157,9 @@ impl Lane {
     /// Matches a result frame to its job: the job's completion and outcome.
     fn answer(&mut self, frame: Vec<u8>, fds: Vec<OwnedFd>) -> Option<(Completion, JobOutcome)> {
         let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        if self.revoked_to.is_some_and(|r| id > r) {
+            self.revoked_to = None;
+        }
         let pos = self.inflight.iter().position(|f| f.id == id)?;
         let job = self.inflight.remove(pos).expect("position just found");
         let now = Instant::now();
@@ -177,6 +185,7 @@ impl Lane {
         let Some(started) = self.slot.revoke(self.last_id) else {
             return;
         };
+        self.revoked_to = Some(self.last_id);
         let keep = self.inflight.partition_point(|j| j.id <= started);
         for job in self.inflight.drain(keep..).rev() {
             self.sent -= 1;
@@ -355,6 +364,7 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
             reader,
             slot,
             last_id: 0,
+            revoked_to: None,
             open: true,
             borrowed: false,
             writer: FrameBufWriter::default(),
@@ -794,12 +804,11 @@ fn read_available(
     // The socket first: a doorbell read there promises results in the
     // ring, which must then be looked at after it, not before.
     let alive = !sock_ready || read_socket(&mut reader.frames, sock, key, out);
-    let mut frame = Vec::new();
-    while reader.ring.try_recv(&mut frame, sock) {
+    reader.ring.drain(|frame| {
         if frame.len() >= 8 {
-            out.push((key, std::mem::take(&mut frame), Vec::new()));
+            out.push((key, frame, Vec::new()));
         }
-    }
+    });
     alive
 }
 

@@ -132,6 +132,7 @@ fn worker_main(args: WorkerArgs) {
             return;
         }
     };
+    let mut ring = results.sender();
     if let Some(init) = args.init {
         run_initializer(init);
     }
@@ -192,7 +193,7 @@ fn worker_main(args: WorkerArgs) {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&job.id.to_le_bytes());
         let mut send = |out: &[u8], fds: Vec<OwnedFd>| {
-            if fds.is_empty() && results.try_send(out, sock.as_fd()) {
+            if fds.is_empty() && ring.as_mut().is_some_and(|r| r.try_send(out)) {
                 unannounced = true;
             } else {
                 writer.push(out, fds);
