@@ -139,8 +139,12 @@
 //! dropping the pool terminates it. A task's panic is
 //! [`TaskError::Panicked`]; a worker that dies mid-task (killed, crashed,
 //! `exit`) fails only that task with [`TaskError::WorkerDied`] and is
-//! replaced, so a pool never hangs — Python's does. A task past its deadline
-//! is [`TaskError::Timeout`] and its worker is replaced.
+//! replaced, so a pool never hangs — Python's does. The tasks the dead
+//! worker had queued run on other workers, and the results it had already
+//! produced are delivered. A task past its deadline is
+//! [`TaskError::Timeout`] and its worker is replaced. While a worker is
+//! idle, no task waits behind a running one: queued tasks a busy worker
+//! has not started are taken back and given to the idle one.
 //!
 //! ```
 //! #[mproc::process]

@@ -140,7 +140,10 @@ impl PoolBuilder {
 /// Every method takes `&self`; dropping the pool terminates it, like
 /// Python's `with Pool() as p:`. A worker that dies (killed, crashed,
 /// `exit`) fails only the task it was running with
-/// [`TaskError::WorkerDied`] and is replaced: nothing ever hangs.
+/// [`TaskError::WorkerDied`] and is replaced: nothing ever hangs. Tasks it
+/// had not started run on other workers; results it had produced are
+/// delivered. An idle worker takes queued, unstarted tasks from a busy
+/// one, so no task waits behind a slow one.
 ///
 /// # Examples
 /// ```
@@ -647,8 +650,9 @@ impl Pool {
         Ok(IMap::new(self.stream(task, items)))
     }
 
-    /// As [`imap`](Self::imap), yielding results as they complete. Items are
-    /// dispatched one at a time, so a slow item does not hold back others.
+    /// As [`imap`](Self::imap), yielding results as they complete. A slow
+    /// item does not hold back others: while a worker is idle, no item
+    /// waits behind a running one.
     ///
     /// # Errors
     /// [`TaskError::PoolClosed`] after `close`.
