@@ -166,7 +166,11 @@
 //! [`BaseManager::bind`] serves registered objects over TCP and
 //! [`BaseManager::connect`] reaches them from another program, every
 //! connection authenticated with the same HMAC challenge as Python's
-//! `multiprocessing.connection`.
+//! `multiprocessing.connection`, in both of its forms: CPython 3.12+'s
+//! HMAC-SHA256 and the HMAC-MD5 of CPython 3.11 and older, which a server
+//! accepts unless built with
+//! [`legacy_md5(false)`](BaseManagerBuilder::legacy_md5) (the README's
+//! "Python peers and the authkey" says what each choice means).
 //!
 //! # Logging
 //!

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ManagerError;
+use super::auth;
 use super::conn::{Address, Endpoint, Handle, id_from};
 use super::objects;
 use super::proxy::{
@@ -316,7 +317,7 @@ impl Task for ManagerServer {
         };
         drop(args.listener);
         log::info!(target: "mproc", "manager serving at '@{}'", args.name);
-        let state = ServerState::new(args.authkey, Vec::new());
+        let state = ServerState::new(args.authkey, auth::Policy::default(), Vec::new());
         server::serve(state, Listener::Unix(UnixListener::from(fd)), None);
     }
 }

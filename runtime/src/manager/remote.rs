@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::ManagerError;
+use super::auth;
 use super::conn::{Address, Conn, Endpoint, Handle, id_from};
 use super::server::{self, Listener, ServerState};
 use super::shared::{ObjectBox, Proxy, Shared};
@@ -50,6 +51,7 @@ impl BaseManager {
         BaseManagerBuilder {
             addrs: addr.to_socket_addrs().map(Iterator::collect),
             authkey: authkey.to_vec(),
+            policy: auth::Policy::default(),
             objects: Vec::new(),
         }
     }
@@ -92,6 +94,7 @@ impl BaseManager {
 pub struct BaseManagerBuilder {
     addrs: io::Result<Vec<SocketAddr>>,
     authkey: Vec<u8>,
+    policy: auth::Policy,
     objects: Vec<(String, ObjectBox)>,
 }
 
@@ -108,6 +111,18 @@ impl std::fmt::Debug for BaseManagerBuilder {
 }
 
 impl BaseManagerBuilder {
+    /// Whether a client may prove the authkey with HMAC-MD5, the only form
+    /// CPython 3.11 and older speak (default: yes, as CPython 3.12+ servers
+    /// do). Every client is challenged in the HMAC-SHA256 form; mproc
+    /// clients and CPython 3.12+ answer in it, older CPythons answer with
+    /// HMAC-MD5 over the same random challenge. `false` turns those
+    /// away: see the README's "Python peers and the authkey" for what each
+    /// choice means.
+    pub fn legacy_md5(mut self, allow: bool) -> Self {
+        self.policy.legacy_md5 = allow;
+        self
+    }
+
     /// Serves `object` under `name`; clients reach it with
     /// [`BaseManagerClient::get`]. The object stays in this process (an
     /// [`mproc::Queue`](crate::Queue) registered here is the same queue
@@ -125,6 +140,7 @@ impl BaseManagerBuilder {
         let listener = TcpListener::bind(&addrs[..]).map_err(ManagerError::Io)?;
         let state = ServerState::new(
             std::mem::take(&mut self.authkey),
+            self.policy,
             std::mem::take(&mut self.objects),
         );
         Ok((listener, state))

@@ -29,6 +29,7 @@ const MAX_HANDSHAKES: usize = 1024;
 /// Everything a server holds.
 pub(crate) struct ServerState {
     authkey: Vec<u8>,
+    policy: auth::Policy,
     objects: RwLock<HashMap<u64, Arc<dyn Object>>>,
     names: RwLock<HashMap<String, u64>>,
     next_id: AtomicU64,
@@ -52,9 +53,14 @@ impl std::fmt::Debug for ServerState {
 
 impl ServerState {
     /// A server with `named` objects registered under their names.
-    pub(crate) fn new(authkey: Vec<u8>, named: Vec<(String, ObjectBox)>) -> Arc<ServerState> {
+    pub(crate) fn new(
+        authkey: Vec<u8>,
+        policy: auth::Policy,
+        named: Vec<(String, ObjectBox)>,
+    ) -> Arc<ServerState> {
         let state = ServerState {
             authkey,
+            policy,
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             // Ids start at a random point, so that a stale proxy of an
@@ -299,7 +305,7 @@ pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<O
 fn connection(state: Arc<ServerState>, mut stream: Stream) {
     let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut decoder = FrameDecoder::new(wire::HANDSHAKE_LIMIT);
-    let shaken = auth::server_handshake(&mut stream, &mut decoder, &state.authkey);
+    let shaken = auth::server_handshake(&mut stream, &mut decoder, &state.authkey, state.policy);
     state.handshaking.fetch_sub(1, Ordering::SeqCst);
     match shaken {
         Ok(()) => {}
