@@ -1239,14 +1239,14 @@ fn a_tcp_manager_fed_garbage_keeps_serving_a_real_client() {
 }
 
 /// A thread that used a manager keeps one connection to it, cached for its
-/// next proxy call; once the manager is shut down and every proxy is
-/// dropped, that descriptor must go (Python closes a thread's connection
-/// when its last proxy for that manager goes). Today it stays until the
-/// thread exits or makes a (failing) call to that manager again, so a
+/// next proxy call. Once the manager is shut down, that connection goes
+/// (Python's goes with the thread's last proxy for that manager); once no
+/// proxy or client of a server is left in this process, the thread's next
+/// use of any manager drops the connection to it. Without this, a
 /// long-lived thread that uses many managers runs out of descriptors.
-/// Five managers, one server process each.
+/// Five managers (one server process each), then a TCP server in this
+/// process.
 #[test]
-#[ignore = "bug: a thread's cached manager connection outlives the manager (runtime/src/manager/conn.rs CONNS)"]
 fn connections_to_shut_down_managers_are_released() {
     let _turn = turn();
     let before = Holdings::settled();
@@ -1259,4 +1259,21 @@ fn connections_to_shut_down_managers_are_released() {
         drop((d, m));
     }
     before.assert_restored("five managers used and shut down");
+
+    // A TCP client and its proxy dropped: the next manager call in this
+    // thread lets its connection go.
+    let server = BaseManager::bind("127.0.0.1:0", KEY)
+        .register("store", Store::default())
+        .start()
+        .unwrap();
+    let client = BaseManager::connect(server.address(), KEY).unwrap();
+    let store: StoreProxy = client.get("store").unwrap();
+    assert_eq!(store.set("a".into(), 1).unwrap(), None);
+    drop((store, client));
+    server.shutdown().unwrap();
+    let m = mproc::Manager::start().unwrap();
+    assert_eq!(m.value(3u8).unwrap().get().unwrap(), 3);
+    m.shutdown().unwrap();
+    drop(m);
+    before.assert_restored("a TCP client dropped, then another manager used");
 }

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -223,10 +223,21 @@ pub(crate) struct Endpoint {
     pub(crate) authkey: Vec<u8>,
 }
 
+/// One of a thread's connections, kept while some handle in this process
+/// (a proxy, a client, the manager itself) can still use it.
 struct Cached {
-    address: Address,
-    authkey: Vec<u8>,
+    /// An endpoint of that server; when no handle holds one any more, the
+    /// connection is dropped at this thread's next use of the cache.
+    endpoint: Weak<Endpoint>,
     conn: Option<Conn>,
+}
+
+impl Cached {
+    fn serves(&self, e: &Endpoint) -> bool {
+        self.endpoint
+            .upgrade()
+            .is_some_and(|mine| mine.address == e.address && mine.authkey == e.authkey)
+    }
 }
 
 thread_local! {
@@ -239,10 +250,7 @@ impl Endpoint {
         CONNS
             .try_with(|c| {
                 let mut c = c.borrow_mut();
-                let slot = c
-                    .iter_mut()
-                    .find(|e| e.address == self.address && e.authkey == self.authkey)?;
-                slot.conn.take()
+                c.iter_mut().find(|e| e.serves(self))?.conn.take()
             })
             .ok()
             .flatten()
@@ -250,31 +258,40 @@ impl Endpoint {
             .filter(|conn| conn.generation == generation())
     }
 
-    pub(crate) fn put_back(&self, conn: Conn) {
+    pub(crate) fn put_back(self: &Arc<Self>, conn: Conn) {
         let _ = CONNS.try_with(|c| {
             let mut c = c.borrow_mut();
-            match c
-                .iter_mut()
-                .find(|e| e.address == self.address && e.authkey == self.authkey)
-            {
+            // Servers no handle here can reach any more.
+            c.retain(|e| e.endpoint.strong_count() > 0);
+            match c.iter_mut().find(|e| e.serves(self)) {
                 Some(slot) => slot.conn = Some(conn),
                 None => c.push(Cached {
-                    address: self.address.clone(),
-                    authkey: self.authkey.clone(),
+                    endpoint: Arc::downgrade(self),
                     conn: Some(conn),
                 }),
             }
         });
     }
 
+    /// Drops this thread's connection to this server (it was shut down).
+    pub(crate) fn forget_here(&self) {
+        let _ = CONNS.try_with(|c| {
+            c.borrow_mut().retain(|e| !e.serves(self));
+        });
+    }
+
     /// Sends a request on this thread's connection (made if needed) and
     /// returns the reply frame; its body starts at byte 1.
-    pub(crate) fn request(&self, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
+    pub(crate) fn request(self: &Arc<Self>, req: &[u8]) -> Result<Vec<u8>, ManagerError> {
         self.request_fds(req, &[]).map(|(frame, _)| frame)
     }
 
     /// As [`request`](Self::request), with descriptors both ways.
-    pub(crate) fn request_fds(&self, req: &[u8], fds: &[RawFd]) -> Result<Message, ManagerError> {
+    pub(crate) fn request_fds(
+        self: &Arc<Self>,
+        req: &[u8],
+        fds: &[RawFd],
+    ) -> Result<Message, ManagerError> {
         let mut conn = match self.take() {
             Some(c) => c,
             None => Conn::connect(&self.address, &self.authkey)?,
@@ -296,7 +313,12 @@ impl Endpoint {
     }
 
     /// Creates a built-in object on the server.
-    pub(crate) fn create(&self, kind: u8, init: &[u8], fds: &[RawFd]) -> Result<u64, ManagerError> {
+    pub(crate) fn create(
+        self: &Arc<Self>,
+        kind: u8,
+        init: &[u8],
+        fds: &[RawFd],
+    ) -> Result<u64, ManagerError> {
         let (frame, _) = self.request_fds(&Request::Create { kind, init }.encode(), fds)?;
         id_from(&frame[1..])
     }

@@ -269,6 +269,9 @@ impl Manager {
         let Some(mut p) = taken else {
             return Ok(());
         };
+        // This thread's connection goes now; other threads' go at their
+        // next use of a manager once no proxy of this one is left.
+        self.endpoint.forget_here();
         let _ = p.terminate();
         match p.join_timeout(Duration::from_secs(5)) {
             Ok(Some(_)) => Ok(()),

@@ -70,16 +70,14 @@ impl BaseManager {
             "the address resolved to nothing",
         ));
         for a in addr.to_socket_addrs().map_err(ManagerError::Io)? {
-            let endpoint = Endpoint {
+            let endpoint = Arc::new(Endpoint {
                 address: Address::Tcp(a),
                 authkey: authkey.to_vec(),
-            };
+            });
             match Conn::connect(&endpoint.address, authkey) {
                 Ok(conn) => {
                     endpoint.put_back(conn);
-                    return Ok(BaseManagerClient {
-                        endpoint: Arc::new(endpoint),
-                    });
+                    return Ok(BaseManagerClient { endpoint });
                 }
                 Err(e @ ManagerError::Authentication) => return Err(e),
                 Err(e) => last = e,
