@@ -5,9 +5,8 @@
 #![deny(missing_docs)]
 
 mod channel;
-pub mod codec;
 mod error;
-mod framed;
+mod ipc;
 pub mod log;
 mod manager;
 mod pool;
@@ -17,7 +16,6 @@ mod start;
 mod sync;
 mod sys;
 mod task;
-mod transport;
 mod wait;
 
 pub use channel::{
@@ -26,6 +24,7 @@ pub use channel::{
     TryGetError, TryPutError,
 };
 pub use error::{ContextError, ProcessError};
+pub use ipc::codec;
 pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,

@@ -8,7 +8,7 @@ use std::panic::{self, AssertUnwindSafe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec;
+use crate::ipc::codec;
 
 /// A function that can run in another process.
 ///

@@ -13,7 +13,7 @@ use std::io;
 use super::region::Region;
 use super::ring::{CHUNK, Kind, Producer, Spec};
 use super::wait::Wait;
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 
 /// Virtual size of the data area; only the pages written are allocated.
 const CAPACITY: u64 = 1 << 20;

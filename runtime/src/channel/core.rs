@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::ring::{CHUNK, Consumer, Kind, MAX_LEAD, Producer, RECORD, Record, Ring, Scan, Spec};
 use super::wait::{self, Sleep, Wait, Why};
+use crate::ipc::transport;
 use crate::sys::MAX_FDS_PER_MESSAGE;
-use crate::transport;
 
 /// How often a long wait wakes to check that the other side still exists.
 const SLICE: Duration = Duration::from_millis(20);

@@ -1,6 +1,6 @@
 //! A message value ⇄ the bytes and descriptors that travel.
 //!
-//! Values go through [`codec`](crate::codec) (bincode, with the descriptors
+//! Values go through [`codec`](crate::ipc::codec) (bincode, with the descriptors
 //! of handles inside collected on the side). `Vec<u8>` is special-cased: it
 //! travels as its raw bytes, copied once into the ring and once out, since
 //! serde would otherwise encode and decode it one byte at a time — the
@@ -13,7 +13,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec;
+use crate::ipc::codec;
 
 /// Receive buffers larger than this are not kept for the next message.
 const KEEP_BUFFER: usize = 1 << 20;

@@ -17,7 +17,7 @@ use super::error::{RecvError, RecvTimeoutError, SendError};
 use super::payload;
 use super::region::Region;
 use super::wait::Wait;
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 use crate::sys;
 
 /// Bytes each direction of a pipe can hold before a sender waits for the
@@ -552,7 +552,7 @@ macro_rules! common_methods {
             /// nothing of it.
             /// Raising it past 1 GiB helps raw bytes (`Vec<u8>` items,
             /// `send_bytes`) only: other values are decoded with the codec's
-            /// own 1 GiB limit ([`codec::LIMIT`](crate::codec::LIMIT)).
+            /// own 1 GiB limit ([`codec::LIMIT`](crate::ipc::codec::LIMIT)).
             ///
             /// # Examples
             /// ```

@@ -20,7 +20,7 @@ use super::payload;
 use super::region::Region;
 use super::ring::Ring;
 use super::wait::{Sleep, Wait};
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 use crate::sys;
 
 /// Bytes of pending messages a queue can hold before `put` waits for a
@@ -567,7 +567,7 @@ macro_rules! queue_methods {
             /// consumer sees anything of it.
             /// Raising it past 1 GiB helps raw bytes (`Vec<u8>` items,
             /// `send_bytes`) only: other values are decoded with the codec's
-            /// own 1 GiB limit ([`codec::LIMIT`](crate::codec::LIMIT)).
+            /// own 1 GiB limit ([`codec::LIMIT`](crate::ipc::codec::LIMIT)).
             ///
             /// # Examples
             /// ```

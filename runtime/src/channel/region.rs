@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
 use super::ring::{HEADER_SLOT, RECORD, Ring};
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 use crate::sys::{self, Mapping};
 
 /// One mapping of a channel's memory, and its rings.

@@ -19,7 +19,7 @@ use super::ManagerError;
 use super::auth::{self, AuthError};
 use super::fastpath::{Dir, FastPath, FdReader, Message};
 use super::wire::{self, FrameDecoder, MESSAGE_LIMIT, Request};
-use crate::codec;
+use crate::ipc::codec;
 use crate::sys;
 
 /// How long either side waits for the other's handshake.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::wire::FrameDecoder;
+use crate::ipc::transport;
 use crate::sys::{self, Mapping};
-use crate::transport;
 
 /// Bytes of the buffer; longer messages go over the socket.
 pub(crate) const CAPACITY: usize = 64 * 1024;

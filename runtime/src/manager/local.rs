@@ -20,7 +20,7 @@ use super::proxy::{
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
-use crate::codec::{self, SharedFd};
+use crate::ipc::codec::{self, SharedFd};
 use crate::process::Process;
 use crate::start::StartMethod;
 use crate::task::{self, Task, TaskEntry};

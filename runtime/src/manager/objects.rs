@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
 use super::wire::{CallFailure, Failure};
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 
 /// Kinds on the wire (`CREATE`), and the proxy kinds they answer to.
 pub(crate) const DICT: u8 = 1;

@@ -14,7 +14,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use super::ManagerError;
 use super::conn::{Handle, decode_with};
 use super::shared::Proxy;
-use crate::codec;
+use crate::ipc::codec;
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
     super::wire::encode_value(v).map_err(ManagerError::Encode)

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::conn::Handle;
 use super::wire::{CallFailure, Failure};
-use crate::codec;
+use crate::ipc::codec;
 
 /// A type a manager can hold, whose methods proxies call from other
 /// processes.

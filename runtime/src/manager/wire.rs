@@ -600,7 +600,7 @@ mod tests {
 /// arguments around an item). One holding mproc handles is refused with a
 /// message that says where handles may go instead.
 pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    crate::codec::encode(value).map_err(|e| match crate::codec::encode_with_fds(value) {
+    crate::ipc::codec::encode(value).map_err(|e| match crate::ipc::codec::encode_with_fds(value) {
         Ok((_, fds)) if !fds.is_empty() => format!(
             "a dict key cannot hold mproc handles (queues, pipes, locks, shared values): keys \
              are compared as bytes; put handles in values instead ({e})"
@@ -633,7 +633,7 @@ mod decode_tests {
 
     #[test]
     fn a_huge_length_is_an_error_not_a_panic() {
-        let bytes = crate::codec::encode(&u64::MAX).unwrap();
+        let bytes = crate::ipc::codec::encode(&u64::MAX).unwrap();
         assert!(decode_value::<String>(&bytes).is_err());
         assert!(decode_value::<Vec<u8>>(&bytes).is_err());
         assert!(decode_value::<Vec<String>>(&bytes).is_err());

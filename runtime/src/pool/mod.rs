@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{self, SharedFd};
+use crate::ipc::codec::{self, SharedFd};
 use crate::process::wire::Reply;
 use crate::start::StartMethod;
 use crate::sys;

@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::channel::ByteRing;
-use crate::codec::SharedFd;
-use crate::framed::{FrameBufReader, FrameBufWriter};
+use crate::ipc::codec::SharedFd;
+use crate::ipc::framed::{FrameBufReader, FrameBufWriter};
 use crate::pool::error::TaskError;
 use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};

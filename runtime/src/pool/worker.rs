@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::ByteRing;
-use crate::codec::SharedFd;
-use crate::framed::{FrameBufReader, FrameBufWriter};
+use crate::ipc::codec::SharedFd;
+use crate::ipc::framed::{FrameBufReader, FrameBufWriter};
 use crate::pool::slot::{Claim, Slot};
 use crate::process::wire::Reply;
 use crate::sys;

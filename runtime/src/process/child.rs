@@ -4,6 +4,7 @@ use std::ffi::CStr;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
+use crate::ipc::transport;
 use crate::log as mlog;
 use crate::process::current::{self, Identity};
 use crate::process::table;
@@ -11,7 +12,6 @@ use crate::process::wire::{self, Reply};
 use crate::start::forkserver;
 use crate::sys;
 use crate::task::{self, Outcome};
-use crate::transport;
 
 /// Set in a re-executed child's environment: the control socket's number.
 pub(crate) const CHILD_ENV: &CStr = c"__MPROC_CHILD_FD";

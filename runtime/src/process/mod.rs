@@ -9,8 +9,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::codec;
 use crate::error::ProcessError;
+use crate::ipc::codec;
 use crate::start::{self, StartMethod};
 use crate::task::{self, Task};
 use table::ChildShared;

@@ -6,10 +6,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::codec;
+use crate::ipc::codec;
+use crate::ipc::transport::{FrameReader, Progress};
 use crate::process::wire::{self, Reply};
 use crate::sys;
-use crate::transport::{FrameReader, Progress};
 
 /// Where the exit status of a child comes from.
 pub(crate) enum ExitSource {

@@ -5,9 +5,9 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
+use crate::ipc::codec;
+use crate::ipc::transport;
 use crate::process::current::Identity;
-use crate::transport;
 
 /// What the parent tells a new child: who it is and what to run.
 #[derive(Debug, Serialize, Deserialize)]

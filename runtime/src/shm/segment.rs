@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::SharedFd;
+use crate::ipc::codec::SharedFd;
 use crate::sys::{self, Mapping};
 
 /// Bytes before the body: the header, padded to a cache line.

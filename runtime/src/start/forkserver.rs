@@ -19,13 +19,13 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::codec;
+use crate::ipc::codec;
+use crate::ipc::transport;
 use crate::process::child::{self, FORKSERVER_ENV};
 use crate::process::table::{ChildShared, ExitSource};
 use crate::process::wire::{self, Request};
 use crate::start::spawn::exec_self;
 use crate::sys;
-use crate::transport;
 
 pub(crate) struct Server {
     owner: u32,

@@ -22,8 +22,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use crate::ipc::transport::{self, DEFAULT_LIMIT, Frame};
 use crate::sys;
-use crate::transport::{self, DEFAULT_LIMIT, Frame};
 
 const HEADER: usize = 4;
 
@@ -278,7 +278,7 @@ impl FrameBufWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::inode;
+    use crate::ipc::transport::inode;
     use std::os::fd::AsFd;
 
     #[test]

@@ -1,0 +1,10 @@
+//! How bytes and descriptors travel between processes: the one codec
+//! (`codec`: values to bytes, handles to descriptors), the one frame format
+//! and descriptor passing on a Unix stream socket (`transport`), and its
+//! buffered, pipelined form for streams of many small frames (`framed`).
+//! Everything above it (the process wire, channels' side sockets, the pool,
+//! the manager) speaks through these three.
+
+pub mod codec;
+pub(crate) mod framed;
+pub(crate) mod transport;
