@@ -42,8 +42,8 @@ pub(crate) const MAX_LEAD: u64 = 256 << 10;
 /// Bytes reserved for one [`RingHeader`] in the first page of a channel.
 pub(crate) const HEADER_SLOT: usize = 1024;
 
-/// The default message size limit (1 GiB).
-pub(crate) const DEFAULT_LIMIT: u64 = 1 << 30;
+/// The default message size limit (mproc's one limit, 1 GiB).
+pub(crate) const DEFAULT_LIMIT: u64 = crate::ipc::MESSAGE_LIMIT as u64;
 
 /// Set in `unfinished` between a producer's count and its publish.
 const PENDING: u64 = 1 << 63;

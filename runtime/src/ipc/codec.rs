@@ -21,11 +21,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The largest value the codec will encode or decode (1 GiB, the channels'
+/// The largest value the codec will encode or decode (1 GiB, mproc's one
 /// message limit). A length field in corrupt or mistyped bytes can claim
 /// anything; with the limit, decoding fails cleanly instead of trying to
 /// allocate it.
-pub const LIMIT: usize = 1 << 30;
+pub const LIMIT: usize = super::MESSAGE_LIMIT;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<LIMIT>()

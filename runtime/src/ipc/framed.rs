@@ -22,7 +22,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::ipc::transport::{self, DEFAULT_LIMIT, Frame};
+use crate::ipc::MESSAGE_LIMIT;
+use crate::ipc::transport::{self, Frame};
 use crate::sys;
 
 const HEADER: usize = 4;
@@ -51,7 +52,7 @@ impl Default for FrameBufReader {
             pos: 0,
             base: 0,
             fd_batches: Vec::new(),
-            limit: DEFAULT_LIMIT,
+            limit: MESSAGE_LIMIT,
             eof: false,
         }
     }

@@ -5,6 +5,12 @@
 //! Everything above it (the process wire, channels' side sockets, the pool,
 //! the manager) speaks through these three.
 
+/// The largest message mproc sends or accepts unless told otherwise
+/// (1 GiB): a frame, an encoded value, a channel message, a manager
+/// request or reply. A length read from a peer is checked against it
+/// before anything is allocated.
+pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
+
 pub mod codec;
 pub(crate) mod framed;
 pub(crate) mod transport;

@@ -24,8 +24,7 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use crate::sys;
 
-/// The largest frame accepted unless a caller sets its own limit (1 GiB).
-pub(crate) const DEFAULT_LIMIT: usize = 1 << 30;
+use super::MESSAGE_LIMIT;
 
 /// The most descriptors one `sendmsg` carries: one group.
 pub(crate) const GROUP: usize = sys::MAX_FDS_PER_MESSAGE;
@@ -206,7 +205,7 @@ impl FrameReader {
             }
             let len = u32::from_le_bytes(self.header) as usize;
             let limit = if self.limit == 0 {
-                DEFAULT_LIMIT
+                MESSAGE_LIMIT
             } else {
                 self.limit
             };

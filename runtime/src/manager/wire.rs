@@ -5,8 +5,8 @@ use std::io::{self, Read, Write};
 
 /// The largest frame before both handshakes have passed.
 pub(crate) const HANDSHAKE_LIMIT: usize = 256;
-/// The largest frame afterwards (1 GiB).
-pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
+/// The largest frame afterwards (mproc's one limit, 1 GiB).
+pub(crate) use crate::ipc::MESSAGE_LIMIT;
 /// How much a reader asks for per `read`, and so how far its buffer may run
 /// ahead of the bytes that actually arrived.
 const CHUNK: usize = 64 * 1024;

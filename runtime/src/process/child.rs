@@ -151,11 +151,11 @@ pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outc
 /// fails part-way is completed without its descriptors, so that the
 /// [`Reply::Unsent`] sent next is read as a frame of its own.
 fn send_value(ctrl: &OwnedFd, bytes: &[u8], fds: &[RawFd]) -> Result<(), String> {
-    if Reply::BODY + bytes.len() > transport::DEFAULT_LIMIT {
+    if Reply::BODY + bytes.len() > crate::ipc::MESSAGE_LIMIT {
         return Err(format!(
             "the value takes {} bytes, more than a reply may ({} bytes)",
             bytes.len(),
-            transport::DEFAULT_LIMIT - Reply::BODY
+            crate::ipc::MESSAGE_LIMIT - Reply::BODY
         ));
     }
     let mut frame = Vec::with_capacity(Reply::BODY + bytes.len());
