@@ -585,6 +585,13 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// What must run before `main`: a part of the runtime that needs it adds
+/// a function here with `#[linkme::distributed_slice(sys::BEFORE_MAIN)]`
+/// (the process layer does: a child runs its task there and never reaches
+/// `main`).
+#[linkme::distributed_slice]
+pub(crate) static BEFORE_MAIN: [fn()];
+
 /// The pre-`main` hook: glibc runs every function in `.init_array` before
 /// `main`, in every binary, test harness, bench and doctest that links this
 /// crate. `#[used]` keeps the entry even though nothing names it.
@@ -593,7 +600,9 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 static PRE_MAIN: extern "C" fn() = pre_main;
 
 extern "C" fn pre_main() {
-    crate::process::child::pre_main();
+    for run in BEFORE_MAIN {
+        run();
+    }
 }
 
 // Shared memory, futexes and robust mutexes for `sync/` and `shm/`.
