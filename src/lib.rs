@@ -157,6 +157,10 @@
 //! assert_eq!(done, [1, 4, 9]);
 //! ```
 //!
+//! With the default `progress` feature, `progress_bar(true)` on the builder
+//! draws a bar on a terminal for `map`, `starmap`, `imap` and
+//! `imap_unordered`; without the feature the option does nothing.
+//!
 //! # Managers
 //!
 //! [`Manager::start`] runs a server process holding shared objects —

@@ -88,7 +88,9 @@ impl PoolBuilder {
     }
 
     /// Shows a progress bar on stderr for `map`, `starmap`, `imap` and
-    /// `imap_unordered` — only when stderr is a terminal.
+    /// `imap_unordered`, only when stderr is a terminal. It needs the
+    /// `progress` feature (on by default); without it the option is accepted
+    /// and nothing is drawn.
     pub fn progress_bar(mut self, on: bool) -> Self {
         self.progress = on;
         self
@@ -246,11 +248,40 @@ fn encode_job<V: Serialize + ?Sized>(
     Ok((worker::job_frame(0, kind, name, fingerprint, &payload), fds))
 }
 
-fn progress_bar(on: bool, len: usize) -> Option<indicatif::ProgressBar> {
-    if !on || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
+/// A progress bar on stderr, or nothing (not asked for, stderr is not a
+/// terminal, or built without the `progress` feature).
+#[derive(Clone)]
+struct Bar(#[cfg(feature = "progress")] Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(on: bool, len: usize) -> Bar {
+        #[cfg(feature = "progress")]
+        {
+            let shown = on && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            Bar(shown.then(|| indicatif::ProgressBar::new(len as u64)))
+        }
+        #[cfg(not(feature = "progress"))]
+        {
+            let _ = (on, len);
+            Bar()
+        }
     }
-    Some(indicatif::ProgressBar::new(len as u64))
+
+    fn inc(&self, n: usize) {
+        #[cfg(feature = "progress")]
+        if let Some(b) = &self.0 {
+            b.inc(n as u64);
+        }
+        #[cfg(not(feature = "progress"))]
+        let _ = n;
+    }
+
+    fn finish(&self) {
+        #[cfg(feature = "progress")]
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 impl Pool {
@@ -453,7 +484,7 @@ impl Pool {
             return Ok(Vec::new());
         }
         let n = items.len();
-        let bar = progress_bar(self.progress, n);
+        let bar = Bar::new(self.progress, n);
         let (tx, rx) = mpsc::channel::<(usize, usize, JobOutcome)>();
         let chunks = self.submit_chunks(&task, &items, chunksize, |ci, len| {
             let tx = tx.clone();
@@ -468,14 +499,10 @@ impl Pool {
             (0..chunks).map(|_| None).collect();
         for _ in 0..chunks {
             let (ci, len, o) = rx.recv().map_err(|_| TaskError::PoolClosed)?;
-            if let Some(b) = &bar {
-                b.inc(len as u64);
-            }
+            bar.inc(len);
             parts[ci] = Some(decode_chunk_values(o, len));
         }
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
+        bar.finish();
         let mut out = Vec::with_capacity(n);
         for part in parts.into_iter().flatten() {
             out.extend(part?);
@@ -591,7 +618,7 @@ impl Pool {
         let iter = items.into_iter();
         // A feeder thread consumes the input lazily, as Python's task handler.
         let feeder = move || {
-            let bar = progress_bar(progress, iter.size_hint().1.unwrap_or(0));
+            let bar = Bar::new(progress, iter.size_hint().1.unwrap_or(0));
             let fingerprint = task::fingerprint::<T>();
             let mut n = 0;
             for args in iter {
@@ -607,9 +634,7 @@ impl Pool {
                             fds,
                             timeout,
                             complete: Box::new(move |o| {
-                                if let Some(b) = &bar {
-                                    b.inc(1);
-                                }
+                                bar.inc(1);
                                 let _ = tx.send(Streamed::Item(i, decode_outcome(o)));
                             }),
                         }
