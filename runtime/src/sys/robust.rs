@@ -1,7 +1,6 @@
 //! Robust, process-shared mutexes on the kernel's robust list, shared with
 //! glibc's own robust mutexes. See `sync/README.md` for the design.
 
-use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 
 use super::sync::{Deadline, futex_wait, futex_wake};
@@ -278,25 +277,6 @@ impl RawMutex {
         unsafe { Self::set_pending(info.head, 0) };
         got
     }
-
-    /// Kept for callers written against the earlier pthread-based mutex:
-    /// a zeroed `RawMutex` is already an unlocked one.
-    ///
-    /// # Safety
-    /// None beyond the type's: nothing to initialise.
-    #[allow(dead_code)] // kept for code written against the earlier API
-    pub(crate) unsafe fn init(&self, _recursive: bool) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// Kept for callers written against the earlier pthread-based mutex:
-    /// after [`Locked::OwnerDied`] the mutex is consistent again as soon as
-    /// it is unlocked; nothing needs doing.
-    ///
-    /// # Safety
-    /// None: a no-op.
-    #[allow(dead_code)] // kept for code written against the earlier API
-    pub(crate) unsafe fn make_consistent(&self) {}
 
     /// Locks the mutex if that needs no waiting.
     ///
