@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod channel;
+mod context;
 mod error;
 mod ipc;
 pub mod log;
@@ -23,6 +24,7 @@ pub use channel::{
     PutTimeoutError, Queue, RecvError, RecvTimeoutError, SendError, SimpleQueue, TaskDoneError,
     TryGetError, TryPutError,
 };
+pub use context::{Context, get_context};
 pub use error::{ContextError, ProcessError};
 pub use ipc::codec;
 pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
@@ -37,9 +39,7 @@ pub use process::{
     current_process, parent_process, spawn,
 };
 pub use start::fork::fork;
-pub use start::{
-    Context, DEFAULT_START_METHOD, StartMethod, get_context, get_start_method, set_start_method,
-};
+pub use start::{DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method};
 pub use task::{Run, Task};
 
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
