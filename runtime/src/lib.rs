@@ -8,7 +8,6 @@ mod channel;
 mod context;
 mod error;
 mod ipc;
-pub mod log;
 mod manager;
 mod pool;
 mod process;
@@ -16,7 +15,6 @@ mod shm;
 mod start;
 mod sync;
 mod sys;
-mod task;
 mod wait;
 
 pub use channel::{
@@ -27,20 +25,21 @@ pub use channel::{
 pub use context::{Context, get_context};
 pub use error::{ContextError, ProcessError};
 pub use ipc::codec;
-pub use log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
     ListProxy, LockProxy, Manager, ManagerError, NamespaceProxy, Proxy, QueueProxy, Shared,
     ValueProxy,
 };
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
+pub use process::log;
+pub use process::log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};
+pub use process::task::{Run, Task};
 pub use process::{
     ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, cpu_count,
     current_process, parent_process, spawn,
 };
 pub use start::fork::fork;
 pub use start::{DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method};
-pub use task::{Run, Task};
 
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
 pub use bytemuck::Pod;
@@ -57,7 +56,7 @@ pub mod __private {
         Call, CallError, DispatchResult, Handle, ObjectBox, SHARED_TYPES, SharedEntry,
         client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
-    pub use crate::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
+    pub use crate::process::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
     pub use linkme;
     pub use serde;
 }

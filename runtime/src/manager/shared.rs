@@ -160,8 +160,8 @@ impl Call<'_> {
                 ))
             })?
         };
-        crate::task::install_panic_hook();
-        let result = crate::task::catch_panic(|| {
+        crate::process::task::install_panic_hook();
+        let result = crate::process::task::catch_panic(|| {
             let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard, args)
         });

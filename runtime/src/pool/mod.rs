@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ipc::codec::{self, SharedFd};
+use crate::process::task::{self, ChunkReply, Task};
 use crate::process::wire::Reply;
 use crate::start::StartMethod;
 use crate::sys;
-use crate::task::{self, ChunkReply, Task};
 
 pub use error::{PoolError, TaskError};
 pub use result::{AsyncResult, IMap, IMapUnordered};

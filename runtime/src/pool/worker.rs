@@ -10,9 +10,9 @@ use crate::channel::ByteRing;
 use crate::ipc::codec::SharedFd;
 use crate::ipc::framed::{FrameBufReader, FrameBufWriter};
 use crate::pool::slot::{Claim, Slot};
+use crate::process::task::{self, Outcome, Task, TaskEntry};
 use crate::process::wire::Reply;
 use crate::sys;
-use crate::task::{self, Outcome, Task, TaskEntry};
 
 /// How long an idle worker polls its socket before sleeping.
 const SPIN: Duration = Duration::from_micros(50);

@@ -4,14 +4,14 @@ use std::ffi::CStr;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
+use super::log as mlog;
 use crate::ipc::transport;
-use crate::log as mlog;
 use crate::process::current::{self, Identity};
 use crate::process::table;
+use crate::process::task::{self, Outcome};
 use crate::process::wire::{self, Reply};
 use crate::start::forkserver;
 use crate::sys;
-use crate::task::{self, Outcome};
 
 /// Set in a re-executed child's environment: the control socket's number.
 pub(crate) const CHILD_ENV: &CStr = c"__MPROC_CHILD_FD";

@@ -2,7 +2,9 @@
 
 pub(crate) mod child;
 pub(crate) mod current;
+pub mod log;
 pub(crate) mod table;
+pub(crate) mod task;
 pub(crate) mod wire;
 
 use std::marker::PhantomData;
@@ -12,8 +14,8 @@ use std::time::Duration;
 use crate::error::ProcessError;
 use crate::ipc::codec;
 use crate::start::{self, StartMethod};
-use crate::task::{self, Task};
 use table::ChildShared;
+use task::Task;
 use wire::{Reply, Request};
 
 pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
@@ -92,7 +94,7 @@ impl<T: Task> ProcessBuilder<T> {
             task: self.task.name().to_string(),
             fingerprint: self.fingerprint.unwrap_or_else(task::fingerprint::<T>),
             exe: wire::exe_id(),
-            log_level: crate::log::level_for_children(),
+            log_level: crate::process::log::level_for_children(),
             me,
             parent,
         };
@@ -110,7 +112,7 @@ impl<T: Task> ProcessBuilder<T> {
                 }
             }
         };
-        log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
+        ::log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
         Ok(Process::from_shared(child))
     }
 }
@@ -225,7 +227,7 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ProcessError::Io`] if the signal cannot be sent.
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        log::info!(target: "mproc", "terminating process {}", self.name());
+        ::log::info!(target: "mproc", "terminating process {}", self.name());
         Ok(self.shared().lock().signal(libc::SIGTERM)?)
     }
 
@@ -250,7 +252,7 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
     /// task.
     pub fn join(mut self) -> Result<R, ProcessError> {
         let shared = self.shared.take().expect("join consumes the handle");
-        log::debug!(target: "mproc", "calling join() for process {}", shared.name);
+        ::log::debug!(target: "mproc", "calling join() for process {}", shared.name);
         let mut s = shared.lock();
         let code = s.wait(None)?.unwrap_or(-libc::SIGKILL);
         let reply = s.reply.take();

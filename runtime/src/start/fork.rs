@@ -24,10 +24,10 @@ use crate::process::Process;
 use crate::process::child;
 use crate::process::current::{self};
 use crate::process::table::{self, ChildShared, ExitSource};
+use crate::process::task::{self, Outcome, Task};
 use crate::process::wire::Request;
 use crate::start::{forkserver, launcher};
 use crate::sys;
-use crate::task::{self, Outcome, Task};
 
 /// Forks; the child runs `run` and exits, the parent gets the child.
 ///
@@ -149,7 +149,7 @@ where
         task: String::from("<closure>"),
         fingerprint: 0,
         exe: 0,
-        log_level: crate::log::level_for_children(),
+        log_level: crate::process::log::level_for_children(),
         me,
         parent,
     };
