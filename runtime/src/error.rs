@@ -2,8 +2,6 @@
 
 use std::io;
 
-use crate::start::StartMethod;
-
 /// Why a child process produced no value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,17 +56,4 @@ impl ProcessError {
     pub fn is_decode(&self) -> bool {
         matches!(self, ProcessError::Decode(_))
     }
-}
-
-/// Why a start method could not be chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ContextError {
-    /// The start method was already fixed (by an earlier call, by
-    /// `get_start_method()` or by starting a process).
-    #[error("the start method has already been set to {0:?}")]
-    AlreadySet(StartMethod),
-    /// This platform cannot use that start method.
-    #[error("the start method {0:?} is not supported on this platform")]
-    Unsupported(StartMethod),
 }

@@ -23,7 +23,7 @@ pub use channel::{
     TryGetError, TryPutError,
 };
 pub use context::{Context, get_context};
-pub use error::{ContextError, ProcessError};
+pub use error::ProcessError;
 pub use ipc::codec;
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
@@ -38,8 +38,10 @@ pub use process::{
     ChildInfo, CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, cpu_count,
     current_process, parent_process, spawn,
 };
+pub use process::{
+    ContextError, DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method,
+};
 pub use start::fork::fork;
-pub use start::{DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method};
 
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
 pub use bytemuck::Pod;

@@ -3,8 +3,8 @@
 //! and channels, so it stands above all of them, beside the crate root.
 
 use crate::process::ProcessBuilder;
+use crate::process::StartMethod;
 use crate::process::task::Task;
-use crate::start::StartMethod;
 
 /// A start method bundled with constructors that use it.
 ///

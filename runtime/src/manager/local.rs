@@ -22,8 +22,8 @@ use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
 use crate::ipc::codec::{self, SharedFd};
 use crate::process::Process;
+use crate::process::StartMethod;
 use crate::process::task::{self, Task, TaskEntry};
-use crate::start::StartMethod;
 
 /// A server process holding shared objects (Python's
 /// `multiprocessing.Manager()`).

@@ -16,9 +16,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ipc::codec::{self, SharedFd};
+use crate::process::StartMethod;
 use crate::process::task::{self, ChunkReply, Task};
 use crate::process::wire::Reply;
-use crate::start::StartMethod;
 use crate::sys;
 
 pub use error::{PoolError, TaskError};

@@ -21,9 +21,9 @@ use crate::pool::error::TaskError;
 use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};
 use crate::process::Process;
+use crate::process::StartMethod;
 use crate::process::table::ChildShared;
 use crate::process::wire::Reply;
-use crate::start::StartMethod;
 use crate::sys;
 
 /// What a job's completion receives.

@@ -10,7 +10,6 @@ use crate::process::current::{self, Identity};
 use crate::process::table;
 use crate::process::task::{self, Outcome};
 use crate::process::wire::{self, Reply};
-use crate::start::forkserver;
 use crate::sys;
 
 /// Set in a re-executed child's environment: the control socket's number.
@@ -36,16 +35,6 @@ fn pre_main() {
         sys::close_from(fd + 1);
         let ctrl = sys::adopt_inherited_fd(fd);
         child_main(ctrl, None);
-    }
-    if let Some(value) = sys::getenv_early(FORKSERVER_ENV) {
-        sys::unsetenv_early(FORKSERVER_ENV);
-        let mut parts = value.split(':');
-        let fd = parts.next().and_then(|s| s.parse::<i32>().ok());
-        let ppid = parts.next().and_then(|s| s.parse::<u32>().ok());
-        if let (Some(fd), Some(ppid)) = (fd, ppid) {
-            sys::close_from(fd + 1);
-            forkserver::serve(sys::adopt_inherited_fd(fd), ppid);
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod child;
 pub(crate) mod current;
 pub mod log;
+pub(crate) mod method;
 pub(crate) mod table;
 pub(crate) mod task;
 pub(crate) mod wire;
@@ -13,23 +14,25 @@ use std::time::Duration;
 
 use crate::error::ProcessError;
 use crate::ipc::codec;
-use crate::start::{self, StartMethod};
 use table::ChildShared;
 use task::Task;
-use wire::{Reply, Request};
+use wire::Reply;
 
 pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
+pub use method::{
+    ContextError, DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method,
+};
 pub use table::{ChildInfo, active_children};
 
 /// Options for a process that has not started yet; made by [`Process::new`].
 #[must_use = "a ProcessBuilder does nothing until .start() is called"]
 pub struct ProcessBuilder<T: Task> {
-    task: T,
-    args: T::Args,
-    name: Option<String>,
-    daemon: bool,
-    method: Option<StartMethod>,
-    fingerprint: Option<u64>,
+    pub(crate) task: T,
+    pub(crate) args: T::Args,
+    pub(crate) name: Option<String>,
+    pub(crate) daemon: bool,
+    pub(crate) method: Option<StartMethod>,
+    pub(crate) fingerprint: Option<u64>,
 }
 
 impl<T: Task> std::fmt::Debug for ProcessBuilder<T> {
@@ -70,50 +73,6 @@ impl<T: Task> ProcessBuilder<T> {
     pub fn __with_fingerprint(mut self, fingerprint: u64) -> Self {
         self.fingerprint = Some(fingerprint);
         self
-    }
-
-    /// Starts the child process.
-    ///
-    /// # Errors
-    /// [`ProcessError::DaemonChild`] in a daemonic process;
-    /// [`ProcessError::Decode`] if the arguments cannot be encoded;
-    /// [`ProcessError::Io`] if the operating system refuses — also when the
-    /// new child cannot be sent its start request (say, a handle in the
-    /// arguments names a closed descriptor): the child is then killed and
-    /// reaped before `start` returns, and the message names it and the cause.
-    pub fn start(self) -> Result<Process<T::Output>, ProcessError> {
-        let method = self.method.unwrap_or_else(start::get_start_method);
-        let info = current::info();
-        if info.me.daemon {
-            return Err(ProcessError::DaemonChild);
-        }
-        let me = info.next_child(self.name, self.daemon);
-        let mut parent = info.me.clone();
-        parent.pid = crate::sys::getpid();
-        let req = Request {
-            task: self.task.name().to_string(),
-            fingerprint: self.fingerprint.unwrap_or_else(task::fingerprint::<T>),
-            exe: wire::exe_id(),
-            log_level: crate::process::log::level_for_children(),
-            me,
-            parent,
-        };
-        let child = match method {
-            StartMethod::Fork => start::fork::launch(req, self.task, self.args)?,
-            StartMethod::Spawn | StartMethod::ForkServer => {
-                let (payload, fds) =
-                    codec::encode_with_fds(&(&self.task, &self.args)).map_err(|e| {
-                        ProcessError::Decode(format!("could not encode the arguments: {e}"))
-                    })?;
-                if method == StartMethod::Spawn {
-                    start::spawn::launch(&req, &payload, &fds)?
-                } else {
-                    start::forkserver::launch(&req, &payload, &fds)?
-                }
-            }
-        };
-        ::log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
-        Ok(Process::from_shared(child))
     }
 }
 

@@ -41,7 +41,7 @@ unsafe fn fork_and_run(
     let (ours, theirs) = sys::socketpair()?;
     // Settle lazily initialised state now, so the child never finds it half
     // made by a thread that does not exist there.
-    crate::start::get_start_method();
+    crate::process::get_start_method();
     crate::process::wire::exe_id();
     task::install_panic_hook();
     let _ = std::io::stdout().flush();
@@ -52,7 +52,7 @@ unsafe fn fork_and_run(
     let lau = launcher::lock_for_fork();
     let mut srv = forkserver::lock_for_fork();
     let rea = table::reaper_lock_for_fork();
-    let met = crate::start::lock_for_fork();
+    let met = crate::process::method::lock_for_fork();
     // SAFETY: the locks mproc needs in the child are held by this thread
     // (see the module docs); the caller vouches for the rest.
     match unsafe { sys::fork() } {

@@ -114,8 +114,28 @@ struct Kid {
     status: OwnedFd,
 }
 
+#[linkme::distributed_slice(sys::BEFORE_MAIN)]
+static SERVER_ENTRY: fn() = become_server;
+
+/// Before `main`: a process started to be the fork server (its parent put
+/// `FORKSERVER_ENV` in its environment) serves and never reaches `main`.
+fn become_server() {
+    let Some(value) = sys::getenv_early(FORKSERVER_ENV) else {
+        return;
+    };
+    sys::unsetenv_early(FORKSERVER_ENV);
+    let mut parts = value.split(':');
+    let fd = parts.next().and_then(|s| s.parse::<i32>().ok());
+    let ppid = parts.next().and_then(|s| s.parse::<u32>().ok());
+    if let (Some(fd), Some(ppid)) = (fd, ppid) {
+        // Nothing but stdio and the server's socket is inherited.
+        sys::close_from(fd + 1);
+        serve(sys::adopt_inherited_fd(fd), ppid);
+    }
+}
+
 /// The server's loop. Runs in the re-executed server process, before `main`.
-pub(crate) fn serve(conn: OwnedFd, parent: u32) -> ! {
+fn serve(conn: OwnedFd, parent: u32) -> ! {
     if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {
         sys::exit_now(0);
     }

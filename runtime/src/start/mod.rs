@@ -19,85 +19,54 @@ pub(crate) mod forkserver;
 pub(crate) mod launcher;
 pub(crate) mod spawn;
 
-use std::sync::Mutex;
+use crate::error::ProcessError;
+use crate::ipc::codec;
+use crate::process::task::{self, Task};
+use crate::process::wire::{self, Request};
+use crate::process::{Process, ProcessBuilder, StartMethod, current, get_start_method};
 
-use crate::error::ContextError;
-
-/// How child processes are created: by re-executing the binary, by
-/// forking the caller, or by a fork server (see the crate guide, section
-/// Start methods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StartMethod {
-    /// Re-execute the program's binary; the task runs before `main`.
-    Spawn,
-    /// `fork()` the calling process.
-    Fork,
-    /// Fork from a single-threaded server process started on first use.
-    ForkServer,
-}
-
-impl StartMethod {
-    fn from_env() -> Option<StartMethod> {
-        match std::env::var("MPROC_START_METHOD")
-            .ok()?
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "spawn" => Some(StartMethod::Spawn),
-            "fork" => Some(StartMethod::Fork),
-            "forkserver" | "fork_server" => Some(StartMethod::ForkServer),
-            _ => None,
+impl<T: Task> ProcessBuilder<T> {
+    /// Starts the child process.
+    ///
+    /// # Errors
+    /// [`ProcessError::DaemonChild`] in a daemonic process;
+    /// [`ProcessError::Decode`] if the arguments cannot be encoded;
+    /// [`ProcessError::Io`] if the operating system refuses — also when the
+    /// new child cannot be sent its start request (say, a handle in the
+    /// arguments names a closed descriptor): the child is then killed and
+    /// reaped before `start` returns, and the message names it and the cause.
+    pub fn start(self) -> Result<Process<T::Output>, ProcessError> {
+        let method = self.method.unwrap_or_else(get_start_method);
+        let info = current::info();
+        if info.me.daemon {
+            return Err(ProcessError::DaemonChild);
         }
-    }
-}
-
-/// The built-in default start method.
-pub const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
-
-static METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
-
-/// The start method used when none is given, fixing it from now on (as
-/// Python's `get_start_method()` does).
-///
-/// # Examples
-/// ```
-/// let m = mproc::get_start_method();
-/// assert_eq!(mproc::get_start_method(), m);
-/// assert!(mproc::set_start_method(mproc::StartMethod::Spawn).is_err());
-/// ```
-pub fn get_start_method() -> StartMethod {
-    *METHOD
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(|| StartMethod::from_env().unwrap_or(DEFAULT_START_METHOD))
-}
-
-/// Holds the start-method lock across a fork.
-pub(crate) fn lock_for_fork() -> impl Drop {
-    METHOD.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Sets the default start method, once, before it is used.
-///
-/// # Errors
-/// [`ContextError::AlreadySet`] if the method was already fixed (by an
-/// earlier call, by [`get_start_method`] or by starting a process); the
-/// method stays as it was.
-///
-/// # Examples
-/// ```
-/// use mproc::StartMethod;
-/// mproc::set_start_method(StartMethod::Spawn).unwrap();
-/// assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
-/// assert!(mproc::set_start_method(StartMethod::Fork).is_err());
-/// ```
-pub fn set_start_method(method: StartMethod) -> Result<(), ContextError> {
-    let mut m = METHOD.lock().unwrap_or_else(|e| e.into_inner());
-    match *m {
-        Some(current) => Err(ContextError::AlreadySet(current)),
-        None => {
-            *m = Some(method);
-            Ok(())
-        }
+        let me = info.next_child(self.name, self.daemon);
+        let mut parent = info.me.clone();
+        parent.pid = crate::sys::getpid();
+        let req = Request {
+            task: self.task.name().to_string(),
+            fingerprint: self.fingerprint.unwrap_or_else(task::fingerprint::<T>),
+            exe: wire::exe_id(),
+            log_level: crate::process::log::level_for_children(),
+            me,
+            parent,
+        };
+        let child = match method {
+            StartMethod::Fork => fork::launch(req, self.task, self.args)?,
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let (payload, fds) =
+                    codec::encode_with_fds(&(&self.task, &self.args)).map_err(|e| {
+                        ProcessError::Decode(format!("could not encode the arguments: {e}"))
+                    })?;
+                if method == StartMethod::Spawn {
+                    spawn::launch(&req, &payload, &fds)?
+                } else {
+                    forkserver::launch(&req, &payload, &fds)?
+                }
+            }
+        };
+        ::log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
+        Ok(Process::from_shared(child))
     }
 }
