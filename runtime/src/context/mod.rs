@@ -36,13 +36,13 @@ impl Context {
     ///
     /// # Errors
     /// As [`PoolBuilder::build`](crate::PoolBuilder::build).
-    pub fn pool(&self, processes: usize) -> Result<crate::Pool, crate::PoolError> {
+    pub fn pool(&self, processes: usize) -> Result<crate::pool::Pool, crate::pool::PoolError> {
         self.pool_builder().processes(processes).build()
     }
 
     /// A pool builder preset to this context's start method.
-    pub fn pool_builder(&self) -> crate::PoolBuilder {
-        crate::Pool::builder().start_method(self.method)
+    pub fn pool_builder(&self) -> crate::pool::PoolBuilder {
+        crate::pool::Pool::builder().start_method(self.method)
     }
 
     /// A [`Manager`](crate::Manager) whose server process is started with
@@ -57,8 +57,8 @@ impl Context {
     /// let m = ctx.manager().unwrap();
     /// assert_eq!(m.value(3u8).unwrap().get().unwrap(), 3);
     /// ```
-    pub fn manager(&self) -> Result<crate::Manager, crate::ManagerError> {
-        crate::Manager::start_with(self.method)
+    pub fn manager(&self) -> Result<crate::manager::Manager, crate::manager::ManagerError> {
+        crate::manager::Manager::start_with(self.method)
     }
 
     /// A process builder that uses this context's start method.
@@ -80,11 +80,11 @@ impl Context {
     /// assert_eq!(q.get().unwrap(), 1);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn queue<T>(&self) -> std::io::Result<crate::Queue<T>>
+    pub fn queue<T>(&self) -> std::io::Result<crate::channel::Queue<T>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        crate::Queue::new()
+        crate::channel::Queue::new()
     }
 
     /// A new [`Queue`](crate::Queue) holding at most `maxsize` items.
@@ -100,11 +100,11 @@ impl Context {
     /// assert!(q.is_full());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn bounded_queue<T>(&self, maxsize: usize) -> std::io::Result<crate::Queue<T>>
+    pub fn bounded_queue<T>(&self, maxsize: usize) -> std::io::Result<crate::channel::Queue<T>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        crate::Queue::bounded(maxsize)
+        crate::channel::Queue::bounded(maxsize)
     }
 
     /// A new unbounded [`JoinableQueue`](crate::JoinableQueue).
@@ -122,11 +122,11 @@ impl Context {
     /// q.join();
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn joinable_queue<T>(&self) -> std::io::Result<crate::JoinableQueue<T>>
+    pub fn joinable_queue<T>(&self) -> std::io::Result<crate::channel::JoinableQueue<T>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        crate::JoinableQueue::new()
+        crate::channel::JoinableQueue::new()
     }
 
     /// A new [`SimpleQueue`](crate::SimpleQueue).
@@ -141,11 +141,11 @@ impl Context {
     /// assert!(q.is_empty());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn simple_queue<T>(&self) -> std::io::Result<crate::SimpleQueue<T>>
+    pub fn simple_queue<T>(&self) -> std::io::Result<crate::channel::SimpleQueue<T>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        crate::SimpleQueue::new()
+        crate::channel::SimpleQueue::new()
     }
 
     /// A new duplex [`Pipe`](crate::Pipe): two connected
@@ -162,10 +162,12 @@ impl Context {
     /// assert_eq!(b.recv().unwrap(), 7);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn pipe<T>(&self) -> std::io::Result<(crate::Connection<T>, crate::Connection<T>)>
+    pub fn pipe<T>(
+        &self,
+    ) -> std::io::Result<(crate::channel::Connection<T>, crate::channel::Connection<T>)>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        crate::Pipe::new()
+        crate::channel::Pipe::new()
     }
 }

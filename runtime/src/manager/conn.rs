@@ -359,7 +359,7 @@ struct HandleRepr {
 
 impl Serialize for Handle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let own = crate::current_process().authkey() == &self.endpoint.authkey[..];
+        let own = crate::process::current_process().authkey() == &self.endpoint.authkey[..];
         HandleRepr {
             address: self.endpoint.address.clone(),
             authkey: (!own).then(|| self.endpoint.authkey.clone()),
@@ -377,7 +377,7 @@ impl<'de> Deserialize<'de> for Handle {
                 address: r.address,
                 authkey: r
                     .authkey
-                    .unwrap_or_else(|| crate::current_process().authkey().to_vec()),
+                    .unwrap_or_else(|| crate::process::current_process().authkey().to_vec()),
             }),
             id: r.id,
         })

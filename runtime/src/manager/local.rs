@@ -75,7 +75,7 @@ impl Manager {
     /// assert_eq!(m.list::<u8>().unwrap().len().unwrap(), 0);
     /// ```
     pub fn start() -> Result<Manager, ManagerError> {
-        Manager::start_with(crate::get_start_method())
+        Manager::start_with(crate::process::get_start_method())
     }
 
     /// Starts the server process with `method`.
@@ -92,7 +92,7 @@ impl Manager {
         );
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
         let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
-        let authkey = crate::current_process().authkey().to_vec();
+        let authkey = crate::process::current_process().authkey().to_vec();
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let args = ServerArgs {
             listener: SharedFd::new(OwnedFd::from(listener)),
@@ -105,7 +105,7 @@ impl Manager {
             .start_method(method)
             .start()
             .map_err(|e| match e {
-                crate::ProcessError::Io(e) => ManagerError::Io(e),
+                crate::error::ProcessError::Io(e) => ManagerError::Io(e),
                 other => ManagerError::Io(std::io::Error::other(format!(
                     "cannot start the manager's server process: {other}"
                 ))),

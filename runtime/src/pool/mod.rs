@@ -118,14 +118,14 @@ impl PoolBuilder {
             }
         };
         let processes = match self.processes {
-            None | Some(0) => crate::cpu_count(),
+            None | Some(0) => crate::process::cpu_count(),
             Some(n) => n,
         };
         let (shared, handle) = supervisor::launch(Config {
             processes,
             init,
             maxtasks: self.maxtasks,
-            method: self.method.unwrap_or_else(crate::get_start_method),
+            method: self.method.unwrap_or_else(crate::process::get_start_method),
         })?;
         Ok(Pool {
             shared,

@@ -338,7 +338,7 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
         .start_method(cfg.method)
         .start()
         .map_err(|e| match e {
-            crate::ProcessError::Io(e) => e,
+            crate::error::ProcessError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })?;
     let child = p.into_shared();
