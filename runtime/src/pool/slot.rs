@@ -10,30 +10,23 @@
 //! there, or it is sent elsewhere, never both and never neither.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::sync::atomic::{Ordering::Acquire, Ordering::Release};
 
 use serde::{Deserialize, Serialize};
 
-use crate::shm::segment::{Kind, Page, Shm};
+use crate::shm::segment::{Shm, Words};
 
 /// Set in `claim` while a revocation is in force: jobs up to `revoked_to`
 /// that were not claimed before it must not run.
 const REVOKED: u64 = 1 << 63;
 
-#[repr(C)]
-pub(crate) struct SlotPage {
-    /// The id of the last job the worker started (0: none yet), plus the
-    /// `REVOKED` bit.
-    claim: AtomicU64,
-    /// With `REVOKED`: the last id the revocation covers. Written only while
-    /// `REVOKED` is clear, read only while it is set.
-    revoked_to: AtomicU64,
-}
+/// The claim word, then `revoked_to`: with `REVOKED`, the last id the
+/// revocation covers (written only while `REVOKED` is clear, read only
+/// while it is set).
+type SlotPage = Words<2>;
 
-// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
-unsafe impl Page for SlotPage {
-    const KIND: Kind = Kind::PoolWorker;
-}
+const CLAIM: usize = 0;
+const REVOKED_TO: usize = 1;
 
 /// What the worker does with a job it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +53,13 @@ impl Slot {
     /// Worker: about to run job `id` (larger than every id before it).
     pub(crate) fn claim(&self, id: u64) -> Claim {
         let page = self.shm.page();
-        let mut word = page.claim.load(Acquire);
+        let mut word = page.0[CLAIM].load(Acquire);
         loop {
-            if word & REVOKED != 0 && id <= page.revoked_to.load(Acquire) {
+            if word & REVOKED != 0 && id <= page.0[REVOKED_TO].load(Acquire) {
                 return Claim::Skip;
             }
             // Claiming a job past the revocation also ends it.
-            match page.claim.compare_exchange_weak(word, id, Release, Acquire) {
+            match page.0[CLAIM].compare_exchange_weak(word, id, Release, Acquire) {
                 Ok(_) => return Claim::Run,
                 Err(now) => word = now,
             }
@@ -79,16 +72,13 @@ impl Slot {
     /// (nothing changes; the worker has started nothing since).
     pub(crate) fn revoke(&self, last_sent: u64) -> Option<u64> {
         let page = self.shm.page();
-        let mut word = page.claim.load(Acquire);
+        let mut word = page.0[CLAIM].load(Acquire);
         loop {
             if word & REVOKED != 0 {
                 return None;
             }
-            page.revoked_to.store(last_sent, Release);
-            match page
-                .claim
-                .compare_exchange_weak(word, word | REVOKED, Release, Acquire)
-            {
+            page.0[REVOKED_TO].store(last_sent, Release);
+            match page.0[CLAIM].compare_exchange_weak(word, word | REVOKED, Release, Acquire) {
                 Ok(_) => return Some(word),
                 Err(now) => word = now,
             }
@@ -97,7 +87,7 @@ impl Slot {
 
     /// The id of the last job the worker started (0: none).
     pub(crate) fn claimed(&self) -> u64 {
-        self.shm.page().claim.load(Acquire) & !REVOKED
+        self.shm.page().0[CLAIM].load(Acquire) & !REVOKED
     }
 
     /// Whether a revocation is in force: the worker has not started a job
@@ -105,7 +95,7 @@ impl Slot {
     /// not to read the word the worker writes for every job.)
     #[cfg(test)]
     pub(crate) fn revoking(&self) -> bool {
-        self.shm.page().claim.load(Acquire) & REVOKED != 0
+        self.shm.page().0[CLAIM].load(Acquire) & REVOKED != 0
     }
 }
 

@@ -13,6 +13,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -38,7 +39,7 @@ pub(crate) enum Kind {
     Array,
     RawValue,
     RawArray,
-    PoolWorker,
+    Words,
 }
 
 impl Kind {
@@ -54,7 +55,7 @@ impl Kind {
             Kind::Array => c"mproc-array",
             Kind::RawValue => c"mproc-rawvalue",
             Kind::RawArray => c"mproc-rawarray",
-            Kind::PoolWorker => c"mproc-pool-worker",
+            Kind::Words => c"mproc-words",
         }
     }
 }
@@ -98,6 +99,17 @@ pub(crate) unsafe trait Page: Sync + Sized {
     fn keep_mapped(&self) -> bool {
         false
     }
+}
+
+/// A page of `N` atomic words and nothing else, for a protocol that needs
+/// no more (the pool's claim word). The count is checked when a handle
+/// arrives, through the page's size.
+#[repr(C)]
+pub(crate) struct Words<const N: usize>(pub(crate) [AtomicU64; N]);
+
+// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
+unsafe impl<const N: usize> Page for Words<N> {
+    const KIND: Kind = Kind::Words;
 }
 
 /// A mapped segment; unmapped, and its descriptor closed, on drop.
