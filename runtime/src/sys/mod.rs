@@ -606,13 +606,12 @@ extern "C" fn pre_main() {
 }
 
 // Shared memory, futexes and robust mutexes for `sync/` and `shm/`.
+mod futex;
+mod memory;
 mod robust;
-mod sync;
+pub(crate) use futex::{Deadline, futex_wait, futex_wake};
+pub(crate) use memory::{Mapping, file_size, memfd_create, page_size};
 pub(crate) use robust::{Locked, RawMutex, thread_identity};
-pub(crate) use sync::{
-    Deadline, Mapping, file_size, futex_wait, futex_wake, memfd_create, page_size, process_exists,
-    usable_cpus,
-};
 
 // Byte and word access to a shared mapping, for the manager's fast path.
 
@@ -748,6 +747,36 @@ pub(crate) fn at_fork_child(f: extern "C" fn()) {
     unsafe {
         libc::pthread_atfork(None, None, Some(f));
     }
+}
+
+// Host and process facts.
+
+/// How many CPUs this process may run on (its affinity mask), at least 1.
+pub(crate) fn usable_cpus() -> usize {
+    // SAFETY: an all-zero cpu_set_t is an empty set, a valid out-buffer.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-buffer of the size passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return 1;
+    }
+    // SAFETY: CPU_COUNT only reads the set.
+    let n = unsafe { libc::CPU_COUNT(&set) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Whether a process with this pid exists (zombies included).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 
-use super::sync::{Deadline, futex_wait, futex_wake};
+use super::futex::{Deadline, futex_wait, futex_wake};
 
 /// The lock word's bits, as the kernel's robust-futex protocol defines them
 /// (`linux/futex.h`): the owner's thread id, "someone sleeps", "the owner
