@@ -1003,22 +1003,6 @@ fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     body
 }
 
-/// Reads until the server hangs up; panics if it has not after [`SETTLE`].
-fn assert_hung_up(mut s: TcpStream, what: &str) {
-    s.set_read_timeout(Some(SETTLE)).unwrap();
-    let mut buf = [0u8; 1024];
-    let t = Instant::now();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("{what}: not disconnected after {:?}: {e}", t.elapsed()),
-        }
-        assert!(t.elapsed() < SETTLE, "{what}: still connected");
-    }
-}
-
 /// A connection that has read the server's challenge.
 fn challenged(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -1045,7 +1029,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     let n = 1 + (rng.next() % 300) as usize;
     let _ = s.write_all(&rng.bytes(n));
     let _ = s.shutdown(Shutdown::Write);
-    assert_hung_up(s, &format!("{what}: garbage first"));
+    util::assert_hung_up(s, &format!("{what}: garbage first"));
 
     // A length prefix over the handshake's 256 bytes: hung up on at once,
     // or we close first.
@@ -1053,7 +1037,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     let huge = 257 + (rng.next() % (u32::MAX as u64 - 257)) as u32;
     s.write_all(&huge.to_be_bytes()).unwrap();
     if rng.next() % 2 == 0 {
-        assert_hung_up(s, &format!("{what}: {huge}-byte prefix in the handshake"));
+        util::assert_hung_up(s, &format!("{what}: {huge}-byte prefix in the handshake"));
     } else {
         drop(s);
     }
@@ -1065,7 +1049,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     s.write_all(&(answer.len() as u32).to_be_bytes()).unwrap();
     s.write_all(&answer).unwrap();
     assert_eq!(read_frame(&mut s), b"#FAILURE#", "{what}: wrong HMAC");
-    assert_hung_up(s, &format!("{what}: wrong HMAC"));
+    util::assert_hung_up(s, &format!("{what}: wrong HMAC"));
 
     // A wrong authkey through the real client.
     let err = BaseManager::connect(addr, b"not the key").unwrap_err();
@@ -1086,7 +1070,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     s.write_all(&huge.to_be_bytes()).unwrap();
     s.write_all(&rng.bytes(7)).unwrap();
     if rng.next() % 2 == 0 {
-        assert_hung_up(
+        util::assert_hung_up(
             s,
             &format!("{what}: {huge}-byte prefix after the handshake"),
         );
@@ -1099,7 +1083,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     s.write_all(&[0, 0, 1, 0, 4, 0, 0, 0, 0]).unwrap();
     if rng.next() % 2 == 0 {
         s.shutdown(Shutdown::Write).unwrap();
-        assert_hung_up(s, &format!("{what}: truncated frame"));
+        util::assert_hung_up(s, &format!("{what}: truncated frame"));
     } else {
         held.push(s);
     }
@@ -1116,7 +1100,7 @@ fn misbehave(addr: SocketAddr, rng: &mut Rng, held: &mut Vec<TcpStream>, what: &
     frame.extend(&body);
     s.write_all(&frame).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
-    assert_hung_up(s, &format!("{what}: random request"));
+    util::assert_hung_up(s, &format!("{what}: random request"));
 }
 
 /// A `BaseManager` on 127.0.0.1 fed `soak(20)` rounds of garbage, lying

@@ -51,22 +51,6 @@ fn assert_serves(addr: SocketAddr) {
     );
 }
 
-/// Reads until the server closes the connection (bounded in time).
-fn assert_disconnected(mut s: TcpStream) {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 1024];
-    let t = Instant::now();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("not disconnected after {:?}: {e}", t.elapsed()),
-        }
-        assert!(t.elapsed() < Duration::from_secs(5), "still connected");
-    }
-}
-
 fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).unwrap();
@@ -122,7 +106,7 @@ fn garbage_before_the_handshake_is_disconnected() {
     s.write_all(&[0x00, 0x00, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o'])
         .unwrap();
     assert_eq!(read_frame(&mut s), b"#FAILURE#");
-    assert_disconnected(s);
+    util::assert_hung_up(s, "garbage before the handshake");
     assert_serves(server.address());
 }
 
@@ -133,12 +117,12 @@ fn a_4_gib_length_prefix_is_disconnected_before_and_after_the_handshake() {
     let mut s = TcpStream::connect(server.address()).unwrap();
     read_frame(&mut s);
     s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
-    assert_disconnected(s);
+    util::assert_hung_up(s, "4 GiB prefix before the handshake");
     // After: 4 GiB is over the 1 GiB limit, refused before allocating.
     let mut s = TcpStream::connect(server.address()).unwrap();
     assert!(mproc::__private::manager_client_handshake(&mut s, KEY));
     s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
-    assert_disconnected(s);
+    util::assert_hung_up(s, "4 GiB prefix after the handshake");
     assert_serves(server.address());
 }
 
@@ -149,7 +133,7 @@ fn a_truncated_frame_is_disconnected() {
     assert!(mproc::__private::manager_client_handshake(&mut s, KEY));
     s.write_all(&[0, 0, 0, 100, 4, 0, 0]).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
-    assert_disconnected(s);
+    util::assert_hung_up(s, "truncated frame");
     assert_serves(server.address());
 }
 
@@ -159,7 +143,7 @@ fn a_malformed_request_is_disconnected() {
     let mut s = TcpStream::connect(server.address()).unwrap();
     assert!(mproc::__private::manager_client_handshake(&mut s, KEY));
     s.write_all(&[0, 0, 0, 3, 99, 1, 2]).unwrap();
-    assert_disconnected(s);
+    util::assert_hung_up(s, "malformed request");
     assert_serves(server.address());
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -131,5 +133,23 @@ impl Rng {
     /// `n` random bytes.
     pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Reads from `s` until the server hangs up; panics, naming `what`, if it
+/// has not within 5 s.
+pub(crate) fn assert_hung_up(mut s: TcpStream, what: &str) {
+    const BOUND: Duration = Duration::from_secs(5);
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    let mut buf = [0u8; 1024];
+    let t = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("{what}: not disconnected after {:?}: {e}", t.elapsed()),
+        }
+        assert!(t.elapsed() < BOUND, "{what}: still connected");
     }
 }
