@@ -226,17 +226,17 @@ pub(crate) struct Endpoint {
 /// One of a thread's connections, kept while some handle in this process
 /// (a proxy, a client, the manager itself) can still use it.
 struct Cached {
-    /// An endpoint of that server; when no handle holds one any more, the
-    /// connection is dropped at this thread's next use of the cache.
+    address: Address,
+    authkey: Vec<u8>,
+    /// An endpoint of that server; once no handle holds one, the
+    /// connection is dropped at this thread's next `put_back`.
     endpoint: Weak<Endpoint>,
     conn: Option<Conn>,
 }
 
 impl Cached {
     fn serves(&self, e: &Endpoint) -> bool {
-        self.endpoint
-            .upgrade()
-            .is_some_and(|mine| mine.address == e.address && mine.authkey == e.authkey)
+        self.address == e.address && self.authkey == e.authkey
     }
 }
 
@@ -261,15 +261,23 @@ impl Endpoint {
     pub(crate) fn put_back(self: &Arc<Self>, conn: Conn) {
         let _ = CONNS.try_with(|c| {
             let mut c = c.borrow_mut();
-            // Servers no handle here can reach any more.
-            c.retain(|e| e.endpoint.strong_count() > 0);
             match c.iter_mut().find(|e| e.serves(self)) {
-                Some(slot) => slot.conn = Some(conn),
+                Some(slot) => {
+                    slot.conn = Some(conn);
+                    // Another handle of the same server may have held it.
+                    if slot.endpoint.strong_count() == 0 {
+                        slot.endpoint = Arc::downgrade(self);
+                    }
+                }
                 None => c.push(Cached {
+                    address: self.address.clone(),
+                    authkey: self.authkey.clone(),
                     endpoint: Arc::downgrade(self),
                     conn: Some(conn),
                 }),
             }
+            // Servers no handle here can reach any more.
+            c.retain(|e| e.endpoint.strong_count() > 0);
         });
     }
 
