@@ -202,3 +202,29 @@ fn map_with_chunksize_one_never_queues_behind_a_slow_item() {
         );
     }
 }
+
+/// A finished result does not wait behind a slow job that the same worker
+/// went on to: with one worker nothing can be taken back, and the worker
+/// rings its doorbell only when it runs dry, so the fast result sits in its
+/// ring while the slow job runs until the supervisor looks (at least once a
+/// millisecond while a worker holds several jobs).
+#[test]
+fn a_result_does_not_wait_behind_a_slow_job_on_its_worker() {
+    let pool = Pool::new(1).unwrap();
+    warm(&pool);
+    // The worker is busy with the first job while the next two queue up
+    // behind it, so it reads them in one batch.
+    let busy = pool.apply_async(timed, (50, 9)).unwrap();
+    let fast = pool.apply_async(timed, (10, 1)).unwrap();
+    let slow = pool.apply_async(timed, (SLOW_MS, 0)).unwrap();
+    let t = Instant::now();
+    assert!(
+        fast.wait_timeout(BOUND),
+        "the fast result was not delivered after {:?}: it waited behind the slow job",
+        t.elapsed()
+    );
+    assert!(!slow.ready(), "the slow job cannot be done yet");
+    assert_eq!(busy.get().unwrap().0, 9);
+    assert_eq!(fast.get().unwrap().0, 1);
+    assert_eq!(slow.get().unwrap().0, 0);
+}

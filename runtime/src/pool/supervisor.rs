@@ -206,6 +206,9 @@ pub(crate) struct State {
     /// Workers the supervisor is not watching in its current `poll` (they
     /// were borrowed when it went to sleep).
     unwatched: Vec<u64>,
+    /// The supervisor went to sleep without its periodic look at the
+    /// rings (nothing was pipelined then).
+    rings_unchecked: bool,
 }
 
 impl State {
@@ -249,6 +252,18 @@ impl State {
             if self.pending.is_empty() {
                 break;
             }
+        }
+        // A worker now holding several jobs rings its doorbell only when it
+        // runs dry; a supervisor that went to sleep without looking at the
+        // rings now and then must wake to start doing so (once per sleep).
+        if self.rings_unchecked
+            && self
+                .lanes
+                .iter()
+                .any(|l| !l.borrowed && l.inflight.len() > 1)
+        {
+            self.rings_unchecked = false;
+            wake = true;
         }
         for lane in self.lanes.iter_mut().filter(|l| l.open && !l.borrowed) {
             if !lane.writer.is_empty() {
@@ -401,6 +416,7 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
             // 0 is the claim word's "nothing started yet".
             next_id: 1,
             unwatched: Vec::new(),
+            rings_unchecked: false,
         }),
         cv: Condvar::new(),
         wake_tx,
@@ -480,6 +496,7 @@ impl Supervisor {
             // runs dry; look at its ring now and then meanwhile, so a result
             // does not wait for a slow job queued after it.
             let pipelined = s.lanes.iter().any(|l| !l.borrowed && l.inflight.len() > 1);
+            s.rings_unchecked = !pipelined;
             (deadline, writable, borrowed, pipelined)
         };
 
