@@ -228,3 +228,42 @@ fn a_result_does_not_wait_behind_a_slow_job_on_its_worker() {
     assert_eq!(fast.get().unwrap().0, 1);
     assert_eq!(slow.get().unwrap().0, 0);
 }
+
+#[mproc::process]
+fn my_pid() -> u32 {
+    std::process::id()
+}
+
+/// A worker killed from outside while it runs nothing is replaced, and no
+/// task fails for it: nothing is blamed when no job was claimed.
+#[test]
+fn a_worker_killed_while_idle_fails_nothing() {
+    for m in METHODS {
+        let pool = pool_of_two(m);
+        warm(&pool);
+        let victim = pool.apply(my_pid, ()).unwrap();
+        // SAFETY: a signal to a worker of our own pool, by its pid.
+        assert_eq!(
+            unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) },
+            0
+        );
+        let results: Vec<_> = (0..200)
+            .map(|v| pool.apply_async(ident, v).unwrap())
+            .collect();
+        for (v, r) in results.into_iter().enumerate() {
+            assert_eq!(r.get().unwrap(), v as i64, "{m:?}: task {v}");
+        }
+        let got = pool
+            .imap(ident, 0..50)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>();
+        assert_eq!(got.unwrap(), (0..50).collect::<Vec<_>>(), "{m:?}");
+        let pids: std::collections::HashSet<u32> =
+            (0..40).map(|_| pool.apply(my_pid, ()).unwrap()).collect();
+        assert!(
+            !pids.contains(&victim),
+            "{m:?}: the killed worker still answers"
+        );
+        assert!(!pids.is_empty() && pids.len() <= 2, "{m:?}: {pids:?}");
+    }
+}
