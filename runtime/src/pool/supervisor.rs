@@ -239,7 +239,7 @@ impl State {
             // No job may wait behind a running one while a worker is idle:
             // take back what is queued and not started, and hand it out
             // again (once per call: the lanes it came from now take one job
-            // at a time until their worker has moved on).
+            // at a time until their worker answers one sent after it).
             if revoked || !self.pending.is_empty() || !self.lanes.iter().any(|l| l.idle(maxtasks)) {
                 break;
             }
