@@ -128,37 +128,63 @@ mod tests {
 
     #[test]
     fn racing_claims_and_revocations_never_lose_or_double_a_job() {
-        // The worker claims ids 1..=N in order; the pool revokes whenever
-        // it can and records which ids it took back. Every id ends up run
-        // by the worker or taken back by the pool: exactly one of the two.
+        // As in the pool: one side "sends" ids in small batches and now and
+        // then revokes everything it has sent; the worker claims each id
+        // once it is sent. Every id must end up run by the worker or taken
+        // back by the pool: exactly one of the two. Both must happen often,
+        // or the race was not exercised.
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
         const N: u64 = 200_000;
         let slot = Slot::new().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
         let worker = slot.clone();
+        let sent_w = sent.clone();
         let ran = std::thread::spawn(move || {
-            (1..=N)
-                .filter(|&id| worker.claim(id) == Claim::Run)
-                .collect::<Vec<u64>>()
+            let mut ran = Vec::new();
+            for id in 1..=N {
+                while sent_w.load(SeqCst) < id {
+                    std::thread::yield_now();
+                }
+                if worker.claim(id) == Claim::Run {
+                    ran.push(id);
+                }
+            }
+            ran
         });
         let mut taken = Vec::new();
-        let mut covered = 0;
-        while covered < N && !ran.is_finished() {
-            let upto = (covered + 64).min(N);
-            if let Some(last) = slot.revoke(upto) {
-                taken.push((last.max(covered) + 1)..=upto);
-                covered = upto;
+        let mut round = 0u64;
+        while sent.load(SeqCst) < N {
+            round += 1;
+            let upto = (sent.load(SeqCst) + 1 + round % 7).min(N);
+            sent.store(upto, SeqCst);
+            if round % 3 == 0 {
+                if let Some(started) = slot.revoke(upto) {
+                    taken.push((started + 1)..=upto);
+                }
             }
-            std::hint::spin_loop();
+            if round % 64 == 0 {
+                std::thread::yield_now();
+            }
         }
         let ran = ran.join().unwrap();
         let mut seen = vec![0u8; N as usize + 1];
-        for id in ran {
+        for &id in &ran {
             seen[id as usize] += 1;
         }
+        let mut revoked = 0;
         for range in taken {
             for id in range {
                 seen[id as usize] += 1;
+                revoked += 1;
             }
         }
-        assert!(seen[1..].iter().all(|&n| n == 1));
+        let wrong: Vec<usize> = (1..=N as usize)
+            .filter(|&i| seen[i] != 1)
+            .take(10)
+            .collect();
+        assert!(wrong.is_empty(), "ids run twice or never: {wrong:?}");
+        assert!(revoked > 1000, "only {revoked} ids were taken back");
+        assert!(ran.len() > 1000, "only {} ids ran", ran.len());
     }
 }
