@@ -191,7 +191,7 @@ pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Op
 /// Sleeps in `poll` on a doorbell end; drains the wake-up bytes. Returns
 /// whether the other end is gone (every descriptor of it closed).
 fn sleep_on_door(door: BorrowedFd<'_>, limit: Option<Duration>) -> bool {
-    let mut fds = [sys::poll_in(door.as_raw_fd())];
+    let mut fds = [sys::PollFd::readable(door.as_raw_fd())];
     match sys::poll(&mut fds, limit) {
         Ok(0) | Err(_) => false,
         Ok(_) => drain(door),
@@ -222,13 +222,8 @@ pub(crate) fn ring(door: BorrowedFd<'_>) {
 
 /// Whether every descriptor of the other end of `sock` is closed.
 pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
-    let mut fds = [libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: 0,
-        revents: 0,
-    }];
-    matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(n) if n > 0
-        && fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0)
+    let mut fds = [sys::PollFd::hang_up(sock.as_raw_fd())];
+    matches!(sys::poll(&mut fds, Some(Duration::ZERO)), Ok(n) if n > 0 && fds[0].hung_up())
 }
 
 /// Spins briefly on `attempt` for a lock that is usually held only a

@@ -262,17 +262,17 @@ impl Listener {
 /// one), serving each on its own thread.
 pub(crate) fn serve(state: Arc<ServerState>, listener: Listener, waker: Option<OwnedFd>) {
     loop {
-        let mut fds = vec![sys::poll_in(listener.fd().as_raw_fd())];
+        let mut fds = vec![sys::PollFd::readable(listener.fd().as_raw_fd())];
         if let Some(w) = &waker {
-            fds.push(sys::poll_in(w.as_raw_fd()));
+            fds.push(sys::PollFd::readable(w.as_raw_fd()));
         }
         if sys::poll(&mut fds, None).is_err() {
             continue;
         }
-        if fds.len() > 1 && fds[1].revents != 0 || state.is_stopping() {
+        if fds.len() > 1 && fds[1].fired() || state.is_stopping() {
             return;
         }
-        if fds[0].revents == 0 {
+        if !fds[0].fired() {
             continue;
         }
         let stream = match listener.accept() {

@@ -500,34 +500,25 @@ impl Supervisor {
             (deadline, writable, borrowed, pipelined)
         };
 
-        let mut fds = vec![sys::poll_in(self.wake_rx.as_raw_fd())];
+        let mut fds = vec![sys::PollFd::readable(self.wake_rx.as_raw_fd())];
         let mut already_dead = Vec::new();
         for (i, w) in self.procs.iter().enumerate() {
             if borrowed.contains(&w.key) {
                 // Its borrower watches it; we hear back when it is returned.
-                let idle = libc::pollfd {
-                    fd: -1,
-                    events: 0,
-                    revents: 0,
-                };
-                fds.push(idle);
-                fds.push(idle);
+                fds.push(sys::PollFd::nothing());
+                fds.push(sys::PollFd::nothing());
                 continue;
             }
-            let mut p = sys::poll_in(w.sock.as_raw_fd());
+            let mut p = sys::PollFd::readable(w.sock.as_raw_fd());
             if writable.contains(&w.key) {
-                p.events |= libc::POLLOUT;
+                p = p.or_writable();
             }
             fds.push(p);
             match w.child.lock().exit_fd() {
-                Some(fd) => fds.push(sys::poll_in(fd)),
+                Some(fd) => fds.push(sys::PollFd::readable(fd)),
                 None => {
                     // Exited and reaped already: nothing to wait for.
-                    fds.push(libc::pollfd {
-                        fd: -1,
-                        events: 0,
-                        revents: 0,
-                    });
+                    fds.push(sys::PollFd::nothing());
                     already_dead.push(i);
                 }
             }
@@ -542,7 +533,7 @@ impl Supervisor {
                 .map(|d| d.saturating_duration_since(now));
             let _ = sys::poll(&mut fds, timeout);
         }
-        if fds[0].revents != 0 {
+        if fds[0].fired() {
             let mut buf = [0u8; 256];
             let mut junk = Vec::new();
             while let Ok(n) = sys::recv_with_fds(self.wake_rx.as_fd(), &mut buf, &mut junk, true) {
@@ -559,13 +550,12 @@ impl Supervisor {
             if borrowed.contains(&w.key) {
                 continue;
             }
-            let sock_ev = fds[1 + 2 * i].revents;
-            let exit_ev = fds[2 + 2 * i].revents;
+            let sock_ev = fds[1 + 2 * i];
+            let exit_ev = fds[2 + 2 * i];
             // A worker that exited (or was reaped meanwhile by someone else)
             // may have left results: read them all first.
-            let exited = exit_ev != 0 || dead.contains(&i);
-            let sock_ready =
-                exited || sock_ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            let exited = exit_ev.fired() || dead.contains(&i);
+            let sock_ready = exited || sock_ev.can_read();
             if !read_frames(w, sock_ready, &mut frames) {
                 dead.push(i);
             }
@@ -608,7 +598,7 @@ impl Supervisor {
                         w.child.name,
                         w.pid
                     );
-                    let _ = w.child.lock().signal(libc::SIGKILL);
+                    let _ = w.child.lock().signal(sys::SIGKILL);
                     dead.push(i);
                 }
                 self.done
@@ -651,11 +641,11 @@ impl Supervisor {
             match s.wait(Some(Duration::from_secs(2))) {
                 Ok(Some(code)) => code,
                 _ => {
-                    let _ = s.signal(libc::SIGKILL);
+                    let _ = s.signal(sys::SIGKILL);
                     s.wait(Some(Duration::from_secs(5)))
                         .ok()
                         .flatten()
-                        .unwrap_or(-libc::SIGKILL)
+                        .unwrap_or(-sys::SIGKILL)
                 }
             }
         };
@@ -771,7 +761,7 @@ impl Supervisor {
         }
         if terminate {
             for w in &self.procs {
-                let _ = w.child.lock().signal(libc::SIGTERM);
+                let _ = w.child.lock().signal(sys::SIGTERM);
             }
         }
         let procs = std::mem::take(&mut self.procs);
@@ -784,7 +774,7 @@ impl Supervisor {
                 .flatten()
                 .is_none()
             {
-                let _ = s.signal(libc::SIGKILL);
+                let _ = s.signal(sys::SIGKILL);
                 let _ = s.wait(Some(Duration::from_secs(5)));
             }
             drop(s);
@@ -934,13 +924,13 @@ impl Shared {
                 continue;
             }
             let exit = child.lock().exit_fd();
-            let mut p = vec![sys::poll_in(sock.as_raw_fd())];
+            let mut p = vec![sys::PollFd::readable(sock.as_raw_fd())];
             if let Some(fd) = exit {
-                p.push(sys::poll_in(fd));
+                p.push(sys::PollFd::readable(fd));
             }
             let _ = sys::poll(&mut p, None);
-            sock_ready = p[0].revents != 0;
-            if p.len() > 1 && p[1].revents != 0 {
+            sock_ready = p[0].fired();
+            if p.len() > 1 && p[1].fired() {
                 // The worker exited: read what it left, then give up.
                 let _ = read_available(&mut rd, sock.as_fd(), key, true, &mut frames);
                 alive = false;

@@ -105,7 +105,7 @@ pub(crate) fn enter_child(
     me.pid = sys::getpid();
     if me.daemon {
         let expected = real_parent.unwrap_or(parent.pid);
-        if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != expected {
+        if sys::set_parent_death_signal(sys::SIGKILL).is_err() || sys::getppid() != expected {
             // The parent died before we could ask to follow it.
             sys::exit_now(1);
         }

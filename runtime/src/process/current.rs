@@ -182,7 +182,9 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         match &self.parent().1 {
             Some(fd) => {
-                let mut p = [sys::poll_in(std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()))];
+                let mut p = [sys::PollFd::readable(std::os::fd::AsRawFd::as_raw_fd(
+                    &fd.as_fd(),
+                ))];
                 matches!(sys::poll(&mut p, Some(std::time::Duration::ZERO)), Ok(0))
             }
             None => false,

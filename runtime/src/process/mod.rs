@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::error::ProcessError;
 use crate::ipc::codec;
+use crate::sys;
 use table::ChildShared;
 use task::Task;
 use wire::Reply;
@@ -187,7 +188,7 @@ impl<R> Process<R> {
     /// [`ProcessError::Io`] if the signal cannot be sent.
     pub fn terminate(&self) -> Result<(), ProcessError> {
         ::log::info!(target: "mproc", "terminating process {}", self.name());
-        Ok(self.shared().lock().signal(libc::SIGTERM)?)
+        Ok(self.shared().lock().signal(sys::SIGTERM)?)
     }
 
     /// Sends `SIGKILL`; otherwise as [`terminate`](Self::terminate).
@@ -195,7 +196,7 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ProcessError::Io`] if the signal cannot be sent.
     pub fn kill(&self) -> Result<(), ProcessError> {
-        Ok(self.shared().lock().signal(libc::SIGKILL)?)
+        Ok(self.shared().lock().signal(sys::SIGKILL)?)
     }
 }
 
@@ -213,7 +214,7 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
         let shared = self.shared.take().expect("join consumes the handle");
         ::log::debug!(target: "mproc", "calling join() for process {}", shared.name);
         let mut s = shared.lock();
-        let code = s.wait(None)?.unwrap_or(-libc::SIGKILL);
+        let code = s.wait(None)?.unwrap_or(-sys::SIGKILL);
         let reply = s.reply.take();
         drop(s);
         table::forget(&shared);

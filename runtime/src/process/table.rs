@@ -98,7 +98,7 @@ impl ChildShared {
         );
         let mut s = self.lock();
         s.ctrl = None;
-        let _ = s.signal(libc::SIGKILL);
+        let _ = s.signal(sys::SIGKILL);
         let reaped = matches!(s.wait(Some(Duration::from_secs(5))), Ok(Some(_)));
         drop(s);
         if !reaped {
@@ -186,14 +186,14 @@ impl ChildState {
                 let mut r = FrameReader::with_limit(64);
                 match r.step(sock.as_fd(), true) {
                     Ok((_, Some((payload, _)))) => {
-                        let code = codec::decode::<i32>(&payload).unwrap_or(-libc::SIGKILL);
+                        let code = codec::decode::<i32>(&payload).unwrap_or(-sys::SIGKILL);
                         self.exitcode = Some(code);
                         self.pidfd = None;
                     }
                     Ok((Progress::Eof, None)) | Err(_) => {
                         // The fork server went away without reporting: the
                         // child's fate is unknowable; report it as killed.
-                        self.exitcode = Some(-libc::SIGKILL);
+                        self.exitcode = Some(-sys::SIGKILL);
                         self.pidfd = None;
                     }
                     Ok(_) => {}
@@ -206,7 +206,7 @@ impl ChildState {
     /// Whether the pidfd reports that the process has exited.
     fn pidfd_exited(&self) -> bool {
         self.pidfd.as_ref().is_some_and(|fd| {
-            let mut p = [sys::poll_in(fd.as_raw_fd())];
+            let mut p = [sys::PollFd::readable(fd.as_raw_fd())];
             matches!(sys::poll(&mut p, Some(Duration::ZERO)), Ok(1))
         })
     }
@@ -247,10 +247,10 @@ impl ChildState {
             };
             let mut fds = Vec::with_capacity(2);
             if let Some(fd) = self.exit_fd() {
-                fds.push(sys::poll_in(fd));
+                fds.push(sys::PollFd::readable(fd));
             }
             if let Some(c) = &self.ctrl {
-                fds.push(sys::poll_in(c.as_raw_fd()));
+                fds.push(sys::PollFd::readable(c.as_raw_fd()));
             }
             sys::poll(&mut fds, left)?;
         }
@@ -264,7 +264,7 @@ impl ChildState {
         }
         match &self.pidfd {
             Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), sig) {
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                Err(e) if sys::is_no_such_process(&e) => Ok(()),
                 other => other,
             },
             None => Ok(()),
@@ -395,7 +395,7 @@ pub(crate) fn run_exit_handlers() {
     let children: Vec<Arc<ChildShared>> = std::mem::take(&mut table().children);
     for c in children.iter().filter(|c| c.daemon) {
         log::info!(target: "mproc", "calling terminate() for daemon {}", c.name);
-        let _ = c.lock().signal(libc::SIGTERM);
+        let _ = c.lock().signal(sys::SIGTERM);
     }
     for c in &children {
         if !c.daemon {
@@ -463,20 +463,20 @@ mod reaper {
                 }
                 !done
             });
-            let mut fds = vec![sys::poll_in(wake.as_raw_fd())];
+            let mut fds = vec![sys::PollFd::readable(wake.as_raw_fd())];
             for c in &orphans {
                 if let Ok(s) = c.state.try_lock() {
                     if let Some(fd) = s.exit_fd() {
-                        fds.push(sys::poll_in(fd));
+                        fds.push(sys::PollFd::readable(fd));
                     }
                     if let Some(ctrl) = &s.ctrl {
-                        fds.push(sys::poll_in(ctrl.as_raw_fd()));
+                        fds.push(sys::PollFd::readable(ctrl.as_raw_fd()));
                     }
                 }
             }
             // A bounded sleep covers the rare child whose lock was busy above.
             let _ = sys::poll(&mut fds, Some(Duration::from_secs(1)));
-            if fds[0].revents != 0 {
+            if fds[0].fired() {
                 let mut buf = [0u8; 64];
                 let mut junk = Vec::new();
                 let _ = sys::recv_with_fds(wake.as_fd(), &mut buf, &mut junk, true);

@@ -62,7 +62,7 @@ unsafe fn fork_and_run(
             forkserver::forget_in_child(&mut srv);
             drop((met, rea, srv, lau, tab, cur, err, out));
             drop(ours);
-            sys::signal_default(libc::SIGTERM);
+            sys::signal_default(sys::SIGTERM);
             child::enter_child(req.me, req.parent, None, req.log_level);
             let code = child::run_and_reply(&theirs, run);
             child::finish(code, &theirs)

@@ -136,14 +136,17 @@ fn become_server() {
 
 /// The server's loop. Runs in the re-executed server process, before `main`.
 fn serve(conn: OwnedFd, parent: u32) -> ! {
-    if sys::set_parent_death_signal(libc::SIGKILL).is_err() || sys::getppid() != parent {
+    if sys::set_parent_death_signal(sys::SIGKILL).is_err() || sys::getppid() != parent {
         sys::exit_now(0);
     }
     let me = sys::getpid();
     let mut kids: Vec<Kid> = Vec::new();
     loop {
-        let mut fds = vec![sys::poll_in(conn.as_raw_fd())];
-        fds.extend(kids.iter().map(|k| sys::poll_in(k.pidfd.as_raw_fd())));
+        let mut fds = vec![sys::PollFd::readable(conn.as_raw_fd())];
+        fds.extend(
+            kids.iter()
+                .map(|k| sys::PollFd::readable(k.pidfd.as_raw_fd())),
+        );
         if sys::poll(&mut fds, None).is_err() {
             continue;
         }
@@ -151,7 +154,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
         let mut i = 0;
         kids.retain(|k| {
             i += 1;
-            if fds[i].revents == 0 {
+            if !fds[i].fired() {
                 return true;
             }
             match sys::waitid_pidfd(k.pidfd.as_fd(), false) {
@@ -163,7 +166,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
                 _ => true,
             }
         });
-        if fds[0].revents == 0 {
+        if !fds[0].fired() {
             continue;
         }
         let (flags, mut got) = match transport::recv_frame(conn.as_fd()) {
