@@ -243,10 +243,8 @@ fn a_worker_killed_while_idle_fails_nothing() {
         warm(&pool);
         let victim = pool.apply(my_pid, ()).unwrap();
         // SAFETY: a signal to a worker of our own pool, by its pid.
-        assert_eq!(
-            unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) },
-            0
-        );
+        let sent = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(sent, 0);
         let results: Vec<_> = (0..200)
             .map(|v| pool.apply_async(ident, v).unwrap())
             .collect();

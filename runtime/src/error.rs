@@ -1,5 +1,7 @@
 //! Errors of processes and start methods.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 
 /// Why a child process produced no value.

@@ -3,6 +3,9 @@
 //! everything public here; the crate-level guide lives there.
 
 #![deny(missing_docs)]
+// `unsafe` code lives in `sys/` and `shm/` (and the `fork` entry point the
+// public contract makes `unsafe`); every other module forbids it.
+#![deny(unsafe_code)]
 
 mod channel;
 mod context;
@@ -42,6 +45,39 @@ pub use process::{
     ContextError, DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method,
 };
 pub use start::fork::fork;
+
+/// Everything this crate registers at link time: the runtime's own tasks
+/// (the manager server, the pool worker) and what runs before `main` (a
+/// child's entry, the fork server). A static placed in a linker section
+/// counts as `unsafe` code, so they all live here, at the one place that
+/// sees every layer, instead of in modules that forbid `unsafe`.
+#[allow(unsafe_code)]
+mod link_time {
+    use crate::process::task::{self, TaskEntry};
+    use crate::{manager, pool, process, start, sys};
+
+    #[linkme::distributed_slice(task::TASKS)]
+    static MANAGER_SERVER: TaskEntry = TaskEntry {
+        name: manager::local::SERVER_TASK,
+        fingerprint: task::fingerprint::<manager::local::ManagerServer>,
+        run: task::run_erased::<manager::local::ManagerServer>,
+        run_chunk: task::run_chunk_erased::<manager::local::ManagerServer>,
+    };
+
+    #[linkme::distributed_slice(task::TASKS)]
+    static POOL_WORKER: TaskEntry = TaskEntry {
+        name: pool::worker::WORKER_TASK,
+        fingerprint: task::fingerprint::<pool::worker::PoolWorker>,
+        run: task::run_erased::<pool::worker::PoolWorker>,
+        run_chunk: task::run_chunk_erased::<pool::worker::PoolWorker>,
+    };
+
+    #[linkme::distributed_slice(sys::BEFORE_MAIN)]
+    static CHILD_ENTRY: fn() = process::child::pre_main;
+
+    #[linkme::distributed_slice(sys::BEFORE_MAIN)]
+    static SERVER_ENTRY: fn() = start::forkserver::become_server;
+}
 
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
 pub use bytemuck::Pod;

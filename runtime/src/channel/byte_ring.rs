@@ -10,10 +10,10 @@
 
 use std::io;
 
-use super::region::Region;
-use super::ring::{CHUNK, Kind, Producer, Spec};
-use super::wait::Wait;
 use crate::ipc::codec::SharedFd;
+use crate::shm::region::Region;
+use crate::shm::ring::{CHUNK, Kind, Producer, Spec};
+use crate::wait::Wait;
 
 /// Virtual size of the data area; only the pages written are allocated.
 const CAPACITY: u64 = 1 << 20;

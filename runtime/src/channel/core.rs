@@ -10,10 +10,12 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::ring::{CHUNK, Consumer, Kind, MAX_LEAD, Producer, RECORD, Record, Ring, Scan, Spec};
-use super::wait::{self, Sleep, Wait, Why};
 use crate::ipc::transport;
+use crate::shm::ring::{
+    CHUNK, Consumer, Kind, MAX_LEAD, Producer, RECORD, Record, Ring, Scan, Spec,
+};
 use crate::sys::MAX_FDS_PER_MESSAGE;
+use crate::wait::{self, Sleep, Wait, Why};
 
 /// How often a long wait wakes to check that the other side still exists.
 const SLICE: Duration = Duration::from_millis(20);

@@ -8,16 +8,15 @@
 //! sides are busy), descriptors of handles inside messages through a side
 //! socket; see `README.md` beside this file for the layout and protocols.
 
+#![forbid(unsafe_code)]
+
 mod byte_ring;
 mod core;
 mod error;
 mod payload;
 mod pipe;
 mod queue;
-mod region;
-mod ring;
 mod simple;
-mod wait;
 
 pub(crate) use byte_ring::ByteRing;
 pub use error::{

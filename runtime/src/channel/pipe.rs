@@ -15,10 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::core::{RecvFail, Rx, SendFail, Tx};
 use super::error::{RecvError, RecvTimeoutError, SendError};
 use super::payload;
-use super::region::Region;
-use super::wait::Wait;
 use crate::ipc::codec::SharedFd;
+use crate::shm::region::Region;
 use crate::sys;
+use crate::wait::Wait;
 
 /// Bytes each direction of a pipe can hold before a sender waits for the
 /// receiver (virtual size: only what is used is ever allocated).

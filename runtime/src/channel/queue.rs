@@ -17,11 +17,11 @@ use super::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use super::payload;
-use super::region::Region;
-use super::ring::Ring;
-use super::wait::{Sleep, Wait};
 use crate::ipc::codec::SharedFd;
+use crate::shm::region::Region;
+use crate::shm::ring::Ring;
 use crate::sys;
+use crate::wait::{Sleep, Wait};
 
 /// Bytes of pending messages a queue can hold before `put` waits for a
 /// consumer (virtual size: only what is used is ever allocated).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{GetError, PutError};
 use super::queue::{Flavor, Shared, get_error, put_error};
-use super::wait::Wait;
+use crate::wait::Wait;
 
 /// An unbounded queue with only `put`, `get`, `is_empty` and `close`:
 /// Python's `multiprocessing.SimpleQueue`. Same transport and guarantees as

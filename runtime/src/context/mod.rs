@@ -2,6 +2,8 @@
 //! (Python's `get_context(method)`). It builds processes, pools, managers
 //! and channels, so it stands above all of them, beside the crate root.
 
+#![forbid(unsafe_code)]
+
 use crate::process::ProcessBuilder;
 use crate::process::StartMethod;
 use crate::process::task::Task;

@@ -5,6 +5,8 @@
 //! Everything above it (the process wire, channels' side sockets, the pool,
 //! the manager) speaks through these three.
 
+#![forbid(unsafe_code)]
+
 /// The largest message mproc sends or accepts unless told otherwise
 /// (1 GiB): a frame, an encoded value, a channel message, a manager
 /// request or reply. A length read from a peer is checked against it

@@ -23,7 +23,7 @@ use super::wire::Request;
 use crate::ipc::codec::{self, SharedFd};
 use crate::process::Process;
 use crate::process::StartMethod;
-use crate::process::task::{self, Task, TaskEntry};
+use crate::process::task::Task;
 
 /// A server process holding shared objects (Python's
 /// `multiprocessing.Manager()`).
@@ -302,7 +302,7 @@ pub(crate) struct ServerArgs {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct ManagerServer;
 
-const SERVER_TASK: &str = "mproc::manager::server";
+pub(crate) const SERVER_TASK: &str = "mproc::manager::server";
 
 impl Task for ManagerServer {
     type Args = ServerArgs;
@@ -324,11 +324,3 @@ impl Task for ManagerServer {
         server::serve(state, Listener::Unix(UnixListener::from(fd)), None);
     }
 }
-
-#[linkme::distributed_slice(task::TASKS)]
-static MANAGER_SERVER: TaskEntry = TaskEntry {
-    name: SERVER_TASK,
-    fingerprint: task::fingerprint::<ManagerServer>,
-    run: task::run_erased::<ManagerServer>,
-    run_chunk: task::run_chunk_erased::<ManagerServer>,
-};

@@ -2,11 +2,13 @@
 //! proxies (Python's `multiprocessing.managers`). The wire format and the
 //! handshake are in `README.md` beside this file.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod conn;
 mod error;
 mod fastpath;
-mod local;
+pub(crate) mod local;
 mod objects;
 mod proxy;
 mod queue;

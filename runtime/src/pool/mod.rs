@@ -1,5 +1,7 @@
 //! `Pool`: Python's process pool, which never hangs when a worker dies.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod result;
 mod slot;

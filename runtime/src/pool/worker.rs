@@ -57,15 +57,7 @@ impl Task for PoolWorker {
     }
 }
 
-const WORKER_TASK: &str = "mproc::pool::worker";
-
-#[linkme::distributed_slice(task::TASKS)]
-static POOL_WORKER: TaskEntry = TaskEntry {
-    name: WORKER_TASK,
-    fingerprint: task::fingerprint::<PoolWorker>,
-    run: task::run_erased::<PoolWorker>,
-    run_chunk: task::run_chunk_erased::<PoolWorker>,
-};
+pub(crate) const WORKER_TASK: &str = "mproc::pool::worker";
 
 /// Builds a job frame: id, kind, fingerprint, name, payload.
 pub(crate) fn job_frame(

@@ -19,13 +19,10 @@ pub(crate) const FORKSERVER_ENV: &CStr = c"__MPROC_FORKSERVER_FD";
 /// The descriptor number the control socket gets in a re-executed child.
 pub(crate) const CTRL_FD: i32 = 3;
 
-#[linkme::distributed_slice(sys::BEFORE_MAIN)]
-static CHILD_ENTRY: fn() = pre_main;
-
 /// Runs before `main` in every process of a program that links mproc. In
 /// the main process it returns at once; in a child it runs the task and
 /// exits, so `main` never starts.
-fn pre_main() {
+pub(crate) fn pre_main() {
     if let Some(value) = sys::getenv_early(CHILD_ENV) {
         sys::unsetenv_early(CHILD_ENV);
         let Ok(fd) = value.parse::<i32>() else {

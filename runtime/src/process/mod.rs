@@ -1,5 +1,7 @@
 //! `Process`: start a task in a child process, wait for it, get its value.
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod child;
 pub(crate) mod current;
 pub mod log;

@@ -10,11 +10,11 @@ use std::ops::{Deref, DerefMut};
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
+use super::mutex::{LockResult, OwnerDied, SharedMutex, lock_result, self_deadlock};
 use super::segment::{Kind, Page, Shm};
 use super::{data_body_len, data_offset, layout_meta, read_shared, write_shared};
-use crate::sync::spin::{self, Wait};
-use crate::sync::{LockResult, OwnerDied, lock_result, self_deadlock};
-use crate::sys::{Locked, RawMutex};
+use crate::sys::Locked;
+use crate::wait::Wait;
 
 /// An index past the end of a [`RawArray`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl std::error::Error for IndexOutOfBounds {}
 
 #[repr(C)]
 pub(crate) struct ArrayPage<T> {
-    mutex: RawMutex,
+    mutex: SharedMutex,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -173,7 +173,7 @@ impl<T: Pod> Array<T> {
     /// assert_eq!(a.to_vec(), [0, 0, 0, 7]);
     /// ```
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        let got = spin::lock(&self.shm.page().mutex, &Wait::Forever);
+        let got = self.shm.page().mutex.lock(&Wait::Forever);
         if got == Locked::ByCaller {
             self_deadlock("this Array's lock");
         }
@@ -241,7 +241,7 @@ impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
 
 impl<T: Pod> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        spin::unlock(&self.array.shm.page().mutex);
+        self.array.shm.page().mutex.unlock();
     }
 }
 

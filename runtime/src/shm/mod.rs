@@ -8,7 +8,13 @@
 //! when it is passed to a task. The memory goes away with the last handle,
 //! even if processes are killed: nothing is left in `/dev/shm`.
 
+#![allow(unsafe_code)]
+
 mod array;
+pub(crate) mod mutex;
+pub(crate) mod pages;
+pub(crate) mod region;
+pub(crate) mod ring;
 pub(crate) mod segment;
 mod value;
 

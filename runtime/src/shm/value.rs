@@ -10,15 +10,15 @@ use std::ops::{Deref, DerefMut};
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
+use super::mutex::{LockResult, OwnerDied, SharedMutex, lock_result, self_deadlock};
 use super::segment::{Kind, Page, Shm};
 use super::{data_body_len, data_offset, layout_meta, read_shared, write_shared};
-use crate::sync::spin::{self, Wait};
-use crate::sync::{LockResult, OwnerDied, lock_result, self_deadlock};
-use crate::sys::{Locked, RawMutex};
+use crate::sys::Locked;
+use crate::wait::Wait;
 
 #[repr(C)]
 pub(crate) struct ValuePage<T> {
-    mutex: RawMutex,
+    mutex: SharedMutex,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -124,7 +124,7 @@ impl<T: Pod> Value<T> {
     /// assert_eq!(v.get(), 10);
     /// ```
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        let got = spin::lock(&self.shm.page().mutex, &Wait::Forever);
+        let got = self.shm.page().mutex.lock(&Wait::Forever);
         if got == Locked::ByCaller {
             self_deadlock("this Value's lock");
         }
@@ -201,7 +201,7 @@ impl<T: Pod> DerefMut for ValueGuard<'_, T> {
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        spin::unlock(&self.value.shm.page().mutex);
+        self.value.shm.page().mutex.unlock();
     }
 }
 

@@ -16,6 +16,8 @@
 //! of the fork, the child must not touch it. That is why the closure form,
 //! [`fork`](crate::fork), is `unsafe`.
 
+#![allow(unsafe_code)]
+
 use std::io::{self, Write};
 use std::sync::Arc;
 

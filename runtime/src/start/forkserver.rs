@@ -114,12 +114,9 @@ struct Kid {
     status: OwnedFd,
 }
 
-#[linkme::distributed_slice(sys::BEFORE_MAIN)]
-static SERVER_ENTRY: fn() = become_server;
-
 /// Before `main`: a process started to be the fork server (its parent put
 /// `FORKSERVER_ENV` in its environment) serves and never reaches `main`.
-fn become_server() {
+pub(crate) fn become_server() {
     let Some(value) = sys::getenv_early(FORKSERVER_ENV) else {
         return;
     };
@@ -180,9 +177,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
         }
         let status = got.pop().expect("two descriptors");
         let ctrl = got.pop().expect("two descriptors");
-        // SAFETY: this process is single-threaded, so the child may run any
-        // code after the fork.
-        match unsafe { sys::fork() } {
+        match sys::fork_single_threaded() {
             Ok(sys::Forked::Child) => {
                 drop(conn);
                 drop(status);

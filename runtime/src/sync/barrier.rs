@@ -6,14 +6,15 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spin::{self, Wait};
-use crate::shm::segment::{Kind, Page, Shm};
-use crate::sys::{Locked, RawMutex};
+use crate::shm::pages::BarrierPage;
+use crate::shm::segment::Shm;
+use crate::sys::Locked;
+use crate::wait::{self, Wait};
 
 /// The barrier is broken: it was aborted, reset while this party waited,
 /// a wait timed out, or a party died inside it.
@@ -34,28 +35,6 @@ const RESETTING: i32 = -1;
 const BROKEN: i32 = -2;
 
 const NO_TIMEOUT: u64 = u64::MAX;
-
-#[repr(C)]
-pub(crate) struct BarrierPage {
-    mutex: RawMutex,
-    /// FILLING, DRAINING, RESETTING or BROKEN; under the mutex.
-    state: AtomicI32,
-    /// Parties inside `wait`; under the mutex.
-    count: AtomicU32,
-    /// Bumped by every broadcast; the futex word waiters sleep on.
-    seq: AtomicU32,
-    sleepers: AtomicU32,
-}
-
-// SAFETY: zero bytes are valid atomics and an unlocked mutex; everything is
-// usable through `&self`.
-unsafe impl Page for BarrierPage {
-    const KIND: Kind = Kind::Barrier;
-
-    fn keep_mapped(&self) -> bool {
-        self.mutex.held_in_this_process()
-    }
-}
 
 /// A barrier for a fixed number of parties (threads or processes), like
 /// Python's `multiprocessing.Barrier`: each [`wait`](Self::wait) blocks until
@@ -88,7 +67,7 @@ struct Inside<'a> {
 
 impl Drop for Inside<'_> {
     fn drop(&mut self) {
-        spin::unlock(&self.page.mutex);
+        self.page.mutex.unlock();
     }
 }
 
@@ -107,7 +86,7 @@ impl Inside<'_> {
 
     fn notify_all(&self) {
         self.page.seq.fetch_add(1, SeqCst);
-        spin::wake_all(&self.page.seq, &self.page.sleepers);
+        wait::wake_all(&self.page.seq, &self.page.sleepers);
     }
 
     fn break_it(&self) {
@@ -120,8 +99,8 @@ impl Inside<'_> {
     fn wait(&mut self, wait: &Wait) -> bool {
         let page = self.page;
         let seen = page.seq.load(SeqCst);
-        spin::unlock(&page.mutex);
-        let in_time = spin::wait_for_change(&page.seq, seen, &page.sleepers, wait);
+        page.mutex.unlock();
+        let in_time = wait::wait_for_change(&page.seq, seen, &page.sleepers, wait);
         if relock(page) {
             self.break_it();
         }
@@ -132,7 +111,7 @@ impl Inside<'_> {
 /// Takes the mutex. Returns whether a party died holding it, which leaves
 /// the barrier's state unknown: the caller breaks the barrier.
 fn relock(page: &BarrierPage) -> bool {
-    spin::lock(&page.mutex, &Wait::Forever) == Locked::OwnerDied
+    page.mutex.lock(&Wait::Forever) == Locked::OwnerDied
 }
 
 impl Barrier {

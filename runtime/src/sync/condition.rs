@@ -7,21 +7,18 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::lock::{Lock, LockGuard};
 use super::rlock::{RLock, RLockGuard};
-use super::spin::{self, Wait};
-use super::{LockResult, OwnerDied};
-use crate::shm::segment::{Kind, Page, Shm};
+use crate::shm::mutex::{LockResult, OwnerDied};
+use crate::shm::pages::{ConditionPage, SLOTS, Slot};
+use crate::shm::segment::Shm;
 use crate::sys::{self, Locked};
-
-/// The most threads (of all processes together) that can wait on one
-/// condition at the same moment.
-const SLOTS: usize = 16 * 1024;
+use crate::wait::{self, Wait};
 
 const FREE: u32 = 0;
 /// Queued; the waiter may be spinning.
@@ -30,35 +27,6 @@ const WAITING: u32 = 1;
 const SLEEPING: u32 = 2;
 /// Dequeued by `notify`: the waiter was woken.
 const SIGNALED: u32 = 3;
-
-#[repr(C)]
-struct Slot {
-    /// FREE, WAITING, SLEEPING or SIGNALED; the waiter's futex word.
-    state: AtomicU32,
-    /// The waiting process, to skip waiters that died.
-    pid: AtomicU32,
-    /// Queue (or free list) links: slot index + 1, 0 for none.
-    prev: AtomicU32,
-    next: AtomicU32,
-}
-
-/// Everything but `Slot::state` is read and written only by holders of the
-/// condition's lock.
-#[repr(C)]
-pub(crate) struct ConditionPage {
-    head: AtomicU32,
-    tail: AtomicU32,
-    free: AtomicU32,
-    /// Slots ever handed out; those past it have never been touched.
-    used: AtomicU32,
-    slots: [Slot; SLOTS],
-}
-
-// SAFETY: all-zero atomics are valid (empty queue, empty free list, all
-// slots FREE); everything is usable through `&self`.
-unsafe impl Page for ConditionPage {
-    const KIND: Kind = Kind::Condition;
-}
 
 fn link(i: usize) -> u32 {
     i as u32 + 1
@@ -266,14 +234,14 @@ impl Condition {
 
         let depth = match &self.lock {
             CondLock::Lock(l) => {
-                spin::unlock(l.mutex());
+                l.mutex().unlock();
                 1
             }
             CondLock::RLock(r) => r.release_all(),
         };
 
         let signaled = || (state.load(Acquire) == SIGNALED).then_some(());
-        if spin::spin(wait, signaled).is_none()
+        if wait::spin(wait, signaled).is_none()
             && !wait.expired()
             && state
                 .compare_exchange(WAITING, SLEEPING, AcqRel, Acquire)
@@ -287,7 +255,7 @@ impl Condition {
         }
 
         let died = match &self.lock {
-            CondLock::Lock(l) => spin::lock(l.mutex(), &Wait::Forever) == Locked::OwnerDied,
+            CondLock::Lock(l) => l.mutex().lock(&Wait::Forever) == Locked::OwnerDied,
             CondLock::RLock(r) => r.restore(depth),
         };
         // Holding the lock again: a late notify may still have picked us.

@@ -2,28 +2,14 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spin::{self, Wait};
-use crate::shm::segment::{Kind, Page, Shm};
-
-#[repr(C)]
-pub(crate) struct EventPage {
-    /// Bit 0: the flag. Bits 1..: how many times it was set (wrapping), so
-    /// that a waiter woken by `set` returns `true` even if the flag was
-    /// cleared again before it ran. The futex word.
-    word: AtomicU32,
-    /// Threads asleep in the kernel.
-    sleepers: AtomicU32,
-}
-
-// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
-unsafe impl Page for EventPage {
-    const KIND: Kind = Kind::Event;
-}
+use crate::shm::pages::EventPage;
+use crate::shm::segment::Shm;
+use crate::wait::{self, Wait};
 
 /// A flag shared between processes, like Python's `multiprocessing.Event`:
 /// [`wait`](Self::wait) blocks until another process (or thread) calls
@@ -87,7 +73,7 @@ impl Event {
                 Err(now) => w = now,
             }
         }
-        spin::wake_all(&page.word, &page.sleepers);
+        wait::wake_all(&page.word, &page.sleepers);
     }
 
     /// Clears the flag; later waiters block until the next [`set`](Self::set).
@@ -139,7 +125,7 @@ impl Event {
         let wait = Wait::optional(timeout);
         // A clear with the flag down leaves the word unchanged, so any
         // change is a set.
-        spin::wait_for_change(&page.word, seen, &page.sleepers, &wait)
+        wait::wait_for_change(&page.word, seen, &page.sleepers, &wait)
     }
 }
 

@@ -7,24 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spin::{self, Wait};
-use super::{LockResult, OwnerDied, lock_result, self_deadlock};
-use crate::shm::segment::{Kind, Page, Shm};
-use crate::sys::{Locked, RawMutex};
-
-#[repr(C)]
-pub(crate) struct LockPage {
-    mutex: RawMutex,
-}
-
-// SAFETY: a zeroed RawMutex is an unlocked one; RawMutex is Sync.
-unsafe impl Page for LockPage {
-    const KIND: Kind = Kind::Lock;
-
-    fn keep_mapped(&self) -> bool {
-        self.mutex.held_in_this_process()
-    }
-}
+use crate::shm::mutex::{LockResult, OwnerDied, SharedMutex, lock_result, self_deadlock};
+use crate::shm::pages::LockPage;
+use crate::shm::segment::Shm;
+use crate::sys::Locked;
+use crate::wait::Wait;
 
 /// A lock shared between processes, like Python's `multiprocessing.Lock`.
 ///
@@ -76,7 +63,7 @@ impl Lock {
     }
 
     #[inline]
-    pub(crate) fn mutex(&self) -> &RawMutex {
+    pub(crate) fn mutex(&self) -> &SharedMutex {
         &self.shm.page().mutex
     }
 
@@ -111,7 +98,7 @@ impl Lock {
     /// ```
     #[inline]
     pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
-        let got = spin::lock(self.mutex(), &Wait::Forever);
+        let got = self.mutex().lock(&Wait::Forever);
         if got == Locked::ByCaller {
             self_deadlock("this Lock");
         }
@@ -137,7 +124,7 @@ impl Lock {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        lock_result(spin::lock(self.mutex(), &Wait::Try), || self.guard())
+        lock_result(self.mutex().lock(&Wait::Try), || self.guard())
     }
 
     /// Waits at most `timeout` for the lock; `None` if it stayed held. A
@@ -165,9 +152,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
-        lock_result(spin::lock(self.mutex(), &Wait::timeout(timeout)), || {
-            self.guard()
-        })
+        lock_result(self.mutex().lock(&Wait::timeout(timeout)), || self.guard())
     }
 }
 
@@ -199,7 +184,7 @@ impl LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        spin::unlock(self.lock.mutex());
+        self.lock.mutex().unlock();
     }
 }
 

@@ -3,36 +3,16 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spin::{self, Wait};
-use super::{LockResult, OwnerDied, lock_result};
-use crate::shm::segment::{Kind, Page, Shm};
-use crate::sys::{Locked, RawMutex};
-
-/// A non-recursive robust mutex plus the owner's depth: the mutex's lock
-/// word names the owner thread, and re-entry is detected from it (the
-/// kernel clears it when an owner dies, so a dead owner is never mistaken
-/// for the caller).
-#[repr(C)]
-pub(crate) struct RLockPage {
-    mutex: RawMutex,
-    /// How many guards the owner has; touched only by the owner.
-    depth: AtomicU32,
-}
-
-// SAFETY: zero bytes are an unlocked mutex and a valid atomic; everything
-// is usable through `&self`.
-unsafe impl Page for RLockPage {
-    const KIND: Kind = Kind::RLock;
-
-    fn keep_mapped(&self) -> bool {
-        self.mutex.held_in_this_process()
-    }
-}
+use crate::shm::mutex::{LockResult, OwnerDied, lock_result};
+use crate::shm::pages::RLockPage;
+use crate::shm::segment::Shm;
+use crate::sys::Locked;
+use crate::wait::Wait;
 
 /// A re-entrant lock shared between processes, like Python's
 /// `multiprocessing.RLock`.
@@ -120,7 +100,7 @@ impl RLock {
     /// drop((a, b));
     /// ```
     pub fn acquire(&self) -> LockResult<RLockGuard<'_>> {
-        match self.finish(spin::lock(&self.page().mutex, &Wait::Forever)) {
+        match self.finish(self.page().mutex.lock(&Wait::Forever)) {
             Ok(Some(g)) => Ok(g),
             Ok(None) => unreachable!("an untimed lock always ends locked"),
             Err(e) => Err(e),
@@ -141,7 +121,7 @@ impl RLock {
     /// assert!(a.is_some() && b.is_some());
     /// ```
     pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
-        self.finish(spin::lock(&self.page().mutex, &Wait::Try))
+        self.finish(self.page().mutex.lock(&Wait::Try))
     }
 
     /// Waits at most `timeout` to own the lock; `None` if another thread
@@ -166,7 +146,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> Result<Option<RLockGuard<'_>>, OwnerDied<RLockGuard<'_>>> {
-        self.finish(spin::lock(&self.page().mutex, &Wait::timeout(timeout)))
+        self.finish(self.page().mutex.lock(&Wait::timeout(timeout)))
     }
 
     /// Gives up ownership entirely, however deep; returns the depth for
@@ -174,7 +154,7 @@ impl RLock {
     pub(crate) fn release_all(&self) -> u32 {
         let page = self.page();
         let depth = page.depth.swap(0, Relaxed);
-        spin::unlock(&page.mutex);
+        page.mutex.unlock();
         depth
     }
 
@@ -182,7 +162,7 @@ impl RLock {
     /// Returns whether a previous owner died meanwhile.
     pub(crate) fn restore(&self, depth: u32) -> bool {
         let page = self.page();
-        let got = spin::lock(&page.mutex, &Wait::Forever);
+        let got = page.mutex.lock(&Wait::Forever);
         page.depth.store(depth, Relaxed);
         got == Locked::OwnerDied
     }
@@ -221,7 +201,7 @@ impl Drop for RLockGuard<'_> {
             return;
         }
         if page.depth.fetch_sub(1, Relaxed) == 1 {
-            spin::unlock(&page.mutex);
+            page.mutex.unlock();
         }
     }
 }

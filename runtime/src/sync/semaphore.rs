@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spin::{self, Wait};
-use crate::shm::segment::{Kind, Page, Shm};
+use crate::shm::pages::SemaphorePage;
+use crate::shm::segment::Shm;
+use crate::wait::{self, Wait};
 
 /// Why a semaphore operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,19 +22,6 @@ pub enum SemaphoreError {
     /// An operating-system call failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
-}
-
-#[repr(C)]
-pub(crate) struct SemaphorePage {
-    /// The number of permits; the futex word sleepers wait on.
-    value: AtomicU32,
-    /// Threads asleep in the kernel (so `release` can skip the wake-up call).
-    sleepers: AtomicU32,
-}
-
-// SAFETY: all-zero atomics are valid; everything is usable through `&self`.
-unsafe impl Page for SemaphorePage {
-    const KIND: Kind = Kind::Semaphore;
 }
 
 /// The shared machinery of both semaphores: `bound` is `u32::MAX` for an
@@ -79,7 +67,7 @@ impl Permits {
             if self.take() {
                 return true;
             }
-            if !spin::wait_for_change(&page.value, 0, &page.sleepers, wait) {
+            if !wait::wait_for_change(&page.value, 0, &page.sleepers, wait) {
                 // Out of time; one last look.
                 return self.take();
             }
@@ -99,7 +87,7 @@ impl Permits {
                 Err(now) => v = now,
             }
         }
-        spin::wake_one(&page.value, &page.sleepers);
+        wait::wake_one(&page.value, &page.sleepers);
         Ok(())
     }
 

@@ -24,6 +24,8 @@
 //! styles and two error types for one job; each `libc` call here is a thin
 //! wrapper with its own `// SAFETY:` comment instead.
 
+#![allow(unsafe_code)]
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

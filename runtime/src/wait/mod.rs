@@ -1,8 +1,33 @@
-//! How long a blocking call may wait, shared by every primitive: locks,
-//! semaphores, events and channels.
+//! How every blocking call in mproc waits: locks, semaphores, events,
+//! channels, the manager's fast path and the pool.
+//!
+//! A wake-up through the kernel costs tens of microseconds when the sleeper
+//! is on another CPU (about 50–70 µs on the 2-vCPU machines mproc is
+//! measured on), far more than most critical sections, messages or round
+//! trips take. So every waiter follows one policy, [`spin`]: a few
+//! microseconds of `pause`, then yielding (which lets the process waited for
+//! run if both share a CPU) for up to [`SPIN_FOR`], and only then sleeping
+//! in the kernel, where a deadline is kept by the kernel and nothing polls.
+//! On a single usable CPU it skips the `pause`s, which could only delay
+//! whoever we wait for.
+//!
+//! The sleeping half has two forms: a futex word with a count of sleepers
+//! (`futex.rs`), so that a waker makes no system call when nobody sleeps,
+//! and a doorbell socket (`door.rs`), for a waiter that must also notice
+//! that its peer is gone. `sleep.rs` combines the two for the channels.
+
+#![forbid(unsafe_code)]
+
+mod door;
+mod futex;
+mod sleep;
+
+pub(crate) use door::{hung_up, ring};
+pub(crate) use futex::{WakeWords, wait_for_change, wake_all, wake_one};
+pub(crate) use sleep::{Sleep, Why};
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sys::{self, Deadline};
 
@@ -75,4 +100,48 @@ pub(crate) fn spinning_helps() -> bool {
             helps
         }
     }
+}
+
+/// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^6 = 127
+/// pauses, about 2 µs. Short, because the process waited for may share
+/// this CPU (another program keeps the other one busy), and then only a
+/// yield lets it run.
+const PAUSE_ROUNDS: u32 = 7;
+
+/// How long a waiter spins and yields before it sleeps in the kernel: about
+/// what one cross-CPU sleep and wake-up costs here.
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
+
+/// The one spin policy: calls `attempt` until it gives a value, first
+/// between `pause`s (not on a single usable CPU), then between yields, for
+/// [`SPIN_FOR`] at most and never past `wait`'s deadline. `None` means
+/// "now sleep in the kernel" (or give up, if `wait` has expired).
+pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
+    if let Some(r) = attempt() {
+        return Some(r);
+    }
+    let rounds = if spinning_helps() { PAUSE_ROUNDS } else { 0 };
+    for round in 0..rounds {
+        for _ in 0..(1u32 << round) {
+            std::hint::spin_loop();
+        }
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+    }
+    let start = Instant::now();
+    while start.elapsed() < SPIN_FOR && !wait.expired() {
+        std::thread::yield_now();
+        if let Some(r) = attempt() {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// [`spin`] for a caller that will not sleep at all (the `Try` flavour of
+/// taking a lock that is usually held only a moment): the same policy, then
+/// one last attempt.
+pub(crate) fn spin_briefly<R>(mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
+    spin(&Wait::Forever, &mut attempt).or_else(attempt)
 }

@@ -93,10 +93,10 @@ pub(crate) fn send_with_fds(
         ));
     }
     let fd_bytes = std::mem::size_of_val(fds);
-    // SAFETY: CMSG_SPACE is a pure computation.
     let space = if fds.is_empty() {
         0
     } else {
+        // SAFETY: CMSG_SPACE is a pure computation.
         unsafe { libc::CMSG_SPACE(fd_bytes as u32) as usize }
     };
     // u64 storage keeps the control buffer aligned for `cmsghdr`.
@@ -481,6 +481,35 @@ pub(crate) unsafe fn fork() -> io::Result<Forked> {
     })
 }
 
+/// `fork(2)` for a process that runs one thread (the fork server), which is
+/// checked first: with no other thread there is no lock held by somebody
+/// else for the child to inherit, so nothing is left for a caller to vouch
+/// for. Fails, naming the thread count, when the process has more than
+/// one thread.
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing a plain fork: this process runs {threads} threads"
+        )));
+    }
+    // SAFETY: the calling thread is the only one, so no lock can be held by
+    // a thread that does not exist in the child.
+    unsafe { fork() }
+}
+
+/// How many threads this process runs (`num_threads` in `/proc/self/stat`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) may hold spaces and parentheses; the
+    // fields after its closing parenthesis start with the state (field 3),
+    // so `num_threads` (field 20) is the 18th of them.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(17))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat"))
+}
+
 /// Starts `exe` with `argv` and `envp` via `posix_spawn` (vfork-fast), with
 /// `ctrl` placed at descriptor `ctrl_target` in the child.
 pub(crate) fn posix_spawn(
@@ -851,6 +880,27 @@ mod tests {
             send_with_fds(sock, &[IoSlice::new(bytes)], fds, false).unwrap(),
             bytes.len()
         );
+    }
+
+    #[test]
+    fn thread_count_sees_a_new_thread() {
+        let before = thread_count().unwrap();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert_eq!(thread_count().unwrap(), before + 1);
+        drop(tx);
+        t.join().unwrap().unwrap_err();
+    }
+
+    #[test]
+    fn a_threaded_process_is_refused_a_plain_fork() {
+        // The test harness runs tests on threads of their own, so this
+        // process has at least two.
+        let err = fork_single_threaded()
+            .err()
+            .expect("no fork may happen here");
+        assert!(err.to_string().contains("threads"), "{err}");
     }
 
     #[test]

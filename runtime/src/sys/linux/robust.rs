@@ -247,7 +247,8 @@ impl RawMutex {
     /// after having slept: others may sleep too).
     #[inline]
     fn try_lock_with(&self, info: ThreadInfo, extra: u32) -> Locked {
-        // SAFETY (all blocks): `info.head` is this thread's head.
+        // SAFETY: `info.head` is this thread's head (so are the later
+        // blocks' below).
         unsafe { Self::set_pending(info.head, self.entry()) };
         let mut cur = self.word.load(Ordering::Relaxed);
         let got = loop {

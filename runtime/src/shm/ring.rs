@@ -12,9 +12,10 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::wait::{self, Wait, WakeWords};
+use super::mutex::SharedMutex;
+use crate::sys::Locked;
 use crate::sys::copy_bytes;
-use crate::sys::{Locked, RawMutex};
+use crate::wait::{self, Wait, WakeWords};
 
 /// Written last when a ring is set up; checked when a handle arrives.
 const MAGIC: u64 = u64::from_le_bytes(*b"mproc-ch");
@@ -124,7 +125,7 @@ struct Config {
 
 #[repr(C, align(64))]
 struct ProducerLine {
-    lock: RawMutex,
+    lock: SharedMutex,
     streaming: AtomicU32,
     publish_target: AtomicU64,
     published_before: AtomicU64,
@@ -143,7 +144,7 @@ struct TailLine {
 
 #[repr(C, align(64))]
 struct ConsumerLine {
-    lock: RawMutex,
+    lock: SharedMutex,
     partial: AtomicU32,
     consume_target: AtomicU64,
     consumed_before: AtomicU64,
@@ -382,9 +383,7 @@ impl Ring {
     /// `ABORT` the consumer is waiting for).
     pub(crate) fn repair_dead_producer(&self) {
         let m = &self.h().producer.lock;
-        // SAFETY: the mutex lives in the ring's mapping, which outlives the
-        // guard below that unlocks it (`new`'s contract).
-        match unsafe { m.try_lock() } {
+        match m.try_lock() {
             Locked::OwnerDied => {
                 let mut p = Producer {
                     ring: self,
@@ -424,28 +423,18 @@ impl Ring {
 /// Locks `m` as `wait` allows. `Some(true)`: locked, and the previous
 /// owner died (the caller repairs what it left; unlocking makes the mutex
 /// consistent again).
-fn lock(m: &RawMutex, wait: &Wait) -> io::Result<Option<bool>> {
-    let attempt = || {
-        // SAFETY: ring mutexes live in the ring's mapping, which outlives
-        // the guard that unlocks them (guards borrow the ring).
-        match unsafe { m.try_lock() } {
-            Locked::Yes => Some(Ok(false)),
-            Locked::OwnerDied => Some(Ok(true)),
-            Locked::No => None,
-            Locked::ByCaller => Some(Err(io::Error::other(
-                "this thread already holds the channel's lock",
-            ))),
-        }
-    };
-    if let Some(r) = wait::spin_briefly(|| if m.looks_locked() { None } else { attempt() }) {
-        return r.map(Some);
-    }
+fn lock(m: &SharedMutex, wait: &Wait) -> io::Result<Option<bool>> {
     let got = match wait {
-        Wait::Try => return Ok(None),
-        // SAFETY: as above.
-        Wait::Until(d) => unsafe { m.lock(Some(d)) },
-        // SAFETY: as above.
-        Wait::Forever => unsafe { m.lock(None) },
+        // A ring's lock is held only for a moment, so even a `Try` spins
+        // briefly for it.
+        Wait::Try => wait::spin_briefly(|| {
+            if m.looks_locked() {
+                return None;
+            }
+            Some(m.try_lock()).filter(|got| *got != Locked::No)
+        })
+        .unwrap_or(Locked::No),
+        _ => m.lock(wait),
     };
     match got {
         Locked::Yes => Ok(Some(false)),
@@ -467,10 +456,7 @@ pub(crate) struct Producer<'r> {
 
 impl Drop for Producer<'_> {
     fn drop(&mut self) {
-        // SAFETY: this guard exists only while this thread holds the lock.
-        unsafe {
-            self.ring.h().producer.lock.unlock();
-        }
+        self.ring.h().producer.lock.unlock();
     }
 }
 
@@ -704,10 +690,7 @@ pub(crate) struct Consumer<'r> {
 
 impl Drop for Consumer<'_> {
     fn drop(&mut self) {
-        // SAFETY: this guard exists only while this thread holds the lock.
-        unsafe {
-            self.ring.h().consumer.lock.unlock();
-        }
+        self.ring.h().consumer.lock.unlock();
     }
 }
 
