@@ -25,6 +25,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use crate::ipc::MESSAGE_LIMIT;
 use crate::ipc::transport::{self, Frame};
 use crate::sys;
+use crate::wait::{self, Wait};
 
 const HEADER: usize = 4;
 
@@ -151,29 +152,28 @@ impl FrameBufReader {
         Ok(true)
     }
 
-    /// As [`read_blocking`](Self::read_blocking), but first polls the
-    /// socket without sleeping for up to `spin`: a frame that arrives within
-    /// that time costs no wake-up.
+    /// As [`read_blocking`](Self::read_blocking), but with `spin` first
+    /// polls the socket without sleeping, as every waiter spins
+    /// ([`wait::spin`]): a frame that arrives within that time costs no
+    /// wake-up.
     pub(crate) fn read_spinning(
         &mut self,
         sock: BorrowedFd<'_>,
-        spin: std::time::Duration,
+        spin: bool,
     ) -> io::Result<Option<Frame>> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(f) = self.next_buffered()? {
-                return Ok(Some(f));
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            if start.elapsed() >= spin {
-                return self.read_blocking(sock);
-            }
-            if !self.fill(sock, true)? {
-                std::hint::spin_loop();
+        if spin {
+            let got = wait::spin(&Wait::Forever, || match self.next_buffered() {
+                Ok(None) if !self.eof => match self.fill(sock, true) {
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                other => Some(other),
+            });
+            if let Some(got) = got {
+                return got;
             }
         }
+        self.read_blocking(sock)
     }
 
     /// Blocks until a frame is complete; `Ok(None)` at end of stream.

@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use super::wire::FrameDecoder;
 use crate::ipc::transport;
 use crate::sys::{self, Mapping};
+use crate::wait::{self, Wait};
 
 /// Bytes of the buffer; longer messages go over the socket.
 pub(crate) const CAPACITY: usize = 64 * 1024;
@@ -19,8 +19,6 @@ const HEADER: usize = 4096;
 const TOTAL: usize = HEADER + CAPACITY;
 /// "The message is on the socket."
 const ON_SOCKET: u32 = u32::MAX;
-/// How long a waiter spins before it sleeps (with more than one CPU).
-const SPIN: Duration = Duration::from_micros(50);
 
 /// Which way a message goes.
 #[derive(Debug, Clone, Copy)]
@@ -48,12 +46,6 @@ impl Dir {
             Dir::Reply => 132,
         }
     }
-}
-
-/// Whether this process may run on one CPU only (checked once).
-fn one_cpu() -> bool {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CPUS.get_or_init(sys::cpu_count) == 1
 }
 
 /// Reads a Unix socket with `recvmsg`, keeping the descriptors that
@@ -212,25 +204,12 @@ impl FastPath {
     ) -> io::Result<bool> {
         let seq = sys::mapping_u32(&self.map, seq);
         let seen = self.seen;
-        let start = Instant::now();
-        let mut spins = 0u32;
-        let single_cpu = one_cpu();
-        while seq.load(Ordering::Acquire) == seen {
-            spins += 1;
-            if single_cpu {
-                // The peer cannot run while we spin: let it, a few times.
-                if spins > 3 {
-                    break;
-                }
-                std::thread::yield_now();
-            } else if spins % 16 == 0 {
-                if start.elapsed() > SPIN {
-                    break;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+        if wait::spin(&Wait::Forever, || {
+            (seq.load(Ordering::Acquire) != seen).then_some(())
+        })
+        .is_some()
+        {
+            return Ok(true);
         }
         let sleeping = sys::mapping_u32(&self.map, sleeping);
         loop {

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +12,6 @@ use crate::pool::slot::{Claim, Slot};
 use crate::process::task::{self, Outcome, Task, TaskEntry};
 use crate::process::wire::Reply;
 use crate::sys;
-
-/// How long an idle worker polls its socket before sleeping.
-const SPIN: Duration = Duration::from_micros(50);
 
 /// Job kinds on the wire.
 pub(crate) const KIND_ONE: u8 = 0;
@@ -159,11 +155,11 @@ fn worker_main(args: WorkerArgs) {
         // one without a sleeping wake-up.
         let spin = if reader.has_buffered() {
             since_dry += 1;
-            Duration::ZERO
+            false
         } else {
             let pipelined = since_dry > 1;
             since_dry = 1;
-            if pipelined { Duration::ZERO } else { SPIN }
+            !pipelined
         };
         let (frame, fds) = match reader.read_spinning(sock.as_fd(), spin) {
             Ok(Some(f)) => f,
