@@ -37,7 +37,7 @@ pub(crate) enum Flavor {
 
 /// A queue in one process: the shared memory, both ends of the descriptor
 /// socket, and the local `close()` flag.
-pub(crate) struct Shared {
+pub(crate) struct QueueInner {
     region: Region,
     side_tx: SharedFd,
     side_rx: SharedFd,
@@ -82,8 +82,8 @@ impl From<RecvFail> for GetFail {
     }
 }
 
-impl Shared {
-    pub(crate) fn create(flavor: Flavor, maxsize: usize) -> io::Result<Shared> {
+impl QueueInner {
+    pub(crate) fn create(flavor: Flavor, maxsize: usize) -> io::Result<QueueInner> {
         let region = Region::create(
             c"mproc-queue",
             1,
@@ -92,7 +92,7 @@ impl Shared {
             flavor == Flavor::Joinable,
         )?;
         let (tx, rx) = sys::socketpair()?;
-        Ok(Shared {
+        Ok(QueueInner {
             region,
             side_tx: SharedFd::new(tx),
             side_rx: SharedFd::new(rx),
@@ -101,14 +101,14 @@ impl Shared {
         })
     }
 
-    fn open(wire: Wire, flavor: Flavor) -> io::Result<Shared> {
+    fn open(wire: Wire, flavor: Flavor) -> io::Result<QueueInner> {
         if wire.flavor != flavor {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("expected a {flavor:?} queue, got a {:?} one", wire.flavor),
             ));
         }
-        Ok(Shared {
+        Ok(QueueInner {
             region: Region::open(wire.memfd, 1)?,
             side_tx: wire.side_tx,
             side_rx: wire.side_rx,
@@ -132,8 +132,8 @@ impl Shared {
     pub(crate) fn deserialize_as<'de, D: Deserializer<'de>>(
         d: D,
         flavor: Flavor,
-    ) -> Result<Shared, D::Error> {
-        Shared::open(Wire::deserialize(d)?, flavor).map_err(D::Error::custom)
+    ) -> Result<QueueInner, D::Error> {
+        QueueInner::open(Wire::deserialize(d)?, flavor).map_err(D::Error::custom)
     }
 
     pub(crate) fn ring(&self) -> &Ring {
@@ -282,7 +282,7 @@ fn try_get_error(e: GetFail) -> TryGetError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T> {
-    shared: Arc<Shared>,
+    inner: Arc<QueueInner>,
     _marker: PhantomData<fn(T) -> T>,
 }
 
@@ -301,7 +301,7 @@ pub struct Queue<T> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct JoinableQueue<T> {
-    shared: Arc<Shared>,
+    inner: Arc<QueueInner>,
     _marker: PhantomData<fn(T) -> T>,
 }
 
@@ -322,7 +322,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn new() -> io::Result<Self> {
-                Ok(Self::from_shared(Shared::create($flavor, 0)?))
+                Ok(Self::from_inner(QueueInner::create($flavor, 0)?))
             }
 
             /// A new queue holding at most `maxsize` items: `put` waits
@@ -347,7 +347,7 @@ macro_rules! queue_methods {
                         "a bounded queue needs room for at least one item",
                     ));
                 }
-                Ok(Self::from_shared(Shared::create($flavor, maxsize)?))
+                Ok(Self::from_inner(QueueInner::create($flavor, maxsize)?))
             }
 
             /// Puts `value` at the back, waiting while the queue is full.
@@ -366,7 +366,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-                self.shared.put(value, &Wait::Forever).map_err(put_error)
+                self.inner.put(value, &Wait::Forever).map_err(put_error)
             }
 
             /// Puts `value`, waiting at most `timeout` for room.
@@ -385,7 +385,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
-                self.shared
+                self.inner
                     .put(value, &Wait::timeout(timeout))
                     .map_err(put_timeout_error)
             }
@@ -405,7 +405,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
-                self.shared.put(value, &Wait::Try).map_err(try_put_error)
+                self.inner.put(value, &Wait::Try).map_err(try_put_error)
             }
 
             /// Takes the item at the front, waiting for one.
@@ -427,7 +427,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn get(&self) -> Result<T, GetError> {
-                self.shared.get(&Wait::Forever).map_err(get_error)
+                self.inner.get(&Wait::Forever).map_err(get_error)
             }
 
             /// Takes the item at the front, waiting at most `timeout`.
@@ -447,7 +447,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-                self.shared
+                self.inner
                     .get(&Wait::timeout(timeout))
                     .map_err(get_timeout_error)
             }
@@ -468,14 +468,14 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn try_get(&self) -> Result<T, TryGetError> {
-                self.shared.get(&Wait::Try).map_err(try_get_error)
+                self.inner.get(&Wait::Try).map_err(try_get_error)
             }
         }
 
         impl<T> $ty<T> {
-            fn from_shared(shared: Shared) -> Self {
+            fn from_inner(inner: QueueInner) -> Self {
                 $ty {
-                    shared: Arc::new(shared),
+                    inner: Arc::new(inner),
                     _marker: PhantomData,
                 }
             }
@@ -492,7 +492,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn len(&self) -> usize {
-                usize::try_from(self.shared.ring().len()).unwrap_or(usize::MAX)
+                usize::try_from(self.inner.ring().len()).unwrap_or(usize::MAX)
             }
 
             /// Whether the queue holds no item (a snapshot).
@@ -521,8 +521,8 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn is_full(&self) -> bool {
-                let max = self.shared.ring().maxsize();
-                max > 0 && self.shared.ring().len() >= max
+                let max = self.inner.ring().maxsize();
+                max > 0 && self.inner.ring().len() >= max
             }
 
             /// The bound given to `bounded`, or `None`.
@@ -534,7 +534,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn maxsize(&self) -> Option<usize> {
-                match self.shared.ring().maxsize() {
+                match self.inner.ring().maxsize() {
                     0 => None,
                     n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
                 }
@@ -558,7 +558,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn close(&self) {
-                self.shared.close();
+                self.inner.close();
             }
 
             /// Sets the largest item, in bytes once encoded, the queue
@@ -580,7 +580,7 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn set_message_limit(&self, bytes: usize) {
-                self.shared.ring().set_limit(bytes as u64);
+                self.inner.ring().set_limit(bytes as u64);
             }
 
             /// The largest item, in bytes once encoded, the queue accepts.
@@ -592,14 +592,14 @@ macro_rules! queue_methods {
             /// # Ok::<(), std::io::Error>(())
             /// ```
             pub fn message_limit(&self) -> usize {
-                usize::try_from(self.shared.ring().limit()).unwrap_or(usize::MAX)
+                usize::try_from(self.inner.ring().limit()).unwrap_or(usize::MAX)
             }
         }
 
         impl<T> Clone for $ty<T> {
             fn clone(&self) -> Self {
                 $ty {
-                    shared: Arc::clone(&self.shared),
+                    inner: Arc::clone(&self.inner),
                     _marker: PhantomData,
                 }
             }
@@ -610,20 +610,20 @@ macro_rules! queue_methods {
                 f.debug_struct(stringify!($ty))
                     .field("len", &self.len())
                     .field("maxsize", &self.maxsize())
-                    .field("closed", &self.shared.is_closed())
+                    .field("closed", &self.inner.is_closed())
                     .finish()
             }
         }
 
         impl<T> Serialize for $ty<T> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                self.shared.serialize(s)
+                self.inner.serialize(s)
             }
         }
 
         impl<'de, T> Deserialize<'de> for $ty<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Ok(Self::from_shared(Shared::deserialize_as(d, $flavor)?))
+                Ok(Self::from_inner(QueueInner::deserialize_as(d, $flavor)?))
             }
         }
     };
@@ -650,7 +650,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        if self.shared.ring().task_done() {
+        if self.inner.ring().task_done() {
             Ok(())
         } else {
             Err(TaskDoneError::TooManyCalls)
@@ -681,7 +681,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join(&self) {
-        let ring = self.shared.ring();
+        let ring = self.inner.ring();
         let sleep = Sleep {
             words: ring.join_wake(),
             door: None,

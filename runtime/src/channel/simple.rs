@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{GetError, PutError};
-use super::queue::{Flavor, Shared, get_error, put_error};
+use super::queue::{Flavor, QueueInner, get_error, put_error};
 use crate::wait::Wait;
 
 /// An unbounded queue with only `put`, `get`, `is_empty` and `close`:
@@ -31,7 +31,7 @@ use crate::wait::Wait;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SimpleQueue<T> {
-    shared: Arc<Shared>,
+    inner: Arc<QueueInner>,
     _marker: PhantomData<fn(T) -> T>,
 }
 
@@ -49,7 +49,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> SimpleQueue<T> {
     /// ```
     pub fn new() -> io::Result<Self> {
         Ok(SimpleQueue {
-            shared: Arc::new(Shared::create(Flavor::Simple, 0)?),
+            inner: Arc::new(QueueInner::create(Flavor::Simple, 0)?),
             _marker: PhantomData,
         })
     }
@@ -67,7 +67,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> SimpleQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        self.shared.put(value, &Wait::Forever).map_err(put_error)
+        self.inner.put(value, &Wait::Forever).map_err(put_error)
     }
 
     /// Takes the item at the front, waiting for one.
@@ -83,7 +83,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> SimpleQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.shared.get(&Wait::Forever).map_err(get_error)
+        self.inner.get(&Wait::Forever).map_err(get_error)
     }
 }
 
@@ -98,7 +98,7 @@ impl<T> SimpleQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.shared.ring().len() == 0
+        self.inner.ring().len() == 0
     }
 
     /// Stops this process's use of the queue (idempotent): its `put` and
@@ -113,14 +113,14 @@ impl<T> SimpleQueue<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(&self) {
-        self.shared.close();
+        self.inner.close();
     }
 }
 
 impl<T> Clone for SimpleQueue<T> {
     fn clone(&self) -> Self {
         SimpleQueue {
-            shared: Arc::clone(&self.shared),
+            inner: Arc::clone(&self.inner),
             _marker: PhantomData,
         }
     }
@@ -130,22 +130,22 @@ impl<T> fmt::Debug for SimpleQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimpleQueue")
             .field("empty", &self.is_empty())
-            .field("closed", &self.shared.is_closed())
+            .field("closed", &self.inner.is_closed())
             .finish()
     }
 }
 
 impl<T> Serialize for SimpleQueue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.shared.serialize(s)
+        self.inner.serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let shared = Shared::deserialize_as(d, Flavor::Simple)?;
+        let inner = QueueInner::deserialize_as(d, Flavor::Simple)?;
         Ok(SimpleQueue {
-            shared: Arc::new(shared),
+            inner: Arc::new(inner),
             _marker: PhantomData,
         })
     }
