@@ -506,6 +506,78 @@ mod tests {
         assert!(parse_reply(&[1]).is_err());
     }
 
+    /// A stream of up to 7 frames: valid requests, damaged ones, noise, and
+    /// now and then a length prefix that lies. Returns the stream, the
+    /// frames a decoder must give back whole, and the index of the first
+    /// frame after which the stream is garbage (a lie or an oversize).
+    fn random_stream(rng: &mut Rng, limit: usize) -> (Vec<u8>, Vec<Vec<u8>>, Option<usize>) {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        let mut bad_at = None;
+        for _ in 0..rng.below(8) {
+            let payload = match rng.below(4) {
+                0 => valid_request(rng),
+                1 => {
+                    let mut v = valid_request(rng);
+                    let i = rng.below(v.len() as u64) as usize;
+                    v[i] = rng.next() as u8;
+                    v.truncate(rng.below(v.len() as u64 + 1) as usize);
+                    v
+                }
+                _ => {
+                    let n = rng.below(300) as usize;
+                    rng.bytes(n)
+                }
+            };
+            let declared = if rng.below(20) == 0 {
+                rng.next() as u32
+            } else {
+                payload.len() as u32
+            };
+            stream.extend(declared.to_be_bytes());
+            stream.extend(&payload);
+            if bad_at.is_some() {
+                continue;
+            }
+            if declared as usize == payload.len() && declared as usize <= limit {
+                expected.push(payload);
+            } else {
+                // Oversized, or a lying prefix that desynchronises the
+                // stream: what follows is garbage, which must still not
+                // panic.
+                bad_at = Some(expected.len());
+            }
+        }
+        (stream, expected, bad_at)
+    }
+
+    /// Feeds `stream` to a decoder in random pieces, parsing every frame
+    /// that comes out. Returns the frames and whether the decoder refused
+    /// the stream.
+    fn feed_in_pieces(rng: &mut Rng, stream: &[u8], limit: usize) -> (Vec<Vec<u8>>, bool) {
+        let mut d = FrameDecoder::new(limit);
+        let mut got = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let n = (rng.below(64) as usize + 1).min(rest.len());
+            d.feed(&rest[..n]);
+            rest = &rest[n..];
+            loop {
+                match d.next_frame() {
+                    Ok(Some(f)) => {
+                        let _ = Request::parse(&f);
+                        let _ = parse_reply(&f);
+                        got.push(f);
+                    }
+                    Ok(None) => break,
+                    Err(_) => return (got, true),
+                }
+            }
+            assert!(d.buf.len() <= stream.len());
+        }
+        (got, false)
+    }
+
     /// Random frames, split at random points, fed to the decoder and the
     /// request parser: nothing panics, a prefix over the limit is refused,
     /// whole frames come out whole, and valid requests parse to themselves.
@@ -517,66 +589,8 @@ mod tests {
         while start.elapsed() < Duration::from_secs(2) {
             rounds += 1;
             let limit = [HANDSHAKE_LIMIT, 4096][rng.below(2) as usize];
-            let mut stream = Vec::new();
-            let mut expected = Vec::new();
-            let mut bad_at = None;
-            for _ in 0..rng.below(8) {
-                let payload = match rng.below(4) {
-                    0 => valid_request(&mut rng),
-                    1 => {
-                        let mut v = valid_request(&mut rng);
-                        let i = rng.below(v.len() as u64) as usize;
-                        v[i] = rng.next() as u8;
-                        v.truncate(rng.below(v.len() as u64 + 1) as usize);
-                        v
-                    }
-                    _ => {
-                        let n = rng.below(300) as usize;
-                        rng.bytes(n)
-                    }
-                };
-                let declared = if rng.below(20) == 0 {
-                    rng.next() as u32
-                } else {
-                    payload.len() as u32
-                };
-                if declared as usize > limit && bad_at.is_none() {
-                    bad_at = Some(expected.len());
-                }
-                stream.extend(declared.to_be_bytes());
-                stream.extend(&payload);
-                if declared as usize == payload.len() && bad_at.is_none() {
-                    expected.push(payload);
-                } else if bad_at.is_none() {
-                    // A lying prefix desynchronises the stream: what follows
-                    // is garbage, which must still not panic.
-                    bad_at = Some(expected.len());
-                }
-            }
-            let mut d = FrameDecoder::new(limit);
-            let mut got = Vec::new();
-            let mut refused = false;
-            let mut rest = &stream[..];
-            'feed: while !rest.is_empty() {
-                let n = (rng.below(64) as usize + 1).min(rest.len());
-                d.feed(&rest[..n]);
-                rest = &rest[n..];
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(f)) => {
-                            let _ = Request::parse(&f);
-                            let _ = parse_reply(&f);
-                            got.push(f);
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            refused = true;
-                            break 'feed;
-                        }
-                    }
-                }
-                assert!(d.buf.len() <= stream.len());
-            }
+            let (stream, expected, bad_at) = random_stream(&mut rng, limit);
+            let (got, refused) = feed_in_pieces(&mut rng, &stream, limit);
             let good = bad_at.unwrap_or(expected.len());
             assert_eq!(
                 &got[..good.min(got.len())],
