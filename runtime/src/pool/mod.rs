@@ -1,7 +1,5 @@
 //! `Pool`: Python's process pool, which never hangs when a worker dies.
 
-// Not used by the supervisor until it is switched over to it.
-#[allow(dead_code)]
 mod dispatch;
 mod error;
 mod result;
@@ -698,8 +696,7 @@ impl Pool {
     }
 
     fn check_open(&self) -> Result<(), TaskError> {
-        let s = self.shared.lock();
-        if s.closed || s.terminated {
+        if self.shared.lock().closed() {
             Err(TaskError::PoolClosed)
         } else {
             Ok(())
@@ -709,20 +706,15 @@ impl Pool {
     /// Stops accepting tasks; the workers exit once the submitted ones are
     /// done.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
+        self.shared.lock().close();
         self.shared.wake();
     }
 
     /// Stops at once: workers are terminated, tasks not finished fail with
     /// [`TaskError::PoolClosed`]. Returns promptly however many are queued.
     pub fn terminate(&self) {
-        {
-            let mut s = self.shared.lock();
-            if s.terminated {
-                return;
-            }
-            s.terminated = true;
-            s.closed = true;
+        if !self.shared.lock().terminate() {
+            return;
         }
         log::info!(target: "mproc", "terminating pool");
         self.shared.wake();
@@ -735,11 +727,8 @@ impl Pool {
     /// # Errors
     /// [`PoolError::StillRunning`] if neither was called.
     pub fn join(&self) -> Result<(), PoolError> {
-        {
-            let s = self.shared.lock();
-            if !s.closed && !s.terminated {
-                return Err(PoolError::StillRunning);
-            }
+        if !self.shared.lock().closed() {
+            return Err(PoolError::StillRunning);
         }
         let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
