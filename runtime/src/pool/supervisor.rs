@@ -24,7 +24,6 @@ use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};
 use crate::process::Process;
 use crate::process::StartMethod;
-use crate::process::table::ChildShared;
 use crate::process::wire::Reply;
 use crate::sys;
 
@@ -90,7 +89,7 @@ fn outcome(frame: Vec<u8>, fds: Vec<OwnedFd>) -> JobOutcome {
 struct LaneIo {
     key: LaneKey,
     sock: Arc<OwnedFd>,
-    child: Arc<ChildShared>,
+    worker: Arc<Process<()>>,
     /// Where results arrive; whoever reads them holds it.
     reader: Arc<Mutex<Results>>,
     /// Which job the worker has started; how the pool takes jobs back.
@@ -100,7 +99,7 @@ struct LaneIo {
 
 /// A worker that died, for the failures its death causes.
 struct Death {
-    child: Arc<ChildShared>,
+    worker: Arc<Process<()>>,
     exitcode: i32,
 }
 
@@ -129,7 +128,7 @@ impl Effects {
             Failure::Closed => TaskError::PoolClosed,
             Failure::WorkerDied { running } => {
                 let (name, pid, code) = match &self.died {
-                    Some(d) => (d.child.name.as_str(), d.child.pid, d.exitcode),
+                    Some(d) => (d.worker.name(), d.worker.pid(), d.exitcode),
                     None => ("?", 0, -libc::SIGKILL),
                 };
                 if running {
@@ -305,7 +304,7 @@ impl Shared {
 /// The process side of one worker, owned by the supervisor.
 struct WorkerProc {
     key: LaneKey,
-    child: Arc<ChildShared>,
+    worker: Arc<Process<()>>,
     sock: Arc<OwnedFd>,
     reader: Arc<Mutex<Results>>,
 }
@@ -342,8 +341,8 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, LaneIo)> {
             crate::error::ProcessError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })?;
-    let child = p.into_shared();
-    log::info!(target: "mproc", "added worker {} (pid {})", child.name, child.pid);
+    log::info!(target: "mproc", "added worker {} (pid {})", p.name(), p.pid());
+    let worker = Arc::new(p);
     let sock = Arc::new(ours);
     let key = n as LaneKey;
     let reader = Arc::new(Mutex::new(Results {
@@ -353,14 +352,14 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, LaneIo)> {
     Ok((
         WorkerProc {
             key,
-            child: child.clone(),
+            worker: worker.clone(),
             sock: sock.clone(),
             reader: reader.clone(),
         },
         LaneIo {
             key,
             sock,
-            child,
+            worker,
             reader,
             slot,
             writer: FrameBufWriter::default(),
@@ -519,7 +518,7 @@ impl Supervisor {
                 p.events |= libc::POLLOUT;
             }
             fds.push(p);
-            match w.child.lock().exit_fd() {
+            match w.worker.exit_fd() {
                 Some(fd) => fds.push(sys::poll_in(fd)),
                 None => {
                     fds.push(NO_FD);
@@ -614,14 +613,14 @@ impl Supervisor {
         let Some(i) = self.procs.iter().position(|p| p.key == lane) else {
             return;
         };
-        let w = &self.procs[i].child;
+        let w = &self.procs[i].worker;
         log::warn!(
             target: "mproc",
             "a task ran past its deadline; killing worker {} (pid {})",
-            w.name,
-            w.pid
+            w.name(),
+            w.pid()
         );
-        let _ = w.lock().signal(libc::SIGKILL);
+        let _ = w.signal(libc::SIGKILL);
         dead.push(i);
     }
 
@@ -629,8 +628,8 @@ impl Supervisor {
     /// running, requeue the ones behind it, and replace it.
     fn handle_exit(&mut self, i: usize) {
         let w = self.procs.swap_remove(i);
-        let exitcode = reap(&w.child);
-        crate::process::table::forget(&w.child);
+        let exitcode = reap(&w.worker);
+        w.worker.forget_in_table();
         // Whatever it sent before it died is delivered.
         let mut last = Vec::new();
         {
@@ -662,7 +661,7 @@ impl Supervisor {
             });
             let mut fx = Effects {
                 died: Some(Death {
-                    child: w.child.clone(),
+                    worker: w.worker.clone(),
                     exitcode,
                 }),
                 ..Effects::default()
@@ -729,23 +728,22 @@ impl Supervisor {
         }
         if terminate {
             for w in &self.procs {
-                let _ = w.child.lock().signal(libc::SIGTERM);
+                let _ = w.worker.signal(libc::SIGTERM);
             }
         }
         let procs = std::mem::take(&mut self.procs);
         self.run_completions();
         for w in &procs {
-            let mut s = w.child.lock();
-            if s.wait(Some(Duration::from_secs(5)))
+            if w.worker
+                .wait_exit(Some(Duration::from_secs(5)))
                 .ok()
                 .flatten()
                 .is_none()
             {
-                let _ = s.signal(libc::SIGKILL);
-                let _ = s.wait(Some(Duration::from_secs(5)));
+                let _ = w.worker.signal(libc::SIGKILL);
+                let _ = w.worker.wait_exit(Some(Duration::from_secs(5)));
             }
-            drop(s);
-            crate::process::table::forget(&w.child);
+            w.worker.forget_in_table();
         }
         self.shared.lock().finished = true;
         self.shared.cv.notify_all();
@@ -769,13 +767,13 @@ fn sleep(fds: &mut [libc::pollfd], plan: &SleepPlan) {
 
 /// Waits for a worker that exited or is about to (its socket closed); one
 /// that does not within two seconds is killed. Returns its exit code.
-fn reap(child: &ChildShared) -> i32 {
-    let mut s = child.lock();
-    match s.wait(Some(Duration::from_secs(2))) {
+fn reap(worker: &Process<()>) -> i32 {
+    match worker.wait_exit(Some(Duration::from_secs(2))) {
         Ok(Some(code)) => code,
         _ => {
-            let _ = s.signal(libc::SIGKILL);
-            s.wait(Some(Duration::from_secs(5)))
+            let _ = worker.signal(libc::SIGKILL);
+            worker
+                .wait_exit(Some(Duration::from_secs(5)))
                 .ok()
                 .flatten()
                 .unwrap_or(-libc::SIGKILL)
@@ -851,7 +849,7 @@ struct Loan {
     key: LaneKey,
     id: u64,
     sock: Arc<OwnedFd>,
-    child: Arc<ChildShared>,
+    worker: Arc<Process<()>>,
     reader: Arc<Mutex<Results>>,
 }
 
@@ -901,7 +899,7 @@ impl Loan {
                 std::hint::spin_loop();
                 continue;
             }
-            let exit = self.child.lock().exit_fd();
+            let exit = self.worker.exit_fd();
             let mut p = vec![sys::poll_in(self.sock.as_raw_fd())];
             if let Some(fd) = exit {
                 p.push(sys::poll_in(fd));
@@ -982,7 +980,7 @@ impl Shared {
             key,
             id,
             sock: lane.sock.clone(),
-            child: lane.child.clone(),
+            worker: lane.worker.clone(),
             reader: lane.reader.clone(),
         })
     }
