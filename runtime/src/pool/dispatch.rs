@@ -110,8 +110,9 @@ pub(crate) enum Failure {
 
 /// What the machine wants done, in the order queued.
 pub(crate) enum Action<J: Payload> {
-    /// Write job `id` to the worker's socket ([`Dispatch::job_mut`] has it).
-    Send { lane: LaneKey, id: u64 },
+    /// Write the jobs just given to the worker, oldest first
+    /// ([`Dispatch::unsent`] has them).
+    Send { lane: LaneKey },
     /// Take back the jobs up to `upto` the worker has not started, on its
     /// claim word; answer with [`Event::Revoked`] before the next action.
     Revoke { lane: LaneKey, upto: u64 },
@@ -179,6 +180,8 @@ struct Lane<J> {
     borrowed: bool,
     /// In the order sent, so ids grow.
     inflight: VecDeque<Flight<J>>,
+    /// How many at the back of `inflight` wait for their [`Action::Send`].
+    unsent: usize,
     /// Jobs given to it (for `maxtasksperchild`).
     sent: usize,
     /// When its oldest job became its oldest.
@@ -197,6 +200,7 @@ impl<J> Lane<J> {
             open: true,
             borrowed: false,
             inflight: VecDeque::new(),
+            unsent: 0,
             sent: 0,
             head_started: now,
             ewma: Duration::ZERO,
@@ -238,8 +242,21 @@ impl<J> Lane<J> {
             self.head_started = now;
         }
         self.inflight.push_back(Flight { id, job });
+        self.unsent += 1;
         self.last_id = id;
         self.sent += 1;
+    }
+
+    /// Takes job `pos` out of `inflight`, unsent or not.
+    fn take(&mut self, pos: usize) -> Flight<J> {
+        if pos >= self.inflight.len() - self.unsent {
+            self.unsent -= 1;
+        }
+        // Answers come in order, mostly.
+        if pos == 0 {
+            return self.inflight.pop_front().expect("a job in flight");
+        }
+        self.inflight.remove(pos).expect("a job in flight")
     }
 
     /// One more job took `took`.
@@ -308,19 +325,27 @@ impl<J: Payload> Dispatch<J> {
         self.lane(lane).is_some_and(|l| l.open && !l.borrowed)
     }
 
-    /// A job in flight, to be written by [`Action::Send`].
-    pub(crate) fn job_mut(&mut self, lane: LaneKey, id: u64) -> Option<&mut J> {
-        let lane = self.lanes.iter_mut().find(|l| l.key == lane)?;
-        // Just sent, so at the back.
-        let f = lane.inflight.iter_mut().rev().find(|f| f.id == id)?;
-        Some(&mut f.job)
+    /// The jobs given to the worker since its last [`Action::Send`],
+    /// oldest first, with their ids: to be written now.
+    pub(crate) fn unsent(&mut self, lane: LaneKey) -> impl Iterator<Item = (u64, &mut J)> {
+        self.lanes
+            .iter_mut()
+            .find(|l| l.key == lane)
+            .into_iter()
+            .flat_map(|l| {
+                let from = l.inflight.len() - std::mem::take(&mut l.unsent);
+                l.inflight.range_mut(from..)
+            })
+            .map(|f| (f.id, &mut f.job))
     }
 
     /// The next thing to do, oldest first.
+    #[inline]
     pub(crate) fn next_action(&mut self) -> Option<Action<J>> {
         self.out.pop_front()
     }
 
+    #[inline]
     pub(crate) fn on(&mut self, ev: Event<J>) {
         match ev {
             Event::Submitted(jobs) => self.pending.extend(jobs),
@@ -424,7 +449,13 @@ impl<J: Payload> Dispatch<J> {
             let id = self.next_id;
             self.next_id += 1;
             lane.push(id, job, now);
-            self.out.push_back(Action::Send { lane: lane.key, id });
+        }
+        // One write order per worker and round, not per job: a round may
+        // give a worker its whole window.
+        for lane in &self.lanes {
+            if lane.unsent > 0 {
+                self.out.push_back(Action::Send { lane: lane.key });
+            }
         }
     }
 
@@ -433,6 +464,9 @@ impl<J: Payload> Dispatch<J> {
         {
             lane.revoked_to = Some(lane.last_id);
             let keep = lane.inflight.partition_point(|f| f.id <= started);
+            // Those not written yet never will be.
+            let written = lane.inflight.len() - lane.unsent;
+            lane.unsent = keep.saturating_sub(written);
             for f in lane.inflight.drain(keep..).rev() {
                 lane.sent -= 1;
                 self.pending.push_front(f.job);
@@ -481,7 +515,7 @@ impl<J: Payload> Dispatch<J> {
         let Some(pos) = lane.inflight.iter().position(|f| f.id == id) else {
             return;
         };
-        let f = lane.inflight.remove(pos).expect("position just found");
+        let f = lane.take(pos);
         lane.measure(now.saturating_duration_since(lane.head_started));
         lane.head_started = now;
         self.out.push_back(Action::Complete { job: f.job, answer });
@@ -525,7 +559,7 @@ impl<J: Payload> Dispatch<J> {
             lane.head_started = now;
             return;
         }
-        let f = lane.inflight.pop_front().expect("head exists");
+        let f = lane.take(0);
         lane.open = false;
         self.out.push_back(Action::Kill { lane: key });
         self.out.push_back(Action::Fail {
@@ -773,8 +807,11 @@ mod tests {
             let mut seen = Vec::new();
             while let Some(a) = self.d.next_action() {
                 seen.push(match a {
-                    Action::Send { lane, id } => {
-                        Send(lane, id, self.d.job_mut(lane, id).unwrap().name)
+                    Action::Send { lane } => {
+                        for (id, job) in self.d.unsent(lane) {
+                            seen.push(Send(lane, id, job.name));
+                        }
+                        continue;
                     }
                     Action::Revoke { lane, upto } => {
                         // As `Slot::revoke`: one revocation at a time.
@@ -871,15 +908,15 @@ mod tests {
         let mut sim = Sim::new(2, None);
         sim.warm(2);
         // Window 64 each: one job at a time to the least loaded, ids in
-        // submission order.
+        // submission order; written worker by worker.
         assert_eq!(
             sim.submit(&["a", "b", "c", "d", "e"], us(1000)),
             [
                 Send(1, 9, "a"),
-                Send(2, 10, "b"),
                 Send(1, 11, "c"),
-                Send(2, 12, "d"),
                 Send(1, 13, "e"),
+                Send(2, 10, "b"),
+                Send(2, 12, "d"),
             ]
         );
         // Workers holding several jobs: the rings must be looked at.
@@ -895,7 +932,9 @@ mod tests {
         let names = vec!["x"; 200];
         let sent = sim.submit(&names, us(1100));
         assert_eq!(sent.len(), 64 * 2 - 5);
-        assert_eq!(sent.first(), Some(&Send(2, 14, "x")));
+        assert_eq!(sent.first(), Some(&Send(1, 15, "x")));
+        assert_eq!(sent[60], Send(1, 135, "x"));
+        assert_eq!(sent[61], Send(2, 14, "x"));
         assert_eq!(sent.last(), Some(&Send(2, 136, "x")));
         assert!(!sim.d.pending.is_empty());
     }

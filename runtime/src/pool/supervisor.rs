@@ -215,7 +215,7 @@ impl State {
     fn apply(&mut self, fx: &mut Effects) {
         while let Some(action) = self.sched.next_action() {
             match action {
-                Action::Send { lane, id } => self.write_job(lane, id),
+                Action::Send { lane } => self.write_jobs(lane),
                 Action::Revoke { lane, upto } => {
                     let started = self.io(lane).and_then(|l| l.slot.revoke(upto));
                     self.sched.on(Event::Revoked { lane, started });
@@ -245,19 +245,18 @@ impl State {
         }
     }
 
-    /// Queues job `id` on its worker's socket as sent.
-    fn write_job(&mut self, key: LaneKey, id: u64) {
+    /// Queues the jobs just given to a worker on its socket.
+    fn write_jobs(&mut self, key: LaneKey) {
         let Some(lane) = self.lanes.iter_mut().find(|l| l.key == key) else {
             return;
         };
-        let Some(job) = self.sched.job_mut(key, id) else {
-            return;
-        };
-        job.frame[..8].copy_from_slice(&id.to_le_bytes());
-        // The worker gets the descriptors; the job keeps copies.
-        let kept = copy_fds(&job.fds);
-        let fds = std::mem::replace(&mut job.fds, kept);
-        lane.writer.push(&job.frame, fds);
+        for (id, job) in self.sched.unsent(key) {
+            job.frame[..8].copy_from_slice(&id.to_le_bytes());
+            // The worker gets the descriptors; the job keeps copies.
+            let kept = copy_fds(&job.fds);
+            let fds = std::mem::replace(&mut job.fds, kept);
+            lane.writer.push(&job.frame, fds);
+        }
     }
 }
 
@@ -575,7 +574,7 @@ impl Supervisor {
     fn settle(&mut self, frames: Vec<Frame>, mut dead: Vec<usize>) -> Vec<usize> {
         let shared = self.shared.clone();
         let mut s = shared.lock();
-        let mut fx = Effects::default();
+        let mut fx = self.effects();
         let now = Instant::now();
         for (lane, frame, fds) in frames {
             let id = frame_id(&frame);
@@ -604,7 +603,7 @@ impl Supervisor {
             s.sched.on(Event::Exited { lane });
         }
         s.apply(&mut fx);
-        self.done.append(&mut fx.done);
+        self.done = std::mem::take(&mut fx.done);
         dead.retain(|&i| fx.bury.contains(&self.procs[i].key));
         dead
     }
@@ -659,15 +658,13 @@ impl Supervisor {
                 lane: w.key,
                 claimed,
             });
-            let mut fx = Effects {
-                died: Some(Death {
-                    worker: w.worker.clone(),
-                    exitcode,
-                }),
-                ..Effects::default()
-            };
+            let mut fx = self.effects();
+            fx.died = Some(Death {
+                worker: w.worker.clone(),
+                exitcode,
+            });
             s.apply(&mut fx);
-            self.done.append(&mut fx.done);
+            self.done = std::mem::take(&mut fx.done);
             fx.start
         };
         for _ in 0..start {
@@ -691,6 +688,15 @@ impl Supervisor {
         }
     }
 
+    /// Effects that collect completions in `self.done`, whose room is kept
+    /// from one step to the next.
+    fn effects(&mut self) -> Effects {
+        Effects {
+            done: std::mem::take(&mut self.done),
+            ..Effects::default()
+        }
+    }
+
     fn run_completions(&mut self) {
         if self.done.is_empty() {
             return;
@@ -710,7 +716,7 @@ impl Supervisor {
         {
             let shared = self.shared.clone();
             let mut s = shared.lock();
-            let mut fx = Effects::default();
+            let mut fx = self.effects();
             s.sched.on(Event::Shutdown);
             s.apply(&mut fx);
             // End-of-file tells the worker to exit. Dropping our end is not
@@ -724,7 +730,7 @@ impl Supervisor {
                     let _ = sys::shutdown_write(lane.sock.as_fd());
                 }
             }
-            self.done.append(&mut fx.done);
+            self.done = fx.done;
         }
         if terminate {
             for w in &self.procs {
