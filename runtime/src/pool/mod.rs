@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dispatch;
 mod error;
 mod result;
 mod slot;
@@ -26,7 +27,7 @@ use crate::sys;
 pub use error::{PoolError, TaskError};
 pub use result::{AsyncResult, IMap, IMapUnordered};
 use result::{Slot, Streamed};
-use supervisor::{Completion, Config, Job, JobOutcome, Shared};
+use supervisor::{Completion, Config, Job, JobOutcome, PoolInner};
 use worker::{InitSpec, KIND_CHUNK, KIND_ONE};
 
 /// Options for a [`Pool`]; made by [`Pool::builder`].
@@ -159,7 +160,7 @@ impl PoolBuilder {
 /// assert_eq!(pool.apply(square, 9).unwrap(), 81);
 /// ```
 pub struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolInner>,
     handle: Mutex<Option<JoinHandle<()>>>,
     processes: usize,
     task_timeout: Option<Duration>,
@@ -697,8 +698,7 @@ impl Pool {
     }
 
     fn check_open(&self) -> Result<(), TaskError> {
-        let s = self.shared.lock();
-        if s.closed || s.terminated {
+        if self.shared.lock().closed() {
             Err(TaskError::PoolClosed)
         } else {
             Ok(())
@@ -708,20 +708,15 @@ impl Pool {
     /// Stops accepting tasks; the workers exit once the submitted ones are
     /// done.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
+        self.shared.lock().close();
         self.shared.wake();
     }
 
     /// Stops at once: workers are terminated, tasks not finished fail with
     /// [`TaskError::PoolClosed`]. Returns promptly however many are queued.
     pub fn terminate(&self) {
-        {
-            let mut s = self.shared.lock();
-            if s.terminated {
-                return;
-            }
-            s.terminated = true;
-            s.closed = true;
+        if !self.shared.lock().terminate() {
+            return;
         }
         log::info!(target: "mproc", "terminating pool");
         self.shared.wake();
@@ -734,11 +729,8 @@ impl Pool {
     /// # Errors
     /// [`PoolError::StillRunning`] if neither was called.
     pub fn join(&self) -> Result<(), PoolError> {
-        {
-            let s = self.shared.lock();
-            if !s.closed && !s.terminated {
-                return Err(PoolError::StillRunning);
-            }
+        if !self.shared.lock().closed() {
+            return Err(PoolError::StillRunning);
         }
         let handle = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {

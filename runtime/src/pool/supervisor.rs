@@ -2,12 +2,13 @@
 //! replaces the dead, enforces deadlines. It sleeps in `poll` on every
 //! worker's socket and exit descriptor and on a wake-up socket.
 //!
-//! Dispatching is shared: each worker's outgoing side (its "lane": write
-//! buffer and jobs in flight) lives under the pool's lock, so a submitting
-//! thread hands a job straight to an idle worker without waking the
-//! supervisor first. See `pool/README.md` for the protocol.
+//! What to do with jobs is decided by the state machine in `dispatch.rs`;
+//! this file does the I/O around it: sockets, rings, claim words and
+//! processes. Dispatching is shared: the machine and each worker's write
+//! side live under the pool's lock, so a submitting thread hands a job
+//! straight to an idle worker without waking the supervisor first. See
+//! `pool/README.md` for the protocol.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -17,14 +18,15 @@ use std::time::{Duration, Instant};
 use crate::channel::ByteRing;
 use crate::ipc::codec::SharedFd;
 use crate::ipc::framed::{FrameBufReader, FrameBufWriter};
+use crate::pool::dispatch::{Action, Dispatch, Event, Failure, LaneKey, Payload, SleepPlan};
 use crate::pool::error::TaskError;
 use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};
 use crate::process::Process;
 use crate::process::StartMethod;
-use crate::process::table::ChildShared;
 use crate::process::wire::Reply;
 use crate::sys;
+use crate::wait::{self, Wait};
 
 /// What a job's completion receives.
 pub(crate) enum JobOutcome {
@@ -38,12 +40,22 @@ pub(crate) enum JobOutcome {
 /// Called once with a job's outcome, on the supervisor thread.
 pub(crate) type Completion = Box<dyn FnOnce(JobOutcome) + Send>;
 
-/// A job waiting to be dispatched.
+/// A job, from submission to its answer. Once sent, it keeps its frame and
+/// copies of its descriptors, to be sent again elsewhere if its worker
+/// never starts it (revoked, or dead first).
 pub(crate) struct Job {
     pub(crate) frame: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) complete: Completion,
+}
+
+impl Payload for Job {
+    /// The result frame and the descriptors that came with it.
+    type Answer = (Vec<u8>, Vec<OwnedFd>);
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
 }
 
 /// How the pool was configured.
@@ -54,236 +66,211 @@ pub(crate) struct Config {
     pub(crate) method: StartMethod,
 }
 
-struct Inflight {
-    id: u64,
-    complete: Completion,
-    timeout: Option<Duration>,
-    /// The job as sent, with copies of its descriptors: to send it again
-    /// elsewhere if its worker never starts it (revoked, or dead first).
-    frame: Vec<u8>,
-    fds: Vec<OwnedFd>,
-}
-
-impl Inflight {
-    /// The job, to be queued again.
-    fn into_job(self) -> Job {
-        Job {
-            frame: self.frame,
-            fds: self.fds,
-            timeout: self.timeout,
-            complete: self.complete,
-        }
-    }
-}
-
 /// Copies of a job's descriptors, kept while a worker holds the originals.
 fn copy_fds(fds: &[OwnedFd]) -> Vec<OwnedFd> {
     fds.iter().filter_map(|f| f.try_clone().ok()).collect()
 }
 
-/// The dispatch side of one worker.
-struct Lane {
-    key: u64,
+/// The job id a result frame starts with (frames are at least 8 bytes).
+fn frame_id(frame: &[u8]) -> u64 {
+    u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"))
+}
+
+/// A worker's answer, as its job's completion receives it.
+fn outcome(frame: Vec<u8>, fds: Vec<OwnedFd>) -> JobOutcome {
+    match Reply::parse(&frame[8..]) {
+        Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
+        None => JobOutcome::Failed(TaskError::Decode(
+            "the worker sent a malformed result".into(),
+        )),
+    }
+}
+
+/// The I/O side of one worker's lane (the machine has the rest).
+struct LaneIo {
+    key: LaneKey,
     sock: Arc<OwnedFd>,
-    child: Arc<ChildShared>,
+    worker: Arc<Process<()>>,
     /// Where results arrive; whoever reads them holds it.
     reader: Arc<Mutex<Results>>,
     /// Which job the worker has started; how the pool takes jobs back.
     slot: Slot,
-    /// The id of the last job sent to it.
-    last_id: u64,
-    /// After a revocation: the last id it covered, until the worker answers
-    /// a job after it (and so has claimed past it). Kept here so that
-    /// dispatching never reads the claim word the worker writes.
-    revoked_to: Option<u64>,
-    open: bool,
-    /// A thread in `apply` is talking to this worker directly.
-    borrowed: bool,
     writer: FrameBufWriter,
-    inflight: VecDeque<Inflight>,
-    /// Jobs dispatched to it (for `maxtasksperchild`).
-    sent: usize,
-    head_started: Instant,
-    /// Smoothed service time of one job, and how many were measured.
-    ewma: Duration,
-    samples: u32,
 }
 
-impl Lane {
-    /// How many jobs may be queued in this worker's socket. Fast jobs are
-    /// pipelined (their round trips would dominate); anything slower goes
-    /// one at a time, so a slow job never holds others back.
-    /// While jobs it was sent are being taken back, it gets one at a time.
-    fn window(&self, maxtasks: Option<usize>) -> usize {
-        let w = if self.samples >= 4
-            && self.ewma < Duration::from_micros(200)
-            && self.revoked_to.is_none()
-        {
-            64
-        } else {
-            1
-        };
-        match maxtasks {
-            Some(m) => w.min(m.saturating_sub(self.sent)),
-            None => w,
-        }
-    }
+/// A worker that died, for the failures its death causes.
+struct Death {
+    worker: Arc<Process<()>>,
+    exitcode: i32,
+}
 
-    /// Nothing to do, and free to take a job.
-    fn idle(&self, maxtasks: Option<usize>) -> bool {
-        self.open && !self.borrowed && self.inflight.is_empty() && self.window(maxtasks) > 0
-    }
+/// What carrying out the machine's actions leaves to the caller, once it
+/// knows what it is doing (and, for completions, once the lock is released).
+#[derive(Default)]
+struct Effects {
+    wake: bool,
+    drained: bool,
+    terminated: bool,
+    done: Vec<(Completion, JobOutcome)>,
+    kill: Vec<LaneKey>,
+    bury: Vec<LaneKey>,
+    start: usize,
+    lent: Option<(LaneKey, u64)>,
+    hangup: Vec<LaneKey>,
+    sleep: Option<SleepPlan>,
+    /// Set by whoever reports a death, before the failures it causes.
+    died: Option<Death>,
+}
 
-    /// Queues `job` for this worker as job `id`.
-    fn send(&mut self, id: u64, job: Job) {
-        let mut frame = job.frame;
-        frame[..8].copy_from_slice(&id.to_le_bytes());
-        if self.inflight.is_empty() {
-            self.head_started = Instant::now();
-        }
-        let fds = copy_fds(&job.fds);
-        self.writer.push(&frame, job.fds);
-        self.inflight.push_back(Inflight {
-            id,
-            complete: job.complete,
-            timeout: job.timeout,
-            frame,
-            fds,
-        });
-        self.last_id = id;
-        self.sent += 1;
-    }
-
-    /// Matches a result frame to its job: the job's completion and outcome.
-    fn answer(&mut self, frame: Vec<u8>, fds: Vec<OwnedFd>) -> Option<(Completion, JobOutcome)> {
-        let id = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
-        if self.revoked_to.is_some_and(|r| id > r) {
-            self.revoked_to = None;
-        }
-        let pos = self.inflight.iter().position(|f| f.id == id)?;
-        let job = self.inflight.remove(pos).expect("position just found");
-        let now = Instant::now();
-        let took = now.saturating_duration_since(self.head_started);
-        self.ewma = if self.samples == 0 {
-            took
-        } else {
-            (self.ewma * 7 + took) / 8
-        };
-        self.samples = self.samples.saturating_add(1);
-        self.head_started = now;
-        let outcome = match Reply::parse(&frame[8..]) {
-            Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
-            None => JobOutcome::Failed(TaskError::Decode(
-                "the worker sent a malformed result".into(),
-            )),
-        };
-        Some((job.complete, outcome))
-    }
-
-    /// Takes back the jobs queued here that the worker has not started.
-    fn revoke(&mut self, into: &mut VecDeque<Job>) {
-        let Some(started) = self.slot.revoke(self.last_id) else {
-            return;
-        };
-        self.revoked_to = Some(self.last_id);
-        let keep = self.inflight.partition_point(|j| j.id <= started);
-        for job in self.inflight.drain(keep..).rev() {
-            self.sent -= 1;
-            into.push_front(job.into_job());
+impl Effects {
+    fn error(&self, why: Failure) -> TaskError {
+        match why {
+            Failure::Timeout => TaskError::Timeout,
+            Failure::Closed => TaskError::PoolClosed,
+            Failure::WorkerDied { running } => {
+                let (name, pid, code) = match &self.died {
+                    Some(d) => (d.worker.name(), d.worker.pid(), d.exitcode),
+                    None => ("?", 0, -sys::SIGKILL),
+                };
+                if running {
+                    log::warn!(
+                        target: "mproc",
+                        "worker {name} (pid {pid}) died with exit code {code} while running a task"
+                    );
+                } else {
+                    log::error!(
+                        target: "mproc",
+                        "worker {name} (pid {pid}) died and the result of a finished task is missing"
+                    );
+                }
+                TaskError::WorkerDied {
+                    pid,
+                    exitcode: code,
+                }
+            }
         }
     }
 }
 
 /// State shared by the `Pool` handle, submitters and the supervisor.
 pub(crate) struct State {
-    pending: VecDeque<Job>,
-    pub(crate) closed: bool,
-    pub(crate) terminated: bool,
+    sched: Dispatch<Job>,
+    lanes: Vec<LaneIo>,
     pub(crate) finished: bool,
-    lanes: Vec<Lane>,
-    maxtasks: Option<usize>,
-    next_id: u64,
-    /// Workers the supervisor is not watching in its current `poll` (they
-    /// were borrowed when it went to sleep).
-    unwatched: Vec<u64>,
-    /// The supervisor went to sleep without its periodic look at the
-    /// rings (nothing was pipelined then).
-    rings_unchecked: bool,
 }
 
 impl State {
-    /// Moves pending jobs to workers with room and writes what the sockets
-    /// take. Returns whether the supervisor must be woken: something is left
-    /// to write, or a job went to a worker it is not watching.
-    fn dispatch(&mut self) -> bool {
-        let maxtasks = self.maxtasks;
-        let mut wake = false;
-        let mut revoked = false;
-        loop {
-            // One job at a time to the least loaded worker with room, so a
-            // burst is spread evenly even when windows are wide.
-            while !self.pending.is_empty() {
-                let Some(lane) = self
-                    .lanes
-                    .iter_mut()
-                    .filter(|l| l.open && !l.borrowed && l.inflight.len() < l.window(maxtasks))
-                    .min_by_key(|l| l.inflight.len())
-                else {
-                    break;
-                };
-                let job = self.pending.pop_front().expect("pending is not empty");
-                wake |= self.unwatched.contains(&lane.key);
-                lane.send(self.next_id, job);
-                self.next_id += 1;
+    /// `close` or `terminate` was called.
+    pub(crate) fn closed(&self) -> bool {
+        self.sched.closed() || self.sched.terminated()
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.sched.on(Event::Close);
+    }
+
+    /// Marks the pool terminated; false if it already was.
+    pub(crate) fn terminate(&mut self) -> bool {
+        if self.sched.terminated() {
+            return false;
+        }
+        self.sched.on(Event::Terminate);
+        true
+    }
+
+    fn io(&mut self, key: LaneKey) -> Option<&mut LaneIo> {
+        self.lanes.iter_mut().find(|l| l.key == key)
+    }
+
+    /// Runs a dispatch round and writes what the sockets take (nothing once
+    /// terminated). `fx.wake`: something is left to write, or a job went to
+    /// a worker the supervisor is not watching.
+    fn dispatch(&mut self, fx: &mut Effects) {
+        self.sched.on(Event::Dispatch {
+            now: Instant::now(),
+        });
+        self.apply(fx);
+        if !fx.terminated {
+            fx.wake |= self.flush();
+        }
+    }
+
+    /// Writes what the sockets take; true if some is left.
+    fn flush(&mut self) -> bool {
+        let mut left = false;
+        for lane in &mut self.lanes {
+            if lane.writer.is_empty() || !self.sched.writable(lane.key) {
+                continue;
             }
-            // No job may wait behind a running one while a worker is idle:
-            // take back what is queued and not started, and hand it out
-            // again (once per call: the lanes it came from now take one job
-            // at a time until their worker answers one sent after it).
-            if revoked || !self.pending.is_empty() || !self.lanes.iter().any(|l| l.idle(maxtasks)) {
-                break;
+            match lane.writer.flush(lane.sock.as_fd(), true) {
+                Ok(done) => left |= !done,
+                // Its exit is handled by the supervisor.
+                Err(_) => self.sched.on(Event::LaneBroken { lane: lane.key }),
             }
-            revoked = true;
-            for lane in self.lanes.iter_mut() {
-                if lane.open && !lane.borrowed && lane.inflight.len() > 1 {
-                    lane.revoke(&mut self.pending);
+        }
+        left
+    }
+
+    /// Carries out the machine's actions, answering its questions about
+    /// the claim words at once, and leaves the rest in `fx`.
+    fn apply(&mut self, fx: &mut Effects) {
+        while let Some(action) = self.sched.next_action() {
+            match action {
+                Action::Send { lane } => self.write_jobs(lane),
+                Action::Revoke { lane, upto } => {
+                    let started = self.io(lane).and_then(|l| l.slot.revoke(upto));
+                    self.sched.on(Event::Revoked { lane, started });
                 }
-            }
-            if self.pending.is_empty() {
-                break;
-            }
-        }
-        // A worker now holding several jobs rings its doorbell only when it
-        // runs dry; a supervisor that went to sleep without looking at the
-        // rings now and then must wake to start doing so (once per sleep).
-        if self.rings_unchecked
-            && self
-                .lanes
-                .iter()
-                .any(|l| !l.borrowed && l.inflight.len() > 1)
-        {
-            self.rings_unchecked = false;
-            wake = true;
-        }
-        for lane in self.lanes.iter_mut().filter(|l| l.open && !l.borrowed) {
-            if !lane.writer.is_empty() {
-                match lane.writer.flush(lane.sock.as_fd(), true) {
-                    Ok(done) => wake |= !done,
-                    Err(_) => lane.open = false, // its exit is handled by the supervisor
+                Action::CheckClaim { lane, id } => {
+                    let claimed = self.io(lane).map_or(0, |l| l.slot.claimed());
+                    self.sched.on(Event::Claimed { lane, id, claimed });
                 }
+                Action::Wake => fx.wake = true,
+                Action::Complete {
+                    job,
+                    answer: (frame, fds),
+                } => fx.done.push((job.complete, outcome(frame, fds))),
+                Action::Fail { job, why } => {
+                    let e = fx.error(why);
+                    fx.done.push((job.complete, JobOutcome::Failed(e)));
+                }
+                Action::Kill { lane } => fx.kill.push(lane),
+                Action::Bury { lane } => fx.bury.push(lane),
+                Action::StartWorker => fx.start += 1,
+                Action::Lend { lane, id } => fx.lent = Some((lane, id)),
+                Action::Hangup { lane } => fx.hangup.push(lane),
+                Action::Sleep(plan) => fx.sleep = Some(plan),
+                Action::Drained => fx.drained = true,
+                Action::Terminated => fx.terminated = true,
             }
         }
-        wake
+    }
+
+    /// Queues the jobs just given to a worker on its socket.
+    fn write_jobs(&mut self, key: LaneKey) {
+        let Some(lane) = self.lanes.iter_mut().find(|l| l.key == key) else {
+            return;
+        };
+        for (id, job) in self.sched.unsent(key) {
+            job.frame[..8].copy_from_slice(&id.to_le_bytes());
+            // The worker gets the descriptors; the job keeps copies.
+            let kept = copy_fds(&job.fds);
+            let fds = std::mem::replace(&mut job.fds, kept);
+            lane.writer.push(&job.frame, fds);
+        }
     }
 }
 
-pub(crate) struct Shared {
+/// What the pool's handles and its supervisor thread share: the state under
+/// one lock, the condition completions are announced on, and the socket
+/// that wakes the supervisor.
+pub(crate) struct PoolInner {
     state: Mutex<State>,
     pub(crate) cv: Condvar,
     wake_tx: OwnedFd,
 }
 
-impl Shared {
+impl PoolInner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -299,14 +286,16 @@ impl Shared {
         let deadline = jobs.iter().any(|j| j.timeout.is_some());
         let need_wake = {
             let mut s = self.lock();
-            if s.closed || s.terminated {
+            if s.closed() {
                 return Err(TaskError::PoolClosed);
             }
-            s.pending.extend(jobs);
+            s.sched.on(Event::Submitted(jobs));
+            let mut fx = Effects::default();
+            s.dispatch(&mut fx);
             // The supervisor must hear of work it has to finish writing, of a
             // worker it must start watching, or of a new deadline; results
             // from the workers it watches it sees by itself.
-            s.dispatch() || deadline
+            fx.wake || deadline
         };
         if need_wake {
             self.wake();
@@ -317,9 +306,8 @@ impl Shared {
 
 /// The process side of one worker, owned by the supervisor.
 struct WorkerProc {
-    key: u64,
-    child: Arc<ChildShared>,
-    pid: u32,
+    key: LaneKey,
+    worker: Arc<Process<()>>,
     sock: Arc<OwnedFd>,
     reader: Arc<Mutex<Results>>,
 }
@@ -331,7 +319,7 @@ pub(crate) struct Results {
     frames: FrameBufReader,
 }
 
-fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
+fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, LaneIo)> {
     let (ours, theirs) = sys::socketpair()?;
     let slot = Slot::new()?;
     let ring = ByteRing::create()?;
@@ -356,10 +344,10 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
             crate::error::ProcessError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })?;
-    let child = p.into_shared();
-    log::info!(target: "mproc", "added worker {} (pid {})", child.name, child.pid);
+    log::info!(target: "mproc", "added worker {} (pid {})", p.name(), p.pid());
+    let worker = Arc::new(p);
     let sock = Arc::new(ours);
-    let key = n as u64;
+    let key = n as LaneKey;
     let reader = Arc::new(Mutex::new(Results {
         ring,
         frames: FrameBufReader::default(),
@@ -367,56 +355,44 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, Lane)> {
     Ok((
         WorkerProc {
             key,
-            pid: child.pid,
-            child: child.clone(),
+            worker: worker.clone(),
             sock: sock.clone(),
             reader: reader.clone(),
         },
-        Lane {
+        LaneIo {
             key,
             sock,
-            child,
+            worker,
             reader,
             slot,
-            last_id: 0,
-            revoked_to: None,
-            open: true,
-            borrowed: false,
             writer: FrameBufWriter::default(),
-            inflight: VecDeque::new(),
-            sent: 0,
-            head_started: Instant::now(),
-            ewma: Duration::ZERO,
-            samples: 0,
         },
     ))
 }
 
 /// Starts the workers (eagerly, so errors surface at `build`) and the
 /// supervisor thread.
-pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinHandle<()>)> {
+pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<PoolInner>, std::thread::JoinHandle<()>)> {
     let (wake_tx, wake_rx) = sys::socketpair()?;
     let mut procs = Vec::with_capacity(cfg.processes);
     let mut lanes = Vec::with_capacity(cfg.processes);
+    let mut sched = Dispatch::new(cfg.maxtasks);
     let mut counter = 0;
     for _ in 0..cfg.processes {
         counter += 1;
         let (p, l) = start_worker(&cfg, counter)?;
+        sched.on(Event::WorkerStarted {
+            lane: l.key,
+            now: Instant::now(),
+        });
         procs.push(p);
         lanes.push(l);
     }
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(PoolInner {
         state: Mutex::new(State {
-            pending: VecDeque::new(),
-            closed: false,
-            terminated: false,
-            finished: false,
+            sched,
             lanes,
-            maxtasks: cfg.maxtasks,
-            // 0 is the claim word's "nothing started yet".
-            next_id: 1,
-            unwatched: Vec::new(),
-            rings_unchecked: false,
+            finished: false,
         }),
         cv: Condvar::new(),
         wake_tx,
@@ -436,7 +412,7 @@ pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<Shared>, std::thread::JoinH
 }
 
 struct Supervisor {
-    shared: Arc<Shared>,
+    shared: Arc<PoolInner>,
     cfg: Config,
     procs: Vec<WorkerProc>,
     wake_rx: OwnedFd,
@@ -451,6 +427,16 @@ enum Next {
     Terminated,
 }
 
+/// What one sleep waits for.
+struct Watch {
+    plan: SleepPlan,
+    /// Workers with jobs left to write: wait for room in their sockets.
+    writable: Vec<LaneKey>,
+}
+
+/// A result frame, with the worker it came from.
+type Frame = (LaneKey, Vec<u8>, Vec<OwnedFd>);
+
 impl Supervisor {
     fn run(mut self) {
         loop {
@@ -462,92 +448,105 @@ impl Supervisor {
         }
     }
 
+    /// One turn: dispatch, sleep until something happens, read results,
+    /// settle them with the machine, bury the dead, run completions.
     fn step(&mut self) -> Next {
-        // What to wait for, decided under the lock.
-        let (deadline, writable, borrowed, pipelined) = {
-            let shared = self.shared.clone();
-            let mut s = shared.lock();
-            if s.terminated {
-                return Next::Terminated;
-            }
-            s.dispatch();
-            if s.closed && s.pending.is_empty() && s.lanes.iter().all(|l| l.inflight.is_empty()) {
-                return Next::Drained;
-            }
-            let deadline = s
-                .lanes
-                .iter()
-                .filter_map(|l| Some(l.head_started + l.inflight.front()?.timeout?))
-                .min();
-            let writable: Vec<u64> = s
-                .lanes
-                .iter()
-                .filter(|l| l.open && !l.writer.is_empty())
-                .map(|l| l.key)
-                .collect();
-            let borrowed: Vec<u64> = s
-                .lanes
-                .iter()
-                .filter(|l| l.borrowed)
-                .map(|l| l.key)
-                .collect();
-            s.unwatched.clone_from(&borrowed);
-            // A worker with several jobs rings its doorbell only when it
-            // runs dry; look at its ring now and then meanwhile, so a result
-            // does not wait for a slow job queued after it.
-            let pipelined = s.lanes.iter().any(|l| !l.borrowed && l.inflight.len() > 1);
-            s.rings_unchecked = !pipelined;
-            (deadline, writable, borrowed, pipelined)
+        let watch = match self.plan() {
+            Ok(watch) => watch,
+            Err(next) => return next,
         };
+        let (mut fds, already_dead) = self.poll_set(&watch);
+        if already_dead.is_empty() {
+            sleep(&mut fds, &watch.plan);
+        }
+        if fds[0].fired() {
+            self.drain_wakeups();
+        }
+        let (frames, dead) = self.read_results(&fds, &watch.plan.unwatched, already_dead);
+        for i in self.settle(frames, dead).into_iter().rev() {
+            self.handle_exit(i);
+        }
+        self.run_completions();
+        Next::Continue
+    }
 
+    /// Under the lock: dispatch, and decide what to wait for.
+    fn plan(&mut self) -> Result<Watch, Next> {
+        let mut s = self.shared.lock();
+        let mut fx = Effects::default();
+        s.dispatch(&mut fx);
+        if fx.terminated {
+            return Err(Next::Terminated);
+        }
+        if fx.drained {
+            return Err(Next::Drained);
+        }
+        s.sched.on(Event::Sleep);
+        s.apply(&mut fx);
+        let plan = fx
+            .sleep
+            .take()
+            .expect("the machine answers Sleep with a plan");
+        let writable = s
+            .lanes
+            .iter()
+            .filter(|l| !l.writer.is_empty() && s.sched.writable(l.key))
+            .map(|l| l.key)
+            .collect();
+        Ok(Watch { plan, writable })
+    }
+
+    /// The wake-up socket, then each worker's socket and exit descriptor
+    /// (ignored for lent workers: their borrowers watch them). Also returns
+    /// the workers already reaped, with nothing left to wait for.
+    fn poll_set(&self, watch: &Watch) -> (Vec<sys::PollFd>, Vec<usize>) {
         let mut fds = vec![sys::PollFd::readable(self.wake_rx.as_raw_fd())];
         let mut already_dead = Vec::new();
         for (i, w) in self.procs.iter().enumerate() {
-            if borrowed.contains(&w.key) {
-                // Its borrower watches it; we hear back when it is returned.
+            if watch.plan.unwatched.contains(&w.key) {
+                // We hear back when it is returned.
                 fds.push(sys::PollFd::nothing());
                 fds.push(sys::PollFd::nothing());
                 continue;
             }
             let mut p = sys::PollFd::readable(w.sock.as_raw_fd());
-            if writable.contains(&w.key) {
+            if watch.writable.contains(&w.key) {
                 p = p.or_writable();
             }
             fds.push(p);
-            match w.child.lock().exit_fd() {
+            match w.worker.exit_fd() {
                 Some(fd) => fds.push(sys::PollFd::readable(fd)),
                 None => {
-                    // Exited and reaped already: nothing to wait for.
                     fds.push(sys::PollFd::nothing());
                     already_dead.push(i);
                 }
             }
         }
-        if already_dead.is_empty() {
-            let now = Instant::now();
-            let check = pipelined.then(|| now + PIPELINE_CHECK);
-            let timeout = deadline
-                .into_iter()
-                .chain(check)
-                .min()
-                .map(|d| d.saturating_duration_since(now));
-            let _ = sys::poll(&mut fds, timeout);
-        }
-        if fds[0].fired() {
-            let mut buf = [0u8; 256];
-            let mut junk = Vec::new();
-            while let Ok(n) = sys::recv_with_fds(self.wake_rx.as_fd(), &mut buf, &mut junk, true) {
-                if n < buf.len() {
-                    break;
-                }
+        (fds, already_dead)
+    }
+
+    fn drain_wakeups(&self) {
+        let mut buf = [0u8; 256];
+        let mut junk = Vec::new();
+        while let Ok(n) = sys::recv_with_fds(self.wake_rx.as_fd(), &mut buf, &mut junk, true) {
+            if n < buf.len() {
+                break;
             }
         }
+    }
 
-        // Read results without the lock.
+    /// Reads results without the lock. Returns them, and the workers found
+    /// dead (exited, or their socket closed).
+    fn read_results(
+        &mut self,
+        fds: &[sys::PollFd],
+        unwatched: &[LaneKey],
+        already_dead: Vec<usize>,
+    ) -> (Vec<Frame>, Vec<usize>) {
         let mut dead = already_dead;
         let mut frames = Vec::new();
         for (i, w) in self.procs.iter_mut().enumerate() {
-            if borrowed.contains(&w.key) {
+            if unwatched.contains(&w.key) {
                 continue;
             }
             let sock_ev = fds[1 + 2 * i];
@@ -563,160 +562,134 @@ impl Supervisor {
                 dead.push(i);
             }
         }
+        (frames, dead)
+    }
 
-        // Match results to jobs, watch deadlines, dispatch more.
-        {
-            let shared = self.shared.clone();
-            let mut s = shared.lock();
-            for (key, frame, fds) in frames {
-                if let Some(lane) = s.lanes.iter_mut().find(|l| l.key == key) {
-                    self.done.extend(lane.answer(frame, fds));
-                }
-            }
-            let now = Instant::now();
-            for lane in s.lanes.iter_mut() {
-                let Some(head) = lane.inflight.front() else {
-                    continue;
-                };
-                let late = head.timeout.is_some_and(|t| now >= lane.head_started + t);
-                if !late {
-                    continue;
-                }
-                if lane.slot.claimed() != head.id {
-                    // Not started yet (its worker is still reading it): its
-                    // time runs from now.
-                    lane.head_started = now;
-                    continue;
-                }
-                let job = lane.inflight.pop_front().expect("head exists");
-                lane.open = false;
-                if let Some(i) = self.procs.iter().position(|p| p.key == lane.key) {
-                    let w = &self.procs[i];
-                    log::warn!(
-                        target: "mproc",
-                        "a task ran past its deadline; killing worker {} (pid {})",
-                        w.child.name,
-                        w.pid
-                    );
-                    let _ = w.child.lock().signal(sys::SIGKILL);
-                    dead.push(i);
-                }
-                self.done
-                    .push((job.complete, JobOutcome::Failed(TaskError::Timeout)));
-            }
-            s.dispatch();
-            // A worker borrowed by a caller's `apply` since this step began
-            // is the borrower's to watch: it hands the lane back (closed,
-            // with its job) if the worker died, and wakes us. The other
-            // dead ones are closed now, so that none is borrowed before
-            // `handle_exit` below.
-            dead.retain(|&i| {
-                let key = self.procs[i].key;
-                match s.lanes.iter_mut().find(|l| l.key == key) {
-                    Some(lane) if lane.borrowed => false,
-                    Some(lane) => {
-                        lane.open = false;
-                        true
-                    }
-                    None => true,
-                }
+    /// Under the lock: match results to jobs, enforce deadlines, dispatch
+    /// more. Returns the dead workers that are ours to bury, in order.
+    fn settle(&mut self, frames: Vec<Frame>, mut dead: Vec<usize>) -> Vec<usize> {
+        let shared = self.shared.clone();
+        let mut s = shared.lock();
+        let mut fx = self.effects();
+        let now = Instant::now();
+        for (lane, frame, fds) in frames {
+            let id = frame_id(&frame);
+            let answer = (frame, fds);
+            s.sched.on(Event::Result {
+                lane,
+                id,
+                now,
+                answer,
             });
         }
-
+        s.sched.on(Event::DeadlineCheck { now });
+        s.apply(&mut fx);
+        for lane in std::mem::take(&mut fx.kill) {
+            self.kill_late(lane, &mut dead);
+        }
+        s.dispatch(&mut fx);
+        // A worker lent to a caller's `apply` since this step began is the
+        // borrower's to watch: it hands the lane back (closed, with its
+        // job) if the worker died, and wakes us. The other dead ones are
+        // closed now, so that none is lent before `handle_exit` below.
         dead.sort_unstable();
         dead.dedup();
-        for i in dead.into_iter().rev() {
-            self.handle_exit(i);
+        for &i in &dead {
+            let lane = self.procs[i].key;
+            s.sched.on(Event::Exited { lane });
         }
-        self.run_completions();
-        Next::Continue
+        s.apply(&mut fx);
+        self.done = std::mem::take(&mut fx.done);
+        dead.retain(|&i| fx.bury.contains(&self.procs[i].key));
+        dead
+    }
+
+    fn kill_late(&self, lane: LaneKey, dead: &mut Vec<usize>) {
+        let Some(i) = self.procs.iter().position(|p| p.key == lane) else {
+            return;
+        };
+        let w = &self.procs[i].worker;
+        log::warn!(
+            target: "mproc",
+            "a task ran past its deadline; killing worker {} (pid {})",
+            w.name(),
+            w.pid()
+        );
+        let _ = w.signal(sys::SIGKILL);
+        dead.push(i);
     }
 
     /// A worker's socket closed or its process exited: fail the job it was
     /// running, requeue the ones behind it, and replace it.
     fn handle_exit(&mut self, i: usize) {
         let w = self.procs.swap_remove(i);
-        let code = {
-            let mut s = w.child.lock();
-            match s.wait(Some(Duration::from_secs(2))) {
-                Ok(Some(code)) => code,
-                _ => {
-                    let _ = s.signal(sys::SIGKILL);
-                    s.wait(Some(Duration::from_secs(5)))
-                        .ok()
-                        .flatten()
-                        .unwrap_or(-sys::SIGKILL)
-                }
-            }
-        };
-        crate::process::table::forget(&w.child);
+        let exitcode = reap(&w.worker);
+        w.worker.forget_in_table();
         // Whatever it sent before it died is delivered.
         let mut last = Vec::new();
         {
             let mut rd = w.reader.lock().unwrap_or_else(|e| e.into_inner());
             read_available(&mut rd, w.sock.as_fd(), w.key, true, &mut last);
         }
-        let (terminated, closed, pending) = {
-            let mut s = self.shared.lock();
-            let lane = s
-                .lanes
-                .iter()
-                .position(|l| l.key == w.key)
-                .map(|p| s.lanes.swap_remove(p));
-            if let Some(mut lane) = lane {
-                for (_, frame, fds) in last {
-                    self.done.extend(lane.answer(frame, fds));
-                }
-                // The claim word says which job it was running: that one
-                // fails. The ones after it never started and run elsewhere.
-                // (One before it cannot be left: its result was out of the
-                // worker before the next job was claimed.)
-                let started = lane.slot.claimed();
-                for job in lane.inflight.drain(..).rev() {
-                    if job.id > started {
-                        if s.terminated {
-                            self.done
-                                .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
-                        } else {
-                            s.pending.push_front(job.into_job());
-                        }
-                        continue;
-                    }
-                    if job.id == started {
-                        log::warn!(
-                            target: "mproc",
-                            "worker {} (pid {}) died with exit code {code} while running a task",
-                            w.child.name,
-                            w.pid
-                        );
-                    } else {
-                        log::error!(
-                            target: "mproc",
-                            "worker {} (pid {}) died and the result of a finished task is missing",
-                            w.child.name,
-                            w.pid
-                        );
-                    }
-                    self.done.push((
-                        job.complete,
-                        JobOutcome::Failed(TaskError::WorkerDied {
-                            pid: w.pid,
-                            exitcode: code,
-                        }),
-                    ));
-                }
+        let start = {
+            let shared = self.shared.clone();
+            let mut s = shared.lock();
+            let now = Instant::now();
+            for (lane, frame, fds) in last {
+                let id = frame_id(&frame);
+                let answer = (frame, fds);
+                s.sched.on(Event::Result {
+                    lane,
+                    id,
+                    now,
+                    answer,
+                });
             }
-            (s.terminated, s.closed, !s.pending.is_empty())
+            // The claim word says which job it was running.
+            let claimed = match s.lanes.iter().position(|l| l.key == w.key) {
+                Some(p) => s.lanes.swap_remove(p).slot.claimed(),
+                None => 0,
+            };
+            s.sched.on(Event::WorkerDied {
+                lane: w.key,
+                claimed,
+            });
+            let mut fx = self.effects();
+            fx.died = Some(Death {
+                worker: w.worker.clone(),
+                exitcode,
+            });
+            s.apply(&mut fx);
+            self.done = std::mem::take(&mut fx.done);
+            fx.start
         };
-        if !terminated && (!closed || pending) {
-            self.counter += 1;
-            match start_worker(&self.cfg, self.counter) {
-                Ok((p, l)) => {
-                    self.procs.push(p);
-                    self.shared.lock().lanes.push(l);
-                }
-                Err(e) => log::error!(target: "mproc", "could not replace a worker: {e}"),
+        for _ in 0..start {
+            self.add_worker();
+        }
+    }
+
+    fn add_worker(&mut self) {
+        self.counter += 1;
+        match start_worker(&self.cfg, self.counter) {
+            Ok((p, l)) => {
+                self.procs.push(p);
+                let mut s = self.shared.lock();
+                s.sched.on(Event::WorkerStarted {
+                    lane: l.key,
+                    now: Instant::now(),
+                });
+                s.lanes.push(l);
             }
+            Err(e) => log::error!(target: "mproc", "could not replace a worker: {e}"),
+        }
+    }
+
+    /// Effects that collect completions in `self.done`, whose room is kept
+    /// from one step to the next.
+    fn effects(&mut self) -> Effects {
+        Effects {
+            done: std::mem::take(&mut self.done),
+            ..Effects::default()
         }
     }
 
@@ -737,48 +710,42 @@ impl Supervisor {
     /// left; otherwise (close + join) let them finish and exit on EOF.
     fn shut_down(&mut self, terminate: bool) {
         {
-            let mut s = self.shared.lock();
-            let lanes = std::mem::take(&mut s.lanes);
-            for mut lane in lanes {
-                // End-of-file tells the worker to exit. Dropping our end is
-                // not enough: under Fork every worker holds copies of the
-                // pool's ends made before it was forked — its own among
-                // them — so the worker would wait until killed. A lane lent
-                // to a caller's `apply` is shut by that caller, once it has
-                // its answer (`run_direct`).
-                if !lane.borrowed {
+            let shared = self.shared.clone();
+            let mut s = shared.lock();
+            let mut fx = self.effects();
+            s.sched.on(Event::Shutdown);
+            s.apply(&mut fx);
+            // End-of-file tells the worker to exit. Dropping our end is not
+            // enough: under Fork every worker holds copies of the pool's
+            // ends made before it was forked — its own among them — so the
+            // worker would wait until killed. A lane lent to a caller's
+            // `apply` is shut by that caller, once it has its answer
+            // (`run_direct`).
+            for lane in std::mem::take(&mut s.lanes) {
+                if fx.hangup.contains(&lane.key) {
                     let _ = sys::shutdown_write(lane.sock.as_fd());
                 }
-                for job in lane.inflight.drain(..) {
-                    self.done
-                        .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
-                }
             }
-            for job in s.pending.drain(..) {
-                self.done
-                    .push((job.complete, JobOutcome::Failed(TaskError::PoolClosed)));
-            }
+            self.done = fx.done;
         }
         if terminate {
             for w in &self.procs {
-                let _ = w.child.lock().signal(sys::SIGTERM);
+                let _ = w.worker.signal(sys::SIGTERM);
             }
         }
         let procs = std::mem::take(&mut self.procs);
-        let children: Vec<Arc<ChildShared>> = procs.into_iter().map(|w| w.child).collect();
         self.run_completions();
-        for child in &children {
-            let mut s = child.lock();
-            if s.wait(Some(Duration::from_secs(5)))
+        for w in &procs {
+            if w.worker
+                .wait_exit(Some(Duration::from_secs(5)))
                 .ok()
                 .flatten()
                 .is_none()
             {
-                let _ = s.signal(sys::SIGKILL);
-                let _ = s.wait(Some(Duration::from_secs(5)));
+                let _ = w.worker.signal(sys::SIGKILL);
+                let _ = w.worker.wait_exit(Some(Duration::from_secs(5)));
             }
-            drop(s);
-            crate::process::table::forget(child);
+            w.worker.forget_in_table();
         }
         self.shared.lock().finished = true;
         self.shared.cv.notify_all();
@@ -786,15 +753,41 @@ impl Supervisor {
     }
 }
 
+/// Sleeps until a descriptor is ready, the next deadline, or (while a
+/// worker holds several jobs) the next look at the rings.
+fn sleep(fds: &mut [sys::PollFd], plan: &SleepPlan) {
+    let now = Instant::now();
+    let check = plan.check_rings.then(|| now + PIPELINE_CHECK);
+    let timeout = plan
+        .deadline
+        .into_iter()
+        .chain(check)
+        .min()
+        .map(|d| d.saturating_duration_since(now));
+    let _ = sys::poll(fds, timeout);
+}
+
+/// Waits for a worker that exited or is about to (its socket closed); one
+/// that does not within two seconds is killed. Returns its exit code.
+fn reap(worker: &Process<()>) -> i32 {
+    match worker.wait_exit(Some(Duration::from_secs(2))) {
+        Ok(Some(code)) => code,
+        _ => {
+            let _ = worker.signal(sys::SIGKILL);
+            worker
+                .wait_exit(Some(Duration::from_secs(5)))
+                .ok()
+                .flatten()
+                .unwrap_or(-sys::SIGKILL)
+        }
+    }
+}
+
 /// Reads every result a worker has sent: the ring's always, the socket's
 /// when `sock_ready` (it polled readable, or the worker exited). Returns
 /// false if its socket is closed or broken. A worker whose reader is held
 /// by a borrower is left alone.
-fn read_frames(
-    w: &mut WorkerProc,
-    sock_ready: bool,
-    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
-) -> bool {
+fn read_frames(w: &mut WorkerProc, sock_ready: bool, out: &mut Vec<Frame>) -> bool {
     let Ok(mut reader) = w.reader.try_lock() else {
         return true;
     };
@@ -804,9 +797,9 @@ fn read_frames(
 fn read_available(
     reader: &mut Results,
     sock: std::os::fd::BorrowedFd<'_>,
-    key: u64,
+    key: LaneKey,
     sock_ready: bool,
-    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
+    out: &mut Vec<Frame>,
 ) -> bool {
     // The socket first: a doorbell read there promises results in the
     // ring, which must then be looked at after it, not before.
@@ -823,8 +816,8 @@ fn read_available(
 fn read_socket(
     frames: &mut FrameBufReader,
     sock: std::os::fd::BorrowedFd<'_>,
-    key: u64,
-    out: &mut Vec<(u64, Vec<u8>, Vec<OwnedFd>)>,
+    key: LaneKey,
+    out: &mut Vec<Frame>,
 ) -> bool {
     loop {
         loop {
@@ -849,11 +842,108 @@ fn read_socket(
 /// How often the supervisor looks at the rings of pipelining workers.
 const PIPELINE_CHECK: Duration = Duration::from_millis(1);
 
-/// How long a thread waiting for a direct result spins before it sleeps:
-/// a sleeping wake-up across CPUs costs tens of microseconds here.
-const SPIN: Duration = Duration::from_micros(50);
+/// A worker lent to a thread in `apply`, for one job.
+struct Loan {
+    key: LaneKey,
+    id: u64,
+    sock: Arc<OwnedFd>,
+    worker: Arc<Process<()>>,
+    reader: Arc<Mutex<Results>>,
+}
 
-impl Shared {
+/// How a direct job went.
+struct Exchange {
+    /// The result frame and its descriptors; `None` if the worker died
+    /// without answering.
+    answer: Option<(Vec<u8>, Vec<OwnedFd>)>,
+    /// The worker's socket still works.
+    alive: bool,
+    started: Instant,
+}
+
+impl Loan {
+    /// Sends the job and waits for its answer in this thread: spins
+    /// briefly, then sleeps on the worker's socket and exit.
+    fn exchange(&self, frame: &[u8], fds: Vec<OwnedFd>) -> Exchange {
+        // Held before sending, so no one else can consume the answer.
+        let mut rd = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mut writer = FrameBufWriter::default();
+        writer.push(frame, fds);
+        let mut alive = writer.flush(self.sock.as_fd(), false).is_ok();
+        let mut frames = Vec::new();
+        // Spin first, as every waiter does, on the ring, which holds most
+        // answers.
+        if alive {
+            let spun = wait::spin(&Wait::Forever, || {
+                alive = read_available(&mut rd, self.sock.as_fd(), self.key, false, &mut frames);
+                let answer = self.take_answer(&mut frames);
+                (answer.is_some() || !alive).then_some(answer)
+            });
+            if let Some(answer) = spun {
+                return Exchange {
+                    answer,
+                    alive,
+                    started,
+                };
+            }
+        }
+        // Then sleep on the socket and the worker's exit, reading the
+        // socket once it polls readable and the ring on every turn.
+        let mut sock_ready = false;
+        while alive {
+            alive = read_available(
+                &mut rd,
+                self.sock.as_fd(),
+                self.key,
+                sock_ready,
+                &mut frames,
+            );
+            if let Some(answer) = self.take_answer(&mut frames) {
+                return Exchange {
+                    answer: Some(answer),
+                    alive,
+                    started,
+                };
+            }
+            if !alive {
+                break;
+            }
+            let exit = self.worker.exit_fd();
+            let mut p = vec![sys::PollFd::readable(self.sock.as_raw_fd())];
+            if let Some(fd) = exit {
+                p.push(sys::PollFd::readable(fd));
+            }
+            let _ = sys::poll(&mut p, None);
+            sock_ready = p[0].fired();
+            if p.len() > 1 && p[1].fired() {
+                // The worker exited: read what it left, then give up.
+                let _ = read_available(&mut rd, self.sock.as_fd(), self.key, true, &mut frames);
+                alive = false;
+                return Exchange {
+                    answer: self.take_answer(&mut frames),
+                    alive,
+                    started,
+                };
+            }
+        }
+        Exchange {
+            answer: None,
+            alive,
+            started,
+        }
+    }
+
+    fn take_answer(&self, frames: &mut Vec<Frame>) -> Option<(Vec<u8>, Vec<OwnedFd>)> {
+        let pos = frames
+            .iter()
+            .position(|(_, f, _)| f[..8] == self.id.to_le_bytes())?;
+        let (_, frame, fds) = frames.swap_remove(pos);
+        Some((frame, fds))
+    }
+}
+
+impl PoolInner {
     /// The fast path of a blocking `apply`: if a worker is idle and nothing
     /// is queued, send it the job and wait for the answer on its socket in
     /// this thread, spinning briefly before sleeping. Returns `Err(job)` when
@@ -863,159 +953,112 @@ impl Shared {
         frame: Vec<u8>,
         fds: Vec<OwnedFd>,
     ) -> Result<JobOutcome, (Vec<u8>, Vec<OwnedFd>)> {
-        let (key, sock, child, reader, id) = {
-            let mut s = self.lock();
-            if s.closed || s.terminated || !s.pending.is_empty() {
-                return Err((frame, fds));
-            }
-            let maxtasks = s.maxtasks;
-            let id = s.next_id;
-            let Some(lane) = s.lanes.iter_mut().find(|l| {
-                l.open
-                    && !l.borrowed
-                    && l.inflight.is_empty()
-                    && l.writer.is_empty()
-                    && l.window(maxtasks) > 0
-            }) else {
-                return Err((frame, fds));
-            };
-            lane.borrowed = true;
-            lane.sent += 1;
-            lane.last_id = id;
-            let got = (
-                lane.key,
-                lane.sock.clone(),
-                lane.child.clone(),
-                lane.reader.clone(),
-                id,
-            );
-            s.next_id += 1;
-            got
+        let Some(loan) = self.borrow() else {
+            return Err((frame, fds));
         };
         let mut frame = frame;
-        frame[..8].copy_from_slice(&id.to_le_bytes());
+        frame[..8].copy_from_slice(&loan.id.to_le_bytes());
         // Kept to run it elsewhere if the worker dies before starting it.
         let kept = copy_fds(&fds);
-        // Held before sending, so no one else can consume the answer.
-        let mut rd = reader.lock().unwrap_or_else(|e| e.into_inner());
-        let started = Instant::now();
-        let mut writer = FrameBufWriter::default();
-        writer.push(&frame, fds);
-        let mut answer = None;
-        let mut alive = writer.flush(sock.as_fd(), false).is_ok();
-        let mut frames = Vec::new();
-        // The socket is read once it polls readable; the ring, which holds
-        // most answers, on every turn.
-        let mut sock_ready = false;
-        while alive && answer.is_none() {
-            alive = read_available(&mut rd, sock.as_fd(), key, sock_ready, &mut frames);
-            if let Some(pos) = frames
-                .iter()
-                .position(|(_, f, _)| f[..8] == id.to_le_bytes())
-            {
-                answer = Some(frames.swap_remove(pos));
-                break;
+        let ex = loan.exchange(&frame, fds);
+        let took = ex.started.elapsed();
+        Ok(match ex.answer {
+            Some((frame, fds)) => {
+                self.give_back(&loan, took, ex.alive);
+                outcome(frame, fds)
             }
-            if !alive {
-                break;
+            None => self.give_back_dead(&loan, frame, kept, ex.started),
+        })
+    }
+
+    /// Lends an idle worker to the calling thread, if there is one and
+    /// nothing is queued.
+    fn borrow(&self) -> Option<Loan> {
+        let mut s = self.lock();
+        let unflushed = s
+            .lanes
+            .iter()
+            .filter(|l| !l.writer.is_empty())
+            .map(|l| l.key)
+            .collect();
+        s.sched.on(Event::Borrow { unflushed });
+        let mut fx = Effects::default();
+        s.apply(&mut fx);
+        let (key, id) = fx.lent?;
+        let lane = s.io(key).expect("every lane has its I/O side");
+        Some(Loan {
+            key,
+            id,
+            sock: lane.sock.clone(),
+            worker: lane.worker.clone(),
+            reader: lane.reader.clone(),
+        })
+    }
+
+    /// The worker answered: it takes jobs again (unless its socket broke).
+    fn give_back(&self, loan: &Loan, took: Duration, alive: bool) {
+        let wake = {
+            let mut s = self.lock();
+            let mut fx = Effects::default();
+            s.sched.on(Event::Returned {
+                lane: loan.key,
+                took,
+                now: Instant::now(),
+                alive,
+            });
+            s.apply(&mut fx);
+            if !fx.hangup.is_empty() {
+                // The pool shut down meanwhile and left this end-of-file to us.
+                let _ = sys::shutdown_write(loan.sock.as_fd());
             }
-            if started.elapsed() < SPIN {
-                std::hint::spin_loop();
-                continue;
-            }
-            let exit = child.lock().exit_fd();
-            let mut p = vec![sys::PollFd::readable(sock.as_raw_fd())];
-            if let Some(fd) = exit {
-                p.push(sys::PollFd::readable(fd));
-            }
-            let _ = sys::poll(&mut p, None);
-            sock_ready = p[0].fired();
-            if p.len() > 1 && p[1].fired() {
-                // The worker exited: read what it left, then give up.
-                let _ = read_available(&mut rd, sock.as_fd(), key, true, &mut frames);
-                alive = false;
-                if let Some(pos) = frames
-                    .iter()
-                    .position(|(_, f, _)| f[..8] == id.to_le_bytes())
-                {
-                    answer = Some(frames.swap_remove(pos));
-                }
-            }
+            s.dispatch(&mut fx);
+            fx.wake || !alive
+        };
+        if wake {
+            self.wake();
         }
-        drop(rd);
-        let took = started.elapsed();
-        match answer {
-            Some((_, frame, fds)) => {
-                let wake;
-                {
-                    let mut s = self.lock();
-                    match s.lanes.iter_mut().find(|l| l.key == key) {
-                        // The pool shut down meanwhile and left this lane's
-                        // end-of-file to us (see `shut_down`).
-                        None => {
-                            let _ = sys::shutdown_write(sock.as_fd());
-                        }
-                        Some(lane) => {
-                            lane.borrowed = false;
-                            lane.ewma = if lane.samples == 0 {
-                                took
-                            } else {
-                                (lane.ewma * 7 + took) / 8
-                            };
-                            lane.samples = lane.samples.saturating_add(1);
-                            lane.head_started = Instant::now();
-                            if !alive {
-                                lane.open = false;
-                            }
-                        }
-                    }
-                    wake = s.dispatch() || !alive;
-                }
-                if wake {
-                    self.wake();
-                }
-                Ok(match Reply::parse(&frame[8..]) {
-                    Some(reply) => JobOutcome::Reply(reply, frame, 8 + Reply::BODY, fds),
-                    None => JobOutcome::Failed(TaskError::Decode(
-                        "the worker sent a malformed result".into(),
-                    )),
-                })
-            }
-            None => {
-                // The worker died running our job: hand the lane back with
-                // the job as its head, so the supervisor reports it exactly
-                // as any other death (and replaces the worker).
-                let (tx, rx) = std::sync::mpsc::channel();
-                let returned = {
-                    let mut s = self.lock();
-                    match s.lanes.iter_mut().find(|l| l.key == key) {
-                        Some(lane) => {
-                            lane.borrowed = false;
-                            lane.open = false;
-                            lane.head_started = started;
-                            lane.inflight.push_front(Inflight {
-                                id,
-                                complete: Box::new(move |o| {
-                                    let _ = tx.send(o);
-                                }),
-                                timeout: None,
-                                frame,
-                                fds: kept,
-                            });
-                            true
-                        }
-                        None => false,
-                    }
-                };
-                if !returned {
-                    let _ = sys::shutdown_write(sock.as_fd());
-                    return Ok(JobOutcome::Failed(TaskError::PoolClosed));
-                }
-                self.wake();
-                Ok(rx
-                    .recv()
-                    .unwrap_or(JobOutcome::Failed(TaskError::PoolClosed)))
-            }
+    }
+
+    /// The worker died running our job: hand the lane back with the job as
+    /// its running one, so the supervisor reports it exactly as any other
+    /// death (and replaces the worker), and wait for that report.
+    fn give_back_dead(
+        &self,
+        loan: &Loan,
+        frame: Vec<u8>,
+        kept: Vec<OwnedFd>,
+        started: Instant,
+    ) -> JobOutcome {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = Job {
+            frame,
+            fds: kept,
+            timeout: None,
+            complete: Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+        };
+        let mut fx = Effects::default();
+        {
+            let mut s = self.lock();
+            s.sched.on(Event::ReturnedDead {
+                lane: loan.key,
+                id: loan.id,
+                job,
+                started,
+            });
+            s.apply(&mut fx);
         }
+        if fx.hangup.is_empty() {
+            self.wake();
+        } else {
+            // The pool shut down meanwhile: the job fails with `PoolClosed`.
+            let _ = sys::shutdown_write(loan.sock.as_fd());
+        }
+        for (complete, outcome) in fx.done {
+            complete(outcome);
+        }
+        rx.recv()
+            .unwrap_or(JobOutcome::Failed(TaskError::PoolClosed))
     }
 }

@@ -112,7 +112,6 @@ fn run_entry(
 }
 
 fn worker_main(args: WorkerArgs) {
-    let sock = args.sock;
     let results = match ByteRing::open(args.results) {
         Ok(r) => r,
         Err(e) => {
@@ -120,82 +119,159 @@ fn worker_main(args: WorkerArgs) {
             return;
         }
     };
-    let mut ring = results.sender();
+    let mut sender = results.sender();
+    // Puts a result in the ring, if there is room (and a ring).
+    let ring = move |bytes: &[u8]| sender.as_mut().is_some_and(|r| r.try_send(bytes));
     if let Some(init) = args.init {
         run_initializer(init);
     }
-    let mut reader = FrameBufReader::default();
-    // Results that cannot go through the ring (too large, no room, or with
-    // descriptors), and the doorbell.
-    let mut writer = FrameBufWriter::default();
-    // Each task name is looked up and its fingerprint computed once.
-    let mut cache: HashMap<String, Result<(&'static TaskEntry, u64), String>> = HashMap::new();
-    let mut done = 0usize;
-    // Results put in the ring since the pool was last told.
-    let mut unannounced = false;
-    // Jobs handled since the buffer last ran dry: one means the pool is
-    // sending jobs one by one and waiting for each (spinning pays off);
-    // more means they come pipelined (spinning would only steal a CPU).
-    let mut since_dry = 0usize;
-    loop {
-        // About to wait for input: tell the pool about the results in the
-        // ring (an empty frame rings its doorbell). While more jobs are
-        // already buffered we run them first, so one doorbell covers many
-        // results.
-        if !reader.has_buffered() {
-            if unannounced {
-                writer.push(&[], Vec::new());
-                unannounced = false;
-            }
-            if !writer.is_empty() && writer.flush(sock.as_fd(), false).is_err() {
-                return;
-            }
-        }
-        // A short spin catches the next job of a caller issuing them one by
-        // one without a sleeping wake-up.
-        let spin = if reader.has_buffered() {
-            since_dry += 1;
-            false
+    let mut w = WorkerLoop {
+        sock: args.sock,
+        slot: args.slot,
+        maxtasks: args.maxtasks,
+        reader: FrameBufReader::default(),
+        outbox: Outbox {
+            ring,
+            writer: FrameBufWriter::default(),
+            unannounced: false,
+        },
+        cache: TaskCache::default(),
+        done: 0,
+        since_dry: 0,
+    };
+    if w.run() {
+        w.outbox.announce();
+        let _ = w.outbox.writer.flush(w.sock.as_fd(), false);
+    }
+}
+
+/// Where a worker's results go: the ring when they fit, the socket
+/// otherwise. `R` tries the ring.
+struct Outbox<R> {
+    ring: R,
+    /// Results that cannot go through the ring (too large, no room, or with
+    /// descriptors), and the doorbell.
+    writer: FrameBufWriter,
+    /// Results put in the ring since the pool was last told.
+    unannounced: bool,
+}
+
+impl<R: FnMut(&[u8]) -> bool> Outbox<R> {
+    fn send(&mut self, out: &[u8], fds: Vec<OwnedFd>) {
+        if fds.is_empty() && (self.ring)(out) {
+            self.unannounced = true;
         } else {
-            let pipelined = since_dry > 1;
-            since_dry = 1;
-            !pipelined
-        };
-        let (frame, fds) = match reader.read_spinning(sock.as_fd(), spin) {
-            Ok(Some(f)) => f,
-            _ => break, // the pool closed our socket: we are done
-        };
-        let Some(job) = parse_job(&frame) else {
-            log::error!(target: "mproc", "pool worker received a malformed job; exiting");
-            break;
-        };
-        // Every result so far must be out of this process before the next
-        // job starts (it may kill us): the ring's are; the socket's are
-        // sent now (rare: large results, or results carrying handles).
-        if !writer.is_empty() && writer.flush(sock.as_fd(), false).is_err() {
-            return;
+            self.writer.push(out, fds);
         }
-        if args.slot.claim(job.id) == Claim::Skip {
-            continue; // taken back by the pool, which runs it elsewhere
+    }
+
+    /// Tells the pool about the results in the ring (an empty frame rings
+    /// its doorbell).
+    fn announce(&mut self) {
+        if self.unannounced {
+            self.writer.push(&[], Vec::new());
+            self.unannounced = false;
         }
+    }
+
+    /// Writes what waits for the socket; false once the pool is gone.
+    fn flush(&mut self, sock: &SharedFd) -> bool {
+        self.writer.is_empty() || self.writer.flush(sock.as_fd(), false).is_ok()
+    }
+}
+
+/// Tasks by name: each is looked up and its fingerprint computed once.
+#[derive(Default)]
+struct TaskCache(HashMap<String, Result<(&'static TaskEntry, u64), String>>);
+
+impl TaskCache {
+    fn get(&mut self, name: &str) -> Result<(&'static TaskEntry, u64), String> {
+        if let Some(e) = self.0.get(name) {
+            return e.clone();
+        }
+        let e = task::lookup(name).map(|e| (e, (e.fingerprint)()));
+        self.0.insert(name.to_string(), e.clone());
+        e
+    }
+}
+
+/// A worker's state between jobs.
+struct WorkerLoop<R> {
+    sock: SharedFd,
+    slot: Slot,
+    maxtasks: Option<usize>,
+    reader: FrameBufReader,
+    outbox: Outbox<R>,
+    cache: TaskCache,
+    /// Jobs run (for `maxtasksperchild`).
+    done: usize,
+    /// Jobs handled since the buffer last ran dry: one means the pool is
+    /// sending jobs one by one and waiting for each (spinning pays off);
+    /// more means they come pipelined (spinning would only steal a CPU).
+    since_dry: usize,
+}
+
+impl<R: FnMut(&[u8]) -> bool> WorkerLoop<R> {
+    /// Runs jobs until the pool closes the socket, sends a malformed job,
+    /// or `maxtasksperchild` is reached: then true, and what is left to
+    /// say is still to be written. False if the pool is gone.
+    fn run(&mut self) -> bool {
+        loop {
+            // About to wait for input: announce the results in the ring.
+            // While more jobs are already buffered we run them first, so
+            // one doorbell covers many results.
+            if !self.reader.has_buffered() {
+                self.outbox.announce();
+                if !self.outbox.flush(&self.sock) {
+                    return false;
+                }
+            }
+            let spin = self.spin();
+            let (frame, fds) = match self.reader.read_spinning(self.sock.as_fd(), spin) {
+                Ok(Some(f)) => f,
+                _ => return true, // the pool closed our socket: we are done
+            };
+            let Some(job) = parse_job(&frame) else {
+                log::error!(target: "mproc", "pool worker received a malformed job; exiting");
+                return true;
+            };
+            // Every result so far must be out of this process before the next
+            // job starts (it may kill us): the ring's are; the socket's are
+            // sent now (rare: large results, or results carrying handles).
+            if !self.outbox.flush(&self.sock) {
+                return false;
+            }
+            if self.slot.claim(job.id) == Claim::Skip {
+                continue; // taken back by the pool, which runs it elsewhere
+            }
+            self.run_job(&job, fds);
+            self.done += 1;
+            if self.maxtasks.is_some_and(|m| self.done >= m) {
+                log::debug!(target: "mproc", "worker exiting after {} tasks", self.done);
+                return true;
+            }
+        }
+    }
+
+    /// Whether to poll for the next job before sleeping. A short spin
+    /// catches the next job of a caller issuing them one by one without a
+    /// sleeping wake-up; jobs that come pipelined need none.
+    fn spin(&mut self) -> bool {
+        if self.reader.has_buffered() {
+            self.since_dry += 1;
+            return false;
+        }
+        let pipelined = self.since_dry > 1;
+        self.since_dry = 1;
+        !pipelined
+    }
+
+    /// Runs a claimed job and puts its result in the outbox.
+    fn run_job(&mut self, job: &JobHeader<'_>, fds: Vec<OwnedFd>) {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&job.id.to_le_bytes());
-        let mut send = |out: &[u8], fds: Vec<OwnedFd>| {
-            if fds.is_empty() && ring.as_mut().is_some_and(|r| r.try_send(out)) {
-                unannounced = true;
-            } else {
-                writer.push(out, fds);
-            }
-        };
-        let entry = match cache.get(job.name) {
-            Some(e) => e.clone(),
-            None => {
-                let e = task::lookup(job.name).map(|e| (e, (e.fingerprint)()));
-                cache.insert(job.name.to_string(), e.clone());
-                e
-            }
-        };
-        match entry {
+        let outbox = &mut self.outbox;
+        let refused = match self.cache.get(job.name) {
             Ok((entry, fingerprint)) if fingerprint == job.fingerprint => {
                 run_entry(
                     entry,
@@ -208,42 +284,29 @@ fn worker_main(args: WorkerArgs) {
                             out.extend_from_slice(bytes);
                             let owned: Vec<OwnedFd> =
                                 raw.iter().filter_map(|&fd| sys::dup_raw(fd).ok()).collect();
-                            send(&out, owned);
+                            outbox.send(&out, owned);
                         }
                         Outcome::Panicked { message, location } => {
                             out.extend(Reply::Panicked { message, location }.encode_error());
-                            send(&out, Vec::new());
+                            outbox.send(&out, Vec::new());
                         }
                         Outcome::Codec(msg) => {
                             out.extend(Reply::Codec(msg).encode_error());
-                            send(&out, Vec::new());
+                            outbox.send(&out, Vec::new());
                         }
                     },
                 );
+                return;
             }
-            Ok(_) => {
-                let msg = format!(
-                    "refusing to run task `{}`: its types differ between the pool and this worker",
-                    job.name
-                );
-                out.extend(Reply::Codec(msg).encode_error());
-                send(&out, Vec::new());
-            }
-            Err(msg) => {
-                out.extend(Reply::Codec(msg).encode_error());
-                send(&out, Vec::new());
-            }
-        }
-        done += 1;
-        if args.maxtasks.is_some_and(|m| done >= m) {
-            log::debug!(target: "mproc", "worker exiting after {done} tasks");
-            break;
-        }
+            Ok(_) => format!(
+                "refusing to run task `{}`: its types differ between the pool and this worker",
+                job.name
+            ),
+            Err(msg) => msg,
+        };
+        out.extend(Reply::Codec(refused).encode_error());
+        outbox.send(&out, Vec::new());
     }
-    if unannounced {
-        writer.push(&[], Vec::new());
-    }
-    let _ = writer.flush(sock.as_fd(), false);
 }
 
 fn run_initializer(init: InitSpec) {

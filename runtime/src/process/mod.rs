@@ -10,7 +10,9 @@ pub(crate) mod table;
 pub(crate) mod task;
 pub(crate) mod wire;
 
+use std::io;
 use std::marker::PhantomData;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,12 +134,29 @@ impl<R> Process<R> {
         }
     }
 
-    /// Takes the child out of the handle, for runtime parts that watch it
-    /// themselves (pool workers). It stays in the child table.
-    pub(crate) fn into_shared(mut self) -> Arc<ChildShared> {
-        self.shared
-            .take()
-            .expect("a Process handle always holds its child")
+    /// The descriptor that becomes readable when the child exits (`None`
+    /// once it is reaped), for runtime parts that watch children in their
+    /// own `poll` (pool workers).
+    pub(crate) fn exit_fd(&self) -> Option<RawFd> {
+        self.shared().lock().exit_fd()
+    }
+
+    /// Sends `sig`, unless the child is known to have exited; as
+    /// [`kill`](Self::kill), through a handle that may be shared.
+    pub(crate) fn signal(&self, sig: i32) -> io::Result<()> {
+        self.shared().lock().signal(sig)
+    }
+
+    /// As [`join_timeout`](Self::join_timeout), through a handle that may
+    /// be shared (`None` waits for as long as it takes).
+    pub(crate) fn wait_exit(&self, timeout: Option<Duration>) -> io::Result<Option<i32>> {
+        self.shared().lock().wait(timeout)
+    }
+
+    /// Takes the child out of the child table now, for a reaped child
+    /// whose handle is shared and dropped later (pool workers).
+    pub(crate) fn forget_in_table(&self) {
+        table::forget(self.shared());
     }
 
     fn shared(&self) -> &Arc<ChildShared> {
@@ -179,8 +198,7 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ProcessError::Io`] if waiting fails.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
-        let mut s = self.shared().lock();
-        Ok(s.wait(Some(timeout))?)
+        Ok(self.wait_exit(Some(timeout))?)
     }
 
     /// Sends `SIGTERM`. A no-op if the child has already exited (a reused
@@ -198,7 +216,7 @@ impl<R> Process<R> {
     /// # Errors
     /// [`ProcessError::Io`] if the signal cannot be sent.
     pub fn kill(&self) -> Result<(), ProcessError> {
-        Ok(self.shared().lock().signal(sys::SIGKILL)?)
+        Ok(self.signal(sys::SIGKILL)?)
     }
 }
 
