@@ -437,6 +437,20 @@ struct Watch {
 /// A result frame, with the worker it came from.
 type Frame = (LaneKey, Vec<u8>, Vec<OwnedFd>);
 
+/// Hands results read from workers to the state machine.
+fn deliver(sched: &mut Dispatch<Job>, frames: Vec<Frame>, now: Instant) {
+    for (lane, frame, fds) in frames {
+        let id = frame_id(&frame);
+        let answer = (frame, fds);
+        sched.on(Event::Result {
+            lane,
+            id,
+            now,
+            answer,
+        });
+    }
+}
+
 impl Supervisor {
     fn run(mut self) {
         loop {
@@ -572,16 +586,7 @@ impl Supervisor {
         let mut s = shared.lock();
         let mut fx = self.effects();
         let now = Instant::now();
-        for (lane, frame, fds) in frames {
-            let id = frame_id(&frame);
-            let answer = (frame, fds);
-            s.sched.on(Event::Result {
-                lane,
-                id,
-                now,
-                answer,
-            });
-        }
+        deliver(&mut s.sched, frames, now);
         s.sched.on(Event::DeadlineCheck { now });
         s.apply(&mut fx);
         for lane in std::mem::take(&mut fx.kill) {
@@ -634,17 +639,7 @@ impl Supervisor {
         let start = {
             let shared = self.shared.clone();
             let mut s = shared.lock();
-            let now = Instant::now();
-            for (lane, frame, fds) in last {
-                let id = frame_id(&frame);
-                let answer = (frame, fds);
-                s.sched.on(Event::Result {
-                    lane,
-                    id,
-                    now,
-                    answer,
-                });
-            }
+            deliver(&mut s.sched, last, Instant::now());
             // The claim word says which job it was running.
             let claimed = match s.lanes.iter().position(|l| l.key == w.key) {
                 Some(p) => s.lanes.swap_remove(p).slot.claimed(),
