@@ -4,11 +4,11 @@
 //! A wake-up through the kernel costs tens of microseconds when the sleeper
 //! is on another CPU (about 50–70 µs on the 2-vCPU machines mproc is
 //! measured on), far more than most critical sections, messages or round
-//! trips take. So every waiter follows one policy, [`spin`]: a few
-//! microseconds of `pause`, then yielding (which lets the process waited for
-//! run if both share a CPU) for up to [`SPIN_FOR`], and only then sleeping
-//! in the kernel, where a deadline is kept by the kernel and nothing polls.
-//! On a single usable CPU it skips the `pause`s, which could only delay
+//! trips take. So every waiter follows one policy, [`spin`]: it looks at
+//! its condition after every `pause`, yields now and then (which lets the
+//! process waited for run if it shares this CPU), and after [`SPIN_FOR`]
+//! sleeps in the kernel, where a deadline is kept by the kernel and nothing
+//! polls. On a single usable CPU it only yields: a `pause` could only delay
 //! whoever we wait for.
 //!
 //! The sleeping half has two forms: a futex word with a count of sleepers
@@ -102,41 +102,45 @@ pub(crate) fn spinning_helps() -> bool {
     }
 }
 
-/// Doubling rounds of `pause` before yielding: 1 + 2 + … + 2^6 = 127
-/// pauses, about 2 µs. Short, because the process waited for may share
-/// this CPU (another program keeps the other one busy), and then only a
-/// yield lets it run.
-const PAUSE_ROUNDS: u32 = 7;
+/// How many `pause`s (each followed by a look at the condition) between two
+/// yields: a microsecond or two of them on current x86 CPUs. A partner that
+/// answers within that is seen at once; the yields let a process waited for
+/// run when there are more runnable processes than CPUs (four manager
+/// clients and their server on two CPUs, say). Tuned in December 2026
+/// against 16 (the direct `apply` 9% slower) and against 10 µs of `pause`
+/// before the first yield (four manager clients 3× slower): see
+/// `BENCHMARKS.md`.
+const PAUSES_PER_YIELD: u32 = 64;
 
 /// How long a waiter spins and yields before it sleeps in the kernel: about
 /// what one cross-CPU sleep and wake-up costs here.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
 
-/// The one spin policy: calls `attempt` until it gives a value, first
-/// between `pause`s (not on a single usable CPU), then between yields, for
-/// [`SPIN_FOR`] at most and never past `wait`'s deadline. `None` means
-/// "now sleep in the kernel" (or give up, if `wait` has expired).
+/// The one spin policy: calls `attempt` after every `pause`, yielding after
+/// every [`PAUSES_PER_YIELD`] of them, for [`SPIN_FOR`] at most and never
+/// past `wait`'s deadline; on a single usable CPU it only yields. `None`
+/// means "now sleep in the kernel" (or give up, if `wait` has expired).
 pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Option<R> {
     if let Some(r) = attempt() {
         return Some(r);
     }
-    let rounds = if spinning_helps() { PAUSE_ROUNDS } else { 0 };
-    for round in 0..rounds {
-        for _ in 0..(1u32 << round) {
-            std::hint::spin_loop();
-        }
-        if let Some(r) = attempt() {
-            return Some(r);
-        }
-    }
     let start = Instant::now();
-    while start.elapsed() < SPIN_FOR && !wait.expired() {
+    let pauses = if spinning_helps() { PAUSES_PER_YIELD } else { 0 };
+    loop {
+        for _ in 0..pauses {
+            std::hint::spin_loop();
+            if let Some(r) = attempt() {
+                return Some(r);
+            }
+        }
+        if start.elapsed() >= SPIN_FOR || wait.expired() {
+            return None;
+        }
         std::thread::yield_now();
         if let Some(r) = attempt() {
             return Some(r);
         }
     }
-    None
 }
 
 /// [`spin`] for a caller that will not sleep at all (the `Try` flavour of
