@@ -125,7 +125,11 @@ pub(crate) fn spin<R>(wait: &Wait, mut attempt: impl FnMut() -> Option<R>) -> Op
         return Some(r);
     }
     let start = Instant::now();
-    let pauses = if spinning_helps() { PAUSES_PER_YIELD } else { 0 };
+    let pauses = if spinning_helps() {
+        PAUSES_PER_YIELD
+    } else {
+        0
+    };
     loop {
         for _ in 0..pauses {
             std::hint::spin_loop();
