@@ -23,11 +23,10 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::ipc::MESSAGE_LIMIT;
+use crate::ipc::frame::{self, HEADER, Order};
 use crate::ipc::transport::{self, Frame};
 use crate::sys;
 use crate::wait::{self, Wait};
-
-const HEADER: usize = 4;
 
 /// Reads frames through a buffer.
 pub(crate) struct FrameBufReader {
@@ -68,22 +67,9 @@ impl FrameBufReader {
     /// A complete frame already in the buffer, if any.
     pub(crate) fn next_buffered(&mut self) -> io::Result<Option<Frame>> {
         let avail = &self.buf[self.pos..self.end];
-        if avail.len() < HEADER {
+        let Some(len) = frame::complete(avail, Order::Little, self.limit)? else {
             return Ok(None);
-        }
-        let len = u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize;
-        if len > self.limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "incoming frame of {len} bytes exceeds the limit of {}",
-                    self.limit
-                ),
-            ));
-        }
-        if avail.len() < HEADER + len {
-            return Ok(None);
-        }
+        };
         let start = self.base + self.pos as u64;
         let end = start + (HEADER + len) as u64;
         let payload = avail[HEADER..HEADER + len].to_vec();
@@ -104,10 +90,10 @@ impl FrameBufReader {
     /// Whether a complete frame is waiting in the buffer.
     pub(crate) fn has_buffered(&self) -> bool {
         let avail = &self.buf[self.pos..self.end];
-        avail.len() >= HEADER
-            && avail.len()
-                >= HEADER
-                    + u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize
+        matches!(
+            frame::complete(avail, Order::Little, usize::MAX),
+            Ok(Some(_))
+        )
     }
 
     /// Reads once from `sock`. Returns `Ok(false)` when nothing could be read
@@ -122,8 +108,8 @@ impl FrameBufReader {
         // Make room: at least 64 KiB, or the rest of a large pending frame.
         let mut want = 64 * 1024;
         let avail = &self.buf[self.pos..self.end];
-        if avail.len() >= HEADER {
-            let len = u32::from_le_bytes(avail[..HEADER].try_into().expect("4 bytes")) as usize;
+        if let Some(header) = avail.get(..HEADER) {
+            let len = Order::Little.length(header.try_into().expect("4 bytes"));
             want = want.max(
                 (HEADER + len)
                     .saturating_sub(avail.len())
@@ -207,7 +193,7 @@ impl FrameBufWriter {
     /// Queues a frame (the payload gets its length header here).
     pub(crate) fn push(&mut self, payload: &[u8], fds: Vec<OwnedFd>) {
         let mut bytes = Vec::with_capacity(HEADER + payload.len());
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&Order::Little.header(payload.len() as u32));
         bytes.extend_from_slice(payload);
         self.queue.push_back(Pending {
             bytes,

@@ -1,7 +1,8 @@
 //! How bytes and descriptors travel between processes: the one codec
 //! (`codec`: values to bytes, handles to descriptors), the one frame format
-//! and descriptor passing on a Unix stream socket (`transport`), and its
-//! buffered, pipelined form for streams of many small frames (`framed`).
+//! and its decoder (`frame`), descriptor passing on a Unix stream socket
+//! (`transport`), and its buffered, pipelined form for streams of many
+//! small frames (`framed`).
 //! Everything above it (the process wire, channels' side sockets, the pool,
 //! the manager) speaks through these three.
 
@@ -14,5 +15,6 @@
 pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
 
 pub mod codec;
+pub(crate) mod frame;
 pub(crate) mod framed;
 pub(crate) mod transport;

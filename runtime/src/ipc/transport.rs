@@ -25,11 +25,10 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use crate::sys;
 
 use super::MESSAGE_LIMIT;
+use super::frame::{HEADER, Order};
 
 /// The most descriptors one `sendmsg` carries: one group.
 pub(crate) const GROUP: usize = sys::MAX_FDS_PER_MESSAGE;
-
-const HEADER: usize = 4;
 
 /// What the next `sendmsg` of a frame of `len` bytes (header included), of
 /// which `sent` are written, must look like: the descriptors to attach to
@@ -107,7 +106,7 @@ fn send_from(
 fn frame_header(payload: &[u8]) -> io::Result<[u8; HEADER]> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
-    Ok(len.to_le_bytes())
+    Ok(Order::Little.header(len))
 }
 
 /// Sends one whole frame, blocking until it is written.
@@ -203,18 +202,12 @@ impl FrameReader {
             if self.have_header < HEADER {
                 return Ok((Progress::Read, None));
             }
-            let len = u32::from_le_bytes(self.header) as usize;
             let limit = if self.limit == 0 {
                 MESSAGE_LIMIT
             } else {
                 self.limit
             };
-            if len > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("incoming frame of {len} bytes exceeds the limit of {limit}"),
-                ));
-            }
+            let len = Order::Little.checked_length(self.header, limit)?;
             self.want = len;
             self.have = 0;
             self.payload = vec![0u8; len];

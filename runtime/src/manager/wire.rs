@@ -1,15 +1,16 @@
 //! The bytes on a manager connection: frames, requests and replies (see
 //! `README.md` beside this file).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 /// The largest frame before both handshakes have passed.
 pub(crate) const HANDSHAKE_LIMIT: usize = 256;
 /// The largest frame afterwards (mproc's one limit, 1 GiB).
 pub(crate) use crate::ipc::MESSAGE_LIMIT;
-/// How much a reader asks for per `read`, and so how far its buffer may run
-/// ahead of the bytes that actually arrived.
-const CHUNK: usize = 64 * 1024;
+/// Frames on a manager connection: Python's `Connection` format, with
+/// big-endian lengths (the decoder is `ipc`'s one frame decoder).
+pub(crate) use crate::ipc::frame::FrameDecoder;
+use crate::ipc::frame::{HEADER, Order, TooLarge};
 
 /// Why a frame or a request was refused. Each ends its connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,131 +32,18 @@ impl std::fmt::Display for ProtocolError {
     }
 }
 
+impl From<TooLarge> for ProtocolError {
+    fn from(e: TooLarge) -> ProtocolError {
+        ProtocolError::TooLarge {
+            len: e.len,
+            limit: e.limit,
+        }
+    }
+}
+
 impl From<ProtocolError> for io::Error {
     fn from(e: ProtocolError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-    }
-}
-
-/// Splits a byte stream into frames. It never allocates for a frame more
-/// than the bytes that have arrived (plus what one read brings), whatever
-/// the length prefix says, and refuses a prefix over its limit at once.
-#[derive(Debug)]
-pub(crate) struct FrameDecoder {
-    buf: Vec<u8>,
-    pos: usize,
-    limit: usize,
-}
-
-impl FrameDecoder {
-    /// A decoder refusing frames longer than `limit`.
-    pub(crate) fn new(limit: usize) -> FrameDecoder {
-        FrameDecoder {
-            buf: Vec::new(),
-            pos: 0,
-            limit,
-        }
-    }
-
-    /// Changes the limit (after the handshake).
-    pub(crate) fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-    }
-
-    /// Appends bytes that arrived.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Whether part of a frame is buffered.
-    pub(crate) fn in_frame(&self) -> bool {
-        self.pos < self.buf.len()
-    }
-
-    /// The next complete frame, if one is buffered.
-    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
-        let avail = &self.buf[self.pos..];
-        if avail.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
-        if len > self.limit {
-            return Err(ProtocolError::TooLarge {
-                len: len as u64,
-                limit: self.limit,
-            });
-        }
-        if avail.len() < 4 + len {
-            return Ok(None);
-        }
-        let frame = avail[4..4 + len].to_vec();
-        self.pos += 4 + len;
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos > CHUNK {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        Ok(Some(frame))
-    }
-
-    /// Reads from `r` until a frame is complete. `Ok(None)`: the peer
-    /// closed the stream between frames.
-    pub(crate) fn read_frame(&mut self, r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(frame) = self.next_frame()? {
-                return Ok(Some(frame));
-            }
-            // Large frames: read straight into the buffer, in CHUNK steps.
-            let want = self
-                .pending_len()
-                .map_or(chunk.len(), |rest| rest.min(CHUNK));
-            let n = if want > chunk.len() {
-                let old = self.buf.len();
-                self.buf.resize(old + want, 0);
-                let n = read_retry(r, &mut self.buf[old..]);
-                self.buf.truncate(old + *n.as_ref().unwrap_or(&0));
-                n?
-            } else {
-                let n = read_retry(r, &mut chunk)?;
-                self.feed(&chunk[..n]);
-                n
-            };
-            if n == 0 {
-                if self.in_frame() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the peer closed the connection in the middle of a message",
-                    ));
-                }
-                return Ok(None);
-            }
-        }
-    }
-
-    /// The bytes still missing from a frame whose header has arrived.
-    fn pending_len(&self) -> Option<usize> {
-        let avail = &self.buf[self.pos..];
-        if avail.len() < 4 {
-            return None;
-        }
-        let len = u32::from_be_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
-        Some((4 + len).saturating_sub(avail.len()))
-    }
-}
-
-fn read_retry(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match r.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
     }
 }
 
@@ -173,13 +61,14 @@ pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> 
                 ),
             )
         })?;
+    let header = Order::Big.header(len);
     if payload.len() <= 4096 {
-        let mut buf = Vec::with_capacity(4 + payload.len());
-        buf.extend_from_slice(&len.to_be_bytes());
+        let mut buf = Vec::with_capacity(HEADER + payload.len());
+        buf.extend_from_slice(&header);
         buf.extend_from_slice(payload);
         w.write_all(&buf)
     } else {
-        w.write_all(&len.to_be_bytes())?;
+        w.write_all(&header)?;
         w.write_all(payload)
     }
 }
@@ -480,24 +369,6 @@ mod tests {
     }
 
     #[test]
-    fn oversized_prefix_is_refused_before_allocating() {
-        let mut d = FrameDecoder::new(HANDSHAKE_LIMIT);
-        d.feed(&u32::MAX.to_be_bytes());
-        assert_eq!(
-            d.next_frame(),
-            Err(ProtocolError::TooLarge {
-                len: u32::MAX as u64,
-                limit: HANDSHAKE_LIMIT
-            })
-        );
-        let mut d = FrameDecoder::new(MESSAGE_LIMIT);
-        let mut src: &[u8] = &[0x40, 0, 0, 0, 1, 2, 3];
-        let err = d.read_frame(&mut src).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(d.buf.capacity() < 2 * CHUNK, "{}", d.buf.capacity());
-    }
-
-    #[test]
     fn replies_round_trip() {
         assert_eq!(parse_reply(&ok_reply(b"abc")).unwrap(), b"abc");
         let f = CallFailure::new(Failure::Remote, "index 3 out of range");
@@ -573,7 +444,7 @@ mod tests {
                     Err(_) => return (got, true),
                 }
             }
-            assert!(d.buf.len() <= stream.len());
+            assert!(d.buffered_len() <= stream.len());
         }
         (got, false)
     }
