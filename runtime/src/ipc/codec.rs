@@ -49,6 +49,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// Encodes `value` at the end of `out` (for a header that a body follows).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes a value made by [`encode`] at the start of `bytes`, borrowing
+/// strings and byte slices from them, and says how many bytes it took: for
+/// a header followed by a body that is kept as bytes (a manager request).
+pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize), String> {
+    bincode::serde::borrow_decode_from_slice::<T, _>(bytes, config()).map_err(|e| e.to_string())
+}
+
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };

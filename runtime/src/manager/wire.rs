@@ -7,10 +7,13 @@ use std::io::{self, Write};
 pub(crate) const HANDSHAKE_LIMIT: usize = 256;
 /// The largest frame afterwards (mproc's one limit, 1 GiB).
 pub(crate) use crate::ipc::MESSAGE_LIMIT;
+use crate::ipc::codec;
 /// Frames on a manager connection: Python's `Connection` format, with
 /// big-endian lengths (the decoder is `ipc`'s one frame decoder).
 pub(crate) use crate::ipc::frame::FrameDecoder;
 use crate::ipc::frame::{HEADER, Order, TooLarge};
+
+use serde::{Deserialize, Serialize};
 
 /// Why a frame or a request was refused. Each ends its connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,12 +78,6 @@ pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> 
 
 // ----- requests -----
 
-pub(crate) const OP_CREATE: u8 = 1;
-pub(crate) const OP_SHARE: u8 = 2;
-pub(crate) const OP_LOOKUP: u8 = 3;
-pub(crate) const OP_CALL: u8 = 4;
-pub(crate) const OP_FASTPATH: u8 = 5;
-
 /// A parsed request, borrowing its frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Request<'a> {
@@ -105,115 +102,66 @@ pub(crate) enum Request<'a> {
     FastPath,
 }
 
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ProtocolError> {
-        if self.0.len() < n {
-            return Err(ProtocolError::Malformed(what));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &'static str) -> Result<u16, ProtocolError> {
-        Ok(u16::from_be_bytes(
-            self.take(2, what)?.try_into().expect("2"),
-        ))
-    }
-    fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
-        Ok(u64::from_be_bytes(
-            self.take(8, what)?.try_into().expect("8"),
-        ))
-    }
-    fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, ProtocolError> {
-        std::str::from_utf8(self.take(n, what)?).map_err(|_| ProtocolError::Malformed(what))
-    }
+/// A request's header, encoded with the codec; the request's body (an
+/// encoded value, kept as bytes) follows it unchanged.
+#[derive(Serialize, Deserialize)]
+enum Header<'a> {
+    Create { kind: u8 },
+    Share { name: &'a str, fingerprint: u64 },
+    Lookup { name: &'a str, kind: &'a str },
+    Call { id: u64, method: &'a str },
+    FastPath,
 }
 
 impl<'a> Request<'a> {
     /// Parses a request frame. Never panics, whatever the bytes.
     pub(crate) fn parse(frame: &'a [u8]) -> Result<Request<'a>, ProtocolError> {
-        let mut c = Cursor(frame);
-        match c.u8("empty request")? {
-            OP_CREATE => Ok(Request::Create {
-                kind: c.u8("create: kind")?,
-                init: c.0,
-            }),
-            OP_SHARE => {
-                let n = c.u16("share: name length")? as usize;
-                let name = c.str(n, "share: name")?;
-                let fingerprint = c.u64("share: fingerprint")?;
-                Ok(Request::Share {
-                    name,
-                    fingerprint,
-                    object: c.0,
-                })
+        let (header, used) = codec::decode_prefix::<Header<'a>>(frame)
+            .map_err(|_| ProtocolError::Malformed("request header"))?;
+        let body = &frame[used..];
+        Ok(match header {
+            Header::Create { kind } => Request::Create { kind, init: body },
+            Header::Share { name, fingerprint } => Request::Share {
+                name,
+                fingerprint,
+                object: body,
+            },
+            Header::Call { id, method } => Request::Call {
+                id,
+                method,
+                args: body,
+            },
+            Header::Lookup { .. } | Header::FastPath if !body.is_empty() => {
+                return Err(ProtocolError::Malformed("trailing bytes after the request"));
             }
-            OP_LOOKUP => {
-                let n = c.u16("lookup: name length")? as usize;
-                let name = c.str(n, "lookup: name")?;
-                let m = c.u16("lookup: kind length")? as usize;
-                let kind = c.str(m, "lookup: kind")?;
-                if !c.0.is_empty() {
-                    return Err(ProtocolError::Malformed("lookup: trailing bytes"));
-                }
-                Ok(Request::Lookup { name, kind })
-            }
-            OP_CALL => {
-                let id = c.u64("call: object id")?;
-                let n = c.u8("call: method length")? as usize;
-                let method = c.str(n, "call: method")?;
-                Ok(Request::Call {
-                    id,
-                    method,
-                    args: c.0,
-                })
-            }
-            OP_FASTPATH if frame.len() == 1 => Ok(Request::FastPath),
-            _ => Err(ProtocolError::Malformed("unknown request")),
-        }
+            Header::Lookup { name, kind } => Request::Lookup { name, kind },
+            Header::FastPath => Request::FastPath,
+        })
     }
 
-    /// Encodes the request.
+    /// Encodes the request: its header, then its body as it is.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32);
-        match self {
-            Request::Create { kind, init } => {
-                out.extend([OP_CREATE, *kind]);
-                out.extend_from_slice(init);
-            }
+        let (header, body): (Header<'_>, &[u8]) = match *self {
+            Request::Create { kind, init } => (Header::Create { kind }, init),
             Request::Share {
                 name,
                 fingerprint,
                 object,
-            } => {
-                out.push(OP_SHARE);
-                out.extend((name.len() as u16).to_be_bytes());
-                out.extend_from_slice(name.as_bytes());
-                out.extend(fingerprint.to_be_bytes());
-                out.extend_from_slice(object);
-            }
-            Request::Lookup { name, kind } => {
-                out.push(OP_LOOKUP);
-                out.extend((name.len() as u16).to_be_bytes());
-                out.extend_from_slice(name.as_bytes());
-                out.extend((kind.len() as u16).to_be_bytes());
-                out.extend_from_slice(kind.as_bytes());
-            }
-            Request::Call { id, method, args } => {
-                out.reserve(args.len() + method.len() + 10);
-                out.push(OP_CALL);
-                out.extend(id.to_be_bytes());
-                out.push(method.len() as u8);
-                out.extend_from_slice(method.as_bytes());
-                out.extend_from_slice(args);
-            }
-            Request::FastPath => out.push(OP_FASTPATH),
-        }
+            } => (Header::Share { name, fingerprint }, object),
+            Request::Lookup { name, kind } => (Header::Lookup { name, kind }, &[]),
+            Request::Call { id, method, args } => (Header::Call { id, method }, args),
+            Request::FastPath => (Header::FastPath, &[]),
+        };
+        // Room for the header (a tag, a name or a method, an id) and the body.
+        let names = match header {
+            Header::Share { name, .. } => name.len(),
+            Header::Lookup { name, kind } => name.len() + kind.len(),
+            Header::Call { method, .. } => method.len(),
+            Header::Create { .. } | Header::FastPath => 0,
+        };
+        let mut out = Vec::with_capacity(24 + names + body.len());
+        codec::encode_into(&header, &mut out).expect("a request header always encodes");
+        out.extend_from_slice(body);
         out
     }
 }
@@ -246,38 +194,44 @@ impl CallFailure {
     }
 }
 
+/// A reply's header, encoded with the codec; a successful reply's body (an
+/// encoded value) follows it as is.
+#[derive(Serialize, Deserialize)]
+enum ReplyHeader<'a> {
+    Ok,
+    Failed { code: u8, message: &'a str },
+}
+
 /// Encodes a successful reply around `body`, without copying it twice.
 pub(crate) fn ok_reply(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(0);
+    codec::encode_into(&ReplyHeader::Ok, &mut out).expect("a reply header always encodes");
     out.extend_from_slice(body);
     out
 }
 
 /// Encodes a failed reply.
 pub(crate) fn err_reply(f: &CallFailure) -> Vec<u8> {
-    let mut out = Vec::with_capacity(f.message.len() + 2);
-    out.extend([1, f.code as u8]);
-    out.extend_from_slice(f.message.as_bytes());
-    out
+    let header = ReplyHeader::Failed {
+        code: f.code as u8,
+        message: &f.message,
+    };
+    codec::encode(&header).expect("a reply header always encodes")
 }
 
 /// Parses a reply: the body on success.
 pub(crate) fn parse_reply(frame: &[u8]) -> Result<&[u8], CallFailure> {
-    match frame.split_first() {
-        Some((0, body)) => Ok(body),
-        Some((1, rest)) if !rest.is_empty() => {
-            let code = match rest[0] {
+    match codec::decode_prefix::<ReplyHeader<'_>>(frame) {
+        Ok((ReplyHeader::Ok, used)) => Ok(&frame[used..]),
+        Ok((ReplyHeader::Failed { code, message }, used)) if used == frame.len() => {
+            let code = match code {
                 1 => Failure::NotFound,
                 2 => Failure::Remote,
                 3 => Failure::Decode,
                 4 => Failure::Encode,
                 _ => Failure::Protocol,
             };
-            Err(CallFailure::new(
-                code,
-                String::from_utf8_lossy(&rest[1..]).into_owned(),
-            ))
+            Err(CallFailure::new(code, message))
         }
         _ => Err(CallFailure::new(
             Failure::Protocol,
@@ -363,9 +317,31 @@ mod tests {
             kind: "queue",
         };
         assert_eq!(Request::parse(&l.encode()).unwrap(), l);
+        let s = Request::Share {
+            name: "a::B",
+            fingerprint: u64::MAX,
+            object: b"",
+        };
+        assert_eq!(Request::parse(&s.encode()).unwrap(), s);
+        assert_eq!(
+            Request::parse(&Request::FastPath.encode()).unwrap(),
+            Request::FastPath
+        );
         assert!(Request::parse(&[]).is_err());
-        assert!(Request::parse(&[OP_CALL, 0, 0]).is_err());
-        assert!(Request::parse(&[OP_FASTPATH, 0]).is_err());
+        // A header cut short, an unknown kind of request, and bytes after
+        // a request that has no body are all refused.
+        let call = r.encode();
+        assert!(Request::parse(&call[..3]).is_err());
+        assert!(Request::parse(&[9]).is_err());
+        let mut fast = Request::FastPath.encode();
+        fast.push(0);
+        assert_eq!(
+            Request::parse(&fast),
+            Err(ProtocolError::Malformed("trailing bytes after the request"))
+        );
+        let mut lookup = l.encode();
+        lookup.push(1);
+        assert!(Request::parse(&lookup).is_err());
     }
 
     #[test]
@@ -375,6 +351,10 @@ mod tests {
         assert_eq!(parse_reply(&err_reply(&f)).unwrap_err(), f);
         assert!(parse_reply(&[]).is_err());
         assert!(parse_reply(&[1]).is_err());
+        // A failure with bytes after its message is refused too.
+        let mut long = err_reply(&f);
+        long.push(0);
+        assert_eq!(parse_reply(&long).unwrap_err().code, Failure::Protocol);
     }
 
     /// A stream of up to 7 frames: valid requests, damaged ones, noise, and
