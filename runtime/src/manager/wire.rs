@@ -204,8 +204,11 @@ enum ReplyHeader<'a> {
 
 /// Encodes a successful reply around `body`, without copying it twice.
 pub(crate) fn ok_reply(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 1);
-    codec::encode_into(&ReplyHeader::Ok, &mut out).expect("a reply header always encodes");
+    // The header of every successful reply is the same: encode it once.
+    static OK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let header = OK.get_or_init(|| codec::encode(&ReplyHeader::Ok).expect("encodes"));
+    let mut out = Vec::with_capacity(header.len() + body.len());
+    out.extend_from_slice(header);
     out.extend_from_slice(body);
     out
 }
