@@ -103,6 +103,21 @@ fn send_from(
     Ok(())
 }
 
+/// One `recvmsg` into `buf`, keeping the descriptors that come with it;
+/// `Ok(None)` when it would block.
+fn recv_some(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<Option<usize>> {
+    match sys::recv_with_fds(sock, buf, fds, nonblocking) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn frame_header(payload: &[u8]) -> io::Result<[u8; HEADER]> {
     let len = u32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
@@ -187,12 +202,8 @@ impl FrameReader {
         if self.have_header < HEADER {
             let mut buf = [0u8; HEADER];
             let want = HEADER - self.have_header;
-            let n = match sys::recv_with_fds(sock, &mut buf[..want], &mut self.fds, nonblocking) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((Progress::WouldBlock, None));
-                }
-                Err(e) => return Err(e),
+            let Some(n) = recv_some(sock, &mut buf[..want], &mut self.fds, nonblocking)? else {
+                return Ok((Progress::WouldBlock, None));
             };
             if n == 0 {
                 return Ok((Progress::Eof, None));
@@ -215,17 +226,9 @@ impl FrameReader {
                 return Ok((Progress::Read, Some(self.finish())));
             }
         }
-        let n = match sys::recv_with_fds(
-            sock,
-            &mut self.payload[self.have..self.want],
-            &mut self.fds,
-            nonblocking,
-        ) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok((Progress::WouldBlock, None));
-            }
-            Err(e) => return Err(e),
+        let payload = &mut self.payload[self.have..self.want];
+        let Some(n) = recv_some(sock, payload, &mut self.fds, nonblocking)? else {
+            return Ok((Progress::WouldBlock, None));
         };
         if n == 0 {
             return Ok((Progress::Eof, None));
