@@ -8,7 +8,7 @@
 //! |---|---|
 //! | descriptors and sockets | `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
 //! | waiting | `PollFd`, `poll`, `Deadline`, `futex_wait`, `futex_wake` |
-//! | processes | `fork`, `Forked`, `posix_spawn`, `pidfd_open`, `pidfd_send_signal`, `waitid_pidfd`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `getppid`, `set_parent_death_signal`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `pidfd_open`, `pidfd_send_signal`, `waitid_pidfd`, `decode_wait_status`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `getppid`, `set_parent_death_signal`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
 //! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
 //! | shared memory | `Mapping`, `memfd_create`, `file_size`, `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
 //! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` |
