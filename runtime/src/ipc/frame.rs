@@ -108,8 +108,11 @@ pub(crate) struct FrameDecoder {
     buf: Vec<u8>,
     pos: usize,
     limit: usize,
-    order: Order,
 }
+
+/// The byte order of the streams [`FrameDecoder`] reads: manager
+/// connections, which speak Python's framing.
+pub(crate) const STREAM_ORDER: Order = Order::Big;
 
 impl FrameDecoder {
     /// A decoder of Python-style (big-endian) frames refusing frames
@@ -119,7 +122,6 @@ impl FrameDecoder {
             buf: Vec::new(),
             pos: 0,
             limit,
-            order: Order::Big,
         }
     }
 
@@ -151,7 +153,7 @@ impl FrameDecoder {
     /// The next complete frame, if one is buffered.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, TooLarge> {
         let avail = &self.buf[self.pos..];
-        let Some(len) = complete(avail, self.order, self.limit)? else {
+        let Some(len) = complete(avail, STREAM_ORDER, self.limit)? else {
             return Ok(None);
         };
         let frame = avail[HEADER..HEADER + len].to_vec();
@@ -205,7 +207,7 @@ impl FrameDecoder {
     fn pending_len(&self) -> Option<usize> {
         let avail = &self.buf[self.pos..];
         let header = avail.get(..HEADER)?.try_into().expect("4 bytes");
-        let len = self.order.length(header);
+        let len = STREAM_ORDER.length(header);
         Some((HEADER + len).saturating_sub(avail.len()))
     }
 }

@@ -11,7 +11,7 @@ use crate::ipc::codec;
 /// Frames on a manager connection: Python's `Connection` format, with
 /// big-endian lengths (the decoder is `ipc`'s one frame decoder).
 pub(crate) use crate::ipc::frame::FrameDecoder;
-use crate::ipc::frame::{HEADER, Order, TooLarge};
+use crate::ipc::frame::{HEADER, STREAM_ORDER, TooLarge};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +64,7 @@ pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> 
                 ),
             )
         })?;
-    let header = Order::Big.header(len);
+    let header = STREAM_ORDER.header(len);
     if payload.len() <= 4096 {
         let mut buf = Vec::with_capacity(HEADER + payload.len());
         buf.extend_from_slice(&header);
