@@ -40,10 +40,9 @@ impl WakeWords {
     }
 }
 
-/// Waits until `word` differs from
-/// `seen`, spinning first, then sleeping with `sleepers` counted so that
-/// wakers can skip the system call when nobody sleeps. Returns `false` if
-/// `wait` expired first.
+/// Waits until `word` differs from `seen`, spinning first, then sleeping
+/// with `sleepers` counted so that wakers can skip the system call when
+/// nobody sleeps. Returns `false` if `wait` expired first.
 ///
 /// A waker must change `word` (sequentially consistent), then read
 /// `sleepers` (sequentially consistent), and wake only if it is non-zero.
@@ -55,12 +54,10 @@ pub(crate) fn wait_for_change(
 ) -> bool {
     use Ordering::{Acquire, SeqCst};
     let changed = || (word.load(Acquire) != seen).then_some(());
-    if changed().is_some() {
-        return true;
-    }
     if matches!(wait, Wait::Try) {
-        return false;
+        return changed().is_some();
     }
+    // `spin` checks at once, before its first pause.
     if spin(wait, changed).is_some() {
         return true;
     }

@@ -116,7 +116,7 @@ const PAUSES_PER_YIELD: u32 = 64;
 /// what one cross-CPU sleep and wake-up costs here.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(50);
 
-/// The one spin policy: calls `attempt` after every `pause`, yielding after
+/// The one spin policy: calls `attempt` at once and after every `pause`, yielding after
 /// every [`PAUSES_PER_YIELD`] of them, for [`SPIN_FOR`] at most and never
 /// past `wait`'s deadline; on a single usable CPU it only yields. `None`
 /// means "now sleep in the kernel" (or give up, if `wait` has expired).

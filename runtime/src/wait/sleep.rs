@@ -44,12 +44,13 @@ impl Sleep<'_> {
         wait: &Wait,
         mut attempt: impl FnMut(Why) -> Option<R>,
     ) -> Option<R> {
-        if let Some(r) = attempt(Why::Check) {
-            return Some(r);
-        }
         if matches!(wait, Wait::Try) {
+            if let Some(r) = attempt(Why::Check) {
+                return Some(r);
+            }
             return self.last_attempt(&mut attempt);
         }
+        // `spin` checks at once, before its first pause.
         if let Some(r) = spin(wait, || attempt(Why::Check)) {
             return Some(r);
         }
