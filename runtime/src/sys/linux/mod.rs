@@ -895,11 +895,15 @@ mod tests {
 
     #[test]
     fn a_threaded_process_is_refused_a_plain_fork() {
-        // The test harness runs tests on threads of their own, so this
-        // process has at least two.
+        // A second thread, alive for the whole call, whatever the harness
+        // does (with --test-threads=1 it runs tests on its main thread).
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
         let err = fork_single_threaded()
             .err()
             .expect("no fork may happen here");
+        drop(tx);
+        t.join().unwrap().unwrap_err();
         assert!(err.to_string().contains("threads"), "{err}");
     }
 
