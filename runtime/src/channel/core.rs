@@ -5,8 +5,8 @@
 //! pieces for large messages, descriptors on the side socket, wake-ups.
 //! The handles in `pipe.rs` and `queue.rs` only add types and error shapes.
 
+use crate::sys::{BorrowedFd, OwnedFd, RawFd};
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

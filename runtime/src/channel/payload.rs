@@ -6,9 +6,9 @@
 //! serde would otherwise encode and decode it one byte at a time — the
 //! difference between memory speed and a tenth of it for bulk data.
 
+use crate::sys::{OwnedFd, RawFd};
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
-use std::os::fd::{OwnedFd, RawFd};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

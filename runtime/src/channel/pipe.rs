@@ -1,11 +1,11 @@
 //! `Pipe`: two connected ends, duplex ([`Connection`]) or one-way
 //! ([`PipeReceiver`] and [`PipeSender`]).
 
+use crate::sys::AsFd;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 

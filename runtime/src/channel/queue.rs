@@ -1,10 +1,10 @@
 //! `Queue` and `JoinableQueue`: many producers, many consumers, any
 //! processes.
 
+use crate::sys::AsFd;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -13,9 +13,9 @@
 //! A handle serialized outside such a transport (say, with `serde_json`)
 //! fails with an error that says so, rather than producing a dangling number.
 
+use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::cell::RefCell;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;

@@ -18,9 +18,9 @@
 //! for each read that brought descriptors, its range of stream offsets, and
 //! hands them to the frame in which that read ended.
 
+use crate::sys::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::ipc::MESSAGE_LIMIT;
 use crate::ipc::frame::{self, HEADER, Order};
@@ -266,7 +266,7 @@ impl FrameBufWriter {
 mod tests {
     use super::*;
     use crate::ipc::transport::inode;
-    use std::os::fd::AsFd;
+    use crate::sys::AsFd;
 
     #[test]
     fn many_frames_one_read_and_fds_land_right() {

@@ -19,8 +19,8 @@
 //! a frame is being read belongs to that frame, in order. This is the one
 //! transport used for process control, pipes and pool workers.
 
+use crate::sys::{BorrowedFd, OwnedFd, RawFd};
 use std::io::{self, IoSlice};
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use crate::sys;
 
@@ -291,13 +291,13 @@ pub(crate) fn inode(fd: BorrowedFd<'_>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
+    use crate::sys::AsFd;
 
     #[test]
     fn frames_keep_boundaries_and_fds() {
         let (a, b) = sys::socketpair().unwrap();
         let (x, _y) = sys::socketpair().unwrap();
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsRawFd;
         send_frame(a.as_fd(), b"", &[]).unwrap();
         send_frame(a.as_fd(), b"hello", &[x.as_raw_fd()]).unwrap();
         send_frame(a.as_fd(), b"world!", &[]).unwrap();
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn six_hundred_descriptors_ride_one_frame_and_the_next_gets_its_own() {
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsRawFd;
         let (a, b) = sys::socketpair().unwrap();
         let (x, y) = sys::socketpair().unwrap();
         let (ix, iy) = (inode(x.as_fd()), inode(y.as_fd()));
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn groups_keep_their_order_and_read_in_small_steps() {
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsRawFd;
         // Descriptors of alternating sockets: their order must survive the
         // split into groups. Read without blocking, step by step.
         let (a, b) = sys::socketpair().unwrap();
@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_frame_carries_as_many_groups_as_it_has_bytes() {
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsRawFd;
         let (a, b) = sys::socketpair().unwrap();
         let x = a.as_raw_fd();
         // An empty payload still has four header bytes: four groups.
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_frame_failing_part_way_is_completed_and_the_next_one_arrives_intact() {
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsRawFd;
         let (a, b) = sys::socketpair().unwrap();
         let (x, _y) = sys::socketpair().unwrap();
         // The second group holds a number no descriptor has.

@@ -1,11 +1,11 @@
 //! The client side: addresses, connections (one per thread and server,
 //! cached), and the handle every proxy wraps.
 
+use crate::sys::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self as unix, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};

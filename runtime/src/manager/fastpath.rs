@@ -3,9 +3,9 @@
 //! doorbells, oversized messages and noticing a dead peer (see the
 //! "fast path" section of `README.md`).
 
+use crate::sys::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::wire::FrameDecoder;
@@ -89,7 +89,7 @@ impl std::fmt::Debug for FastPath {
 impl FastPath {
     /// Creates the shared memory (server side).
     pub(crate) fn create() -> io::Result<(FastPath, OwnedFd)> {
-        let fd = sys::memfd_create(c"mproc-manager", TOTAL)?;
+        let fd = sys::shared_memory(c"mproc-manager", TOTAL)?;
         let map = Mapping::shared(fd.as_fd(), TOTAL)?;
         Ok((
             FastPath {
@@ -104,7 +104,7 @@ impl FastPath {
 
     /// Maps the shared memory the server sent (client side).
     pub(crate) fn open(fd: OwnedFd) -> io::Result<FastPath> {
-        if sys::file_size(fd.as_fd())? != TOTAL {
+        if sys::memory_size(fd.as_fd())? != TOTAL {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the manager sent shared memory of the wrong size",
@@ -273,7 +273,7 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use crate::sys::AsRawFd;
 
     #[test]
     fn messages_with_hundreds_of_descriptors_arrive_whole_in_turn() {

@@ -1,7 +1,7 @@
 //! `Manager`: a server process holding shared objects, reached over an
 //! abstract Unix socket with the shared-memory fast path.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use crate::sys::{AsFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use std::os::fd::{OwnedFd, RawFd};
+use crate::sys::{OwnedFd, RawFd};
 
 use super::ManagerError;
 use super::conn::{Handle, decode_with};

@@ -1,9 +1,9 @@
 //! `BaseManager`: serve registered objects over TCP to authenticated
 //! clients on other machines (Python's distributed task master / worker).
 
+use crate::sys::OwnedFd;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 

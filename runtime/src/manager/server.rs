@@ -1,12 +1,12 @@
 //! The server: an accept loop, one thread per connection, the handshake,
 //! and dispatch of requests to objects.
 
+use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::Shutdown;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};

@@ -2,9 +2,9 @@
 //! server-side object interface, and the link-time registry that lets a
 //! server process revive a `#[mproc::shared]` object sent to it.
 
+use crate::sys::OwnedFd;
 use std::any::type_name;
 use std::cell::RefCell;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;

@@ -9,7 +9,7 @@ mod slot;
 mod supervisor;
 pub(crate) mod worker;
 
-use std::os::fd::OwnedFd;
+use crate::sys::OwnedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

@@ -9,8 +9,8 @@
 //! straight to an idle worker without waking the supervisor first. See
 //! `pool/README.md` for the protocol.
 
+use crate::sys::{AsFd, AsRawFd, OwnedFd};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -791,7 +791,7 @@ fn read_frames(w: &mut WorkerProc, sock_ready: bool, out: &mut Vec<Frame>) -> bo
 
 fn read_available(
     reader: &mut Results,
-    sock: std::os::fd::BorrowedFd<'_>,
+    sock: crate::sys::BorrowedFd<'_>,
     key: LaneKey,
     sock_ready: bool,
     out: &mut Vec<Frame>,
@@ -810,7 +810,7 @@ fn read_available(
 /// Reads what the socket holds; false once it is closed or broken.
 fn read_socket(
     frames: &mut FrameBufReader,
-    sock: std::os::fd::BorrowedFd<'_>,
+    sock: crate::sys::BorrowedFd<'_>,
     key: LaneKey,
     out: &mut Vec<Frame>,
 ) -> bool {

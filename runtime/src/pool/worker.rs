@@ -1,7 +1,7 @@
 //! The worker process: runs jobs from its socket until the pool closes it.
 
+use crate::sys::{AsFd, OwnedFd};
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
 //! The child's side: re-entry before `main`, running the task, replying.
 
+use crate::sys::{AsFd, OwnedFd, RawFd};
 use std::ffi::CStr;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use super::log as mlog;
 use crate::ipc::transport;
@@ -102,7 +102,7 @@ pub(crate) fn enter_child(
     me.pid = sys::getpid();
     if me.daemon {
         let expected = real_parent.unwrap_or(parent.pid);
-        if sys::set_parent_death_signal(sys::SIGKILL).is_err() || sys::getppid() != expected {
+        if !sys::die_with_parent(expected) {
             // The parent died before we could ask to follow it.
             sys::exit_now(1);
         }

@@ -1,6 +1,6 @@
 //! Who this process is: its name, identity, daemon flag, authkey and parent.
 
-use std::os::fd::{AsFd, OwnedFd};
+use crate::sys::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
@@ -76,7 +76,7 @@ pub(crate) fn lock_for_fork() -> RwLockWriteGuard<'static, Option<Arc<ProcInfo>>
 /// Makes this process the child described by `me` (called once, in the
 /// child, before the task runs).
 pub(crate) fn set_child(me: Identity, parent: Identity) {
-    let parent_fd = sys::pidfd_open(parent.pid).ok();
+    let parent_fd = sys::open_process(parent.pid).ok();
     let info = Arc::new(ProcInfo {
         me,
         parent: Some((parent, parent_fd)),
@@ -182,7 +182,7 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         match &self.parent().1 {
             Some(fd) => {
-                let mut p = [sys::PollFd::readable(std::os::fd::AsRawFd::as_raw_fd(
+                let mut p = [sys::PollFd::readable(crate::sys::AsRawFd::as_raw_fd(
                     &fd.as_fd(),
                 ))];
                 matches!(sys::poll(&mut p, Some(std::time::Duration::ZERO)), Ok(0))

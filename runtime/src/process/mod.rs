@@ -10,9 +10,9 @@ pub(crate) mod table;
 pub(crate) mod task;
 pub(crate) mod wire;
 
+use crate::sys::RawFd;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 

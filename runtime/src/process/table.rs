@@ -1,8 +1,8 @@
 //! The children of this process: their state, how we wait for them, and how
 //! they are reaped when nobody waits (so that no zombie is ever left).
 
+use crate::sys::{AsFd, AsRawFd, OwnedFd};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -170,7 +170,7 @@ impl ChildState {
         match &self.exit {
             ExitSource::Direct => {
                 if let Some(pidfd) = &self.pidfd {
-                    if let Some(code) = sys::waitid_pidfd(pidfd.as_fd(), false)? {
+                    if let Some(code) = sys::reap(pidfd.as_fd(), false)? {
                         self.exitcode = Some(code);
                         self.pidfd = None;
                     }
@@ -263,7 +263,7 @@ impl ChildState {
             return Ok(());
         }
         match &self.pidfd {
-            Some(fd) => match sys::pidfd_send_signal(fd.as_fd(), sig) {
+            Some(fd) => match sys::signal_process(fd.as_fd(), sig) {
                 Err(e) if sys::is_no_such_process(&e) => Ok(()),
                 other => other,
             },

@@ -1,8 +1,8 @@
 //! Tasks: the functions a child process can run, and the link-time registry
 //! that lets a re-executed binary find them by name.
 
+use crate::sys::{OwnedFd, RawFd};
 use std::any::type_name;
-use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! The messages on a child's control socket (see `process/README.md`).
 
-use std::os::fd::{BorrowedFd, RawFd};
+use crate::sys::{BorrowedFd, RawFd};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};

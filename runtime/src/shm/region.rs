@@ -7,9 +7,9 @@
 //! The file is sealed against resizing, so once a process has checked that
 //! its size matches the recorded capacity, its mapping stays valid.
 
+use crate::sys::AsFd;
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
 use super::ring::{HEADER_SLOT, RECORD, Ring};
@@ -46,7 +46,7 @@ impl Region {
         let page = sys::page_size();
         assert!(count * HEADER_SLOT <= page && capacity % RECORD == 0 && capacity > 0);
         let len = page + count * capacity as usize;
-        let memfd = sys::memfd_create(name, len)?;
+        let memfd = sys::shared_memory(name, len)?;
         let map = Mapping::shared(memfd.as_fd(), len)?;
         let region = Region {
             rings: rings(&map, count, capacity),
@@ -69,7 +69,7 @@ impl Region {
             )
         };
         let page = sys::page_size();
-        let len = sys::file_size(memfd.as_fd())?;
+        let len = sys::memory_size(memfd.as_fd())?;
         if len < page + count {
             return Err(bad("too small"));
         }

@@ -7,11 +7,11 @@
 //! descriptor and mapping, which the kernel drops when a process dies, even
 //! by `kill -9`: nothing is ever left behind in `/dev/shm`.
 
+use crate::sys::AsFd;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -129,7 +129,7 @@ impl Segment {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "shared memory too large")
             })?;
-        let fd = sys::memfd_create(kind.memfd_name(), len)?;
+        let fd = sys::shared_memory(kind.memfd_name(), len)?;
         let map = Mapping::shared(fd.as_fd(), len)?;
         let mut id = [0u8; 8];
         sys::fill_random(&mut id);
@@ -162,7 +162,7 @@ impl Segment {
                 format!("received handle does not refer to an mproc {kind:?}: {what}"),
             )
         };
-        let len = sys::file_size(fd.as_fd())?;
+        let len = sys::memory_size(fd.as_fd())?;
         if len < HEADER_LEN {
             return Err(bad("too small"));
         }

@@ -74,7 +74,7 @@ unsafe fn fork_and_run(
             drop(theirs);
             // Without a pidfd we could not wait for it: do not leave it
             // behind.
-            let pidfd = sys::pidfd_open(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
+            let pidfd = sys::open_process(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
             Ok(ChildShared::for_request(
                 &req,
                 pid,

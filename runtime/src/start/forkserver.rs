@@ -15,8 +15,8 @@
 //! The server dies with the process that started it (parent-death signal,
 //! and end-of-file on its connection).
 
+use crate::sys::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::ipc::codec;
@@ -133,7 +133,7 @@ pub(crate) fn become_server() {
 
 /// The server's loop. Runs in the re-executed server process, before `main`.
 fn serve(conn: OwnedFd, parent: u32) -> ! {
-    if sys::set_parent_death_signal(sys::SIGKILL).is_err() || sys::getppid() != parent {
+    if !sys::die_with_parent(parent) {
         sys::exit_now(0);
     }
     let me = sys::getpid();
@@ -154,7 +154,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
             if !fds[i].fired() {
                 return true;
             }
-            match sys::waitid_pidfd(k.pidfd.as_fd(), false) {
+            match sys::reap(k.pidfd.as_fd(), false) {
                 Ok(Some(code)) => {
                     let bytes = codec::encode(&code).unwrap_or_default();
                     let _ = transport::send_frame(k.status.as_fd(), &bytes, &[]);
@@ -186,7 +186,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
             }
             Ok(sys::Forked::Parent(pid)) => {
                 drop(ctrl);
-                match sys::pidfd_open(pid) {
+                match sys::open_process(pid) {
                     Ok(pidfd) => {
                         let bytes = codec::encode(&pid).unwrap_or_default();
                         let _ = transport::send_frame(status.as_fd(), &bytes, &[pidfd.as_raw_fd()]);

@@ -1,9 +1,9 @@
 //! `StartMethod::Spawn`: re-execute this binary; the child runs the task
 //! before `main` (see `process::child::pre_main`).
 
+use crate::sys::{AsFd, OwnedFd, RawFd};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -62,7 +62,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     let (ours, theirs) = sys::socketpair()?;
     let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
     // Without a pidfd we could not wait for it: do not leave it behind.
-    let pidfd = sys::pidfd_open(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
+    let pidfd = sys::open_process(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
     let sent = wire::send_request(ours.as_fd(), req, payload, fds);
     let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Direct);
     match sent {

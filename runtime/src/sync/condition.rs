@@ -248,7 +248,7 @@ impl Condition {
                 .is_ok()
         {
             while state.load(Acquire) == SLEEPING {
-                if !sys::futex_wait(state, SLEEPING, wait.deadline()) {
+                if !sys::word_wait(state, SLEEPING, wait.deadline()) {
                     break;
                 }
             }
@@ -400,7 +400,7 @@ impl Condition {
                 continue;
             }
             if slot.state.swap(SIGNALED, AcqRel) == SLEEPING {
-                sys::futex_wake(&slot.state, 1);
+                sys::word_wake(&slot.state, 1);
             }
             woken += 1;
         }

@@ -6,11 +6,11 @@
 //!
 //! | group | names |
 //! |---|---|
-//! | descriptors and sockets | `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
-//! | waiting | `PollFd`, `poll`, `Deadline`, `futex_wait`, `futex_wake` |
-//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `pidfd_open`, `pidfd_send_signal`, `waitid_pidfd`, `decode_wait_status`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `getppid`, `set_parent_death_signal`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
+//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux) |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `open_process`, `signal_process`, `reap` (a pidfd on Linux), `decode_wait_status`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
 //! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
-//! | shared memory | `Mapping`, `memfd_create`, `file_size`, `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
+//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
 //! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` |
 //! | host | `cpu_count`, `usable_cpus`, `fill_random` |
 //!
@@ -25,6 +25,12 @@
 //! wrapper with its own `// SAFETY:` comment instead.
 
 #![allow(unsafe_code)]
+
+/// The OS objects a process owns or borrows (descriptors here; on Windows
+/// a handle or a socket behind the same names and methods), so that the
+/// layers above name them through `sys` only.
+#[cfg(unix)]
+pub(crate) use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 #[cfg(target_os = "linux")]
 mod linux;

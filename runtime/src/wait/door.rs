@@ -1,8 +1,8 @@
 //! The doorbell: a socket a waiter sleeps on in `poll` when it must also
 //! learn that its peer has gone (every descriptor of the other end closed).
 
+use crate::sys::{AsRawFd, BorrowedFd, OwnedFd};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::sys;

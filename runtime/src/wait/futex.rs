@@ -23,7 +23,7 @@ impl WakeWords {
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::Relaxed) > 0 {
             self.seq.fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake(&self.seq, u32::MAX);
+            sys::word_wake(&self.seq, u32::MAX);
         }
     }
 
@@ -36,7 +36,7 @@ impl WakeWords {
     /// Wakes every futex sleeper unconditionally (a local `close()`).
     pub(crate) fn wake_unconditionally(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake(&self.seq, u32::MAX);
+        sys::word_wake(&self.seq, u32::MAX);
     }
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn wait_for_change(
     sleepers.fetch_add(1, SeqCst);
     let mut result = true;
     while word.load(SeqCst) == seen {
-        if !sys::futex_wait(word, seen, wait.deadline()) {
+        if !sys::word_wait(word, seen, wait.deadline()) {
             result = word.load(SeqCst) != seen;
             break;
         }
@@ -76,13 +76,13 @@ pub(crate) fn wait_for_change(
 /// Wakes every thread sleeping in [`wait_for_change`] on `word`, if any.
 pub(crate) fn wake_all(word: &AtomicU32, sleepers: &AtomicU32) {
     if sleepers.load(Ordering::SeqCst) > 0 {
-        sys::futex_wake(word, u32::MAX);
+        sys::word_wake(word, u32::MAX);
     }
 }
 
 /// Wakes one thread sleeping in [`wait_for_change`] on `word`, if any.
 pub(crate) fn wake_one(word: &AtomicU32, sleepers: &AtomicU32) {
     if sleepers.load(Ordering::SeqCst) > 0 {
-        sys::futex_wake(word, 1);
+        sys::word_wake(word, 1);
     }
 }

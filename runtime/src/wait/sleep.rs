@@ -4,7 +4,7 @@
 //! `channel/README.md` ("Waking up") for the protocol that makes this lose
 //! no wake-up.
 
-use std::os::fd::BorrowedFd;
+use crate::sys::BorrowedFd;
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ impl Sleep<'_> {
             let hung_up = match self.door {
                 None => {
                     let until = limit.and_then(Deadline::after);
-                    sys::futex_wait(&self.words.seq, seen, until.as_ref());
+                    sys::word_wait(&self.words.seq, seen, until.as_ref());
                     false
                 }
                 Some(door) => sleep_on_door(door, limit),

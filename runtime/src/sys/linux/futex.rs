@@ -72,7 +72,7 @@ const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 /// again" (woken, value already different, or interrupted). The futex is a
 /// shared one (no `FUTEX_PRIVATE_FLAG`), so `word` may live in memory mapped
 /// by several processes.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
+pub(crate) fn word_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
     let ts = deadline.map(|d| &d.0 as *const libc::timespec);
     // SAFETY: `word` is a live, aligned u32; the timeout, if any, is a valid
     // absolute CLOCK_MONOTONIC time (FUTEX_WAIT_BITSET without
@@ -92,7 +92,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&Dead
 }
 
 /// Wakes at most `n` threads (of any process) sleeping on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+pub(crate) fn word_wake(word: &AtomicU32, n: u32) {
     let n = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
     // SAFETY: waking touches no memory; `word` is a live, aligned u32.
     unsafe {

@@ -15,7 +15,7 @@ use super::{cvt, retry};
 /// The memory lives exactly as long as some descriptor or mapping refers to
 /// it, so it vanishes with the last process that uses it, even after
 /// `kill -9`; nothing is left in `/dev/shm`.
-pub(crate) fn memfd_create(name: &CStr, len: usize) -> io::Result<OwnedFd> {
+pub(crate) fn shared_memory(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     // SAFETY: `name` is NUL-terminated; the call returns a new descriptor.
     let fd = cvt(unsafe {
         libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
@@ -33,7 +33,7 @@ pub(crate) fn memfd_create(name: &CStr, len: usize) -> io::Result<OwnedFd> {
 }
 
 /// The size in bytes of the file behind `fd`.
-pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+pub(crate) fn memory_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     // SAFETY: an all-zero `stat` is a valid out-buffer for fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, exclusively borrowed out-pointer.

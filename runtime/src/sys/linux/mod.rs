@@ -334,7 +334,7 @@ pub(crate) fn is_bad_descriptor(e: &io::Error) -> bool {
 }
 
 /// `pidfd_open(2)`: a descriptor that names process `pid` without races.
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn open_process(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: the syscall takes two integers and returns a new descriptor.
     let fd = cvt_long(unsafe {
         libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint)
@@ -345,7 +345,7 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 
 /// `pidfd_send_signal(2)`: signals exactly the process the pidfd names,
 /// never a later process that reused its pid.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+pub(crate) fn signal_process(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo is allowed and means "as kill(2) would".
     cvt_long(unsafe {
         libc::syscall(
@@ -361,7 +361,7 @@ pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<(
 
 /// How a process ended, as `waitid` reports it, converted to Python's
 /// convention: the exit status, or minus the signal number.
-pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
+pub(crate) fn reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
     let mut flags = libc::WEXITED;
     if !block {
         flags |= libc::WNOHANG;
@@ -408,16 +408,28 @@ pub(crate) fn getpid() -> u32 {
 }
 
 /// The parent process's id.
-pub(crate) fn getppid() -> u32 {
+fn getppid() -> u32 {
     // SAFETY: getppid cannot fail and touches no memory.
     unsafe { libc::getppid() as u32 }
 }
 
-/// Asks the kernel to send `sig` to this process when its parent dies.
-pub(crate) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+/// Makes this process die (as by `SIGKILL`) when its parent, `parent`,
+/// dies. `false`: that could not be arranged, or `parent` is gone already
+/// (this process was adopted by another), and the caller should exit.
+pub(crate) fn die_with_parent(parent: u32) -> bool {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
-    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) })?;
-    Ok(())
+    let armed = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == 0;
+    // Checked after arming: a parent that died before the call would never
+    // send the signal, but then this process already has another parent.
+    armed && getppid() == parent
 }
 
 /// Closes every descriptor numbered `first` or above.
@@ -705,8 +717,8 @@ extern "C" fn pre_main() {
 mod futex;
 mod memory;
 mod robust;
-pub(crate) use futex::{Deadline, futex_wait, futex_wake};
-pub(crate) use memory::{Mapping, file_size, memfd_create, page_size};
+pub(crate) use futex::{Deadline, word_wait, word_wake};
+pub(crate) use memory::{Mapping, memory_size, page_size, shared_memory};
 pub(crate) use robust::{Locked, RawMutex, thread_identity};
 
 // Byte and word access to a shared mapping, for the manager's fast path.

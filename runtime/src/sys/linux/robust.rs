@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 
-use super::futex::{Deadline, futex_wait, futex_wake};
+use super::futex::{Deadline, word_wait, word_wake};
 
 /// The lock word's bits, as the kernel's robust-futex protocol defines them
 /// (`linux/futex.h`): the owner's thread id, "someone sleeps", "the owner
@@ -317,7 +317,7 @@ impl RawMutex {
                 continue;
             }
             extra = FUTEX_WAITERS;
-            if !futex_wait(&self.word, want, deadline) {
+            if !word_wait(&self.word, want, deadline) {
                 // Out of time; one last try.
                 return self.try_lock_with(info, extra);
             }
@@ -343,7 +343,7 @@ impl RawMutex {
             self.dequeue();
         }
         if self.word.swap(0, Ordering::Release) & FUTEX_WAITERS != 0 {
-            futex_wake(&self.word, 1);
+            word_wake(&self.word, 1);
         }
         // SAFETY: as above.
         unsafe { Self::set_pending(info.head, 0) };
