@@ -53,19 +53,18 @@ fn registered_name(options: &Options, ident: &syn::Ident) -> TokenStream {
 
 fn registration(krate: &TokenStream, ty: &syn::Ident, name: &TokenStream) -> TokenStream {
     let stat = format_ident!("__MPROC_REGISTER_{}", ty.to_string().to_uppercase());
-    let linkme_path = quote!(#krate::__private::linkme).to_string();
-    let linkme_path: syn::Path = syn::parse_str(&linkme_path).expect("a valid path");
-    quote! {
-        #[#krate::__private::linkme::distributed_slice(#krate::__private::TASKS)]
-        #[linkme(crate = #linkme_path)]
-        #[doc(hidden)]
-        static #stat: #krate::__private::TaskEntry = #krate::__private::TaskEntry {
+    crate::register::registration(
+        krate,
+        "TASKS",
+        &stat,
+        quote!(#krate::__private::TaskEntry),
+        quote!(#krate::__private::TaskEntry {
             name: #name,
             fingerprint: #krate::__private::fingerprint::<#ty>,
             run: #krate::__private::run_erased::<#ty>,
             run_chunk: #krate::__private::run_chunk_erased::<#ty>,
-        };
-    }
+        }),
+    )
 }
 
 fn expand_fn(options: &Options, f: &syn::ItemFn) -> TokenStream {

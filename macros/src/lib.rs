@@ -9,6 +9,7 @@
 
 mod expand;
 mod parse;
+mod register;
 mod shared;
 mod shared_expand;
 mod shared_validate;

@@ -84,8 +84,17 @@ pub(crate) fn expand(s: &SharedImpl, errors: Vec<syn::Error>) -> TokenStream {
         me = "mproc::ManagerError"
     );
     let stat = format_ident!("__MPROC_SHARED_{}", ident_str.to_uppercase());
-    let linkme_path: syn::Path =
-        syn::parse_str(&quote!(#krate::__private::linkme).to_string()).expect("a valid path");
+    let register = crate::register::registration(
+        &krate,
+        "SHARED_TYPES",
+        &stat,
+        quote!(#krate::__private::SharedEntry),
+        quote!(#krate::__private::SharedEntry {
+            name: #kind,
+            fingerprint: #krate::__private::shared_fingerprint::<#self_ty>,
+            revive: #krate::__private::revive::<#self_ty>,
+        }),
+    );
     // Spanned at the type, so that a type that is not `Serialize +
     // DeserializeOwned + Send + 'static` is reported there.
     let shared_impl = quote_spanned! {self_ty.span()=>
@@ -124,14 +133,7 @@ pub(crate) fn expand(s: &SharedImpl, errors: Vec<syn::Error>) -> TokenStream {
             }
         }
 
-        #[#krate::__private::linkme::distributed_slice(#krate::__private::SHARED_TYPES)]
-        #[linkme(crate = #linkme_path)]
-        #[doc(hidden)]
-        static #stat: #krate::__private::SharedEntry = #krate::__private::SharedEntry {
-            name: #kind,
-            fingerprint: #krate::__private::shared_fingerprint::<#self_ty>,
-            revive: #krate::__private::revive::<#self_ty>,
-        };
+        #register
     });
     out
 }

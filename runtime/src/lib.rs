@@ -42,8 +42,10 @@ pub use process::{
     current_process, parent_process, spawn,
 };
 pub use process::{
-    ContextError, DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method,
+    ContextError, DEFAULT_START_METHOD, StartMethod, get_all_start_methods, get_start_method,
+    set_start_method,
 };
+#[cfg(unix)]
 pub use start::fork::fork;
 
 /// Everything this crate registers at link time: the runtime's own tasks
@@ -54,29 +56,48 @@ pub use start::fork::fork;
 #[allow(unsafe_code)]
 mod link_time {
     use crate::process::task::{self, TaskEntry};
-    use crate::{manager, pool, process, start, sys};
+    use crate::{manager, pool, process, sys};
 
-    #[linkme::distributed_slice(task::TASKS)]
-    static MANAGER_SERVER: TaskEntry = TaskEntry {
+    /// Adds an entry to a registry: a `linkme` slice element on Unix, a
+    /// node pushed by a `.CRT$XCU` initializer on Windows (as the macros'
+    /// expansions do; see `sys/registry.rs`).
+    macro_rules! register {
+        ($($registry:ident)::+, $stat:ident: $ty:ty = $value:expr) => {
+            #[cfg(not(windows))]
+            #[linkme::distributed_slice($($registry)::+)]
+            static $stat: $ty = $value;
+
+            #[cfg(windows)]
+            const _: () = {
+                static NODE: sys::registry::Node<$ty> = sys::registry::Node::new($value);
+                extern "C" fn register() {
+                    $($registry)::+.push(&NODE);
+                }
+                #[used]
+                #[unsafe(link_section = ".CRT$XCU")]
+                static REGISTER: extern "C" fn() = register;
+            };
+        };
+    }
+
+    register!(task::TASKS, MANAGER_SERVER: TaskEntry = TaskEntry {
         name: manager::local::SERVER_TASK,
         fingerprint: task::fingerprint::<manager::local::ManagerServer>,
         run: task::run_erased::<manager::local::ManagerServer>,
         run_chunk: task::run_chunk_erased::<manager::local::ManagerServer>,
-    };
+    });
 
-    #[linkme::distributed_slice(task::TASKS)]
-    static POOL_WORKER: TaskEntry = TaskEntry {
+    register!(task::TASKS, POOL_WORKER: TaskEntry = TaskEntry {
         name: pool::worker::WORKER_TASK,
         fingerprint: task::fingerprint::<pool::worker::PoolWorker>,
         run: task::run_erased::<pool::worker::PoolWorker>,
         run_chunk: task::run_chunk_erased::<pool::worker::PoolWorker>,
-    };
+    });
 
-    #[linkme::distributed_slice(sys::BEFORE_MAIN)]
-    static CHILD_ENTRY: fn() = process::child::pre_main;
+    register!(sys::BEFORE_MAIN, CHILD_ENTRY: fn() = process::child::pre_main);
 
-    #[linkme::distributed_slice(sys::BEFORE_MAIN)]
-    static SERVER_ENTRY: fn() = start::forkserver::become_server;
+    #[cfg(unix)]
+    register!(sys::BEFORE_MAIN, SERVER_ENTRY: fn() = crate::start::forkserver::become_server);
 }
 
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
@@ -95,6 +116,7 @@ pub mod __private {
         client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
     pub use crate::process::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
+    pub use crate::sys::registry::{Node, Registry};
     pub use linkme;
     pub use serde;
 }

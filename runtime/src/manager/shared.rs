@@ -260,8 +260,15 @@ pub struct SharedEntry {
 
 /// Every `#[mproc::shared]` type linked into this binary.
 #[doc(hidden)]
+#[cfg(not(windows))]
 #[linkme::distributed_slice]
 pub static SHARED_TYPES: [SharedEntry];
+
+/// Every `#[mproc::shared]` type linked into this binary.
+#[doc(hidden)]
+#[cfg(windows)]
+pub static SHARED_TYPES: crate::sys::registry::Registry<SharedEntry> =
+    crate::sys::registry::Registry::new();
 
 /// The fingerprint of shared type `S`.
 #[doc(hidden)]

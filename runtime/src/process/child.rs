@@ -17,6 +17,7 @@ pub(crate) const CHILD_ENV: &CStr = c"__MPROC_CHILD_FD";
 /// Set in the fork server's environment: its connection's number.
 pub(crate) const FORKSERVER_ENV: &CStr = c"__MPROC_FORKSERVER_FD";
 /// The descriptor number the control socket gets in a re-executed child.
+#[cfg(unix)]
 pub(crate) const CTRL_FD: i32 = 3;
 
 /// Runs before `main` in every process of a program that links mproc. In
@@ -25,12 +26,9 @@ pub(crate) const CTRL_FD: i32 = 3;
 pub(crate) fn pre_main() {
     if let Some(value) = sys::getenv_early(CHILD_ENV) {
         sys::unsetenv_early(CHILD_ENV);
-        let Ok(fd) = value.parse::<i32>() else {
+        let Some(ctrl) = sys::adopt_control(&value) else {
             return;
         };
-        // Nothing but stdio and the control socket is inherited.
-        sys::close_from(fd + 1);
-        let ctrl = sys::adopt_inherited_fd(fd);
         child_main(ctrl, None);
     }
 }

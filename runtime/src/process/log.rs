@@ -105,7 +105,7 @@ impl log::Log for Logger {
         );
         // One write(2) per line: lines from different processes never
         // interleave, and no lock is taken (safe in a forked child).
-        sys::write_all_raw(2, line.as_bytes());
+        sys::write_stderr(line.as_bytes());
     }
 
     fn flush(&self) {}

@@ -32,8 +32,51 @@ impl StartMethod {
     }
 }
 
-/// The built-in default start method.
+/// The built-in default start method: `ForkServer` on Unix, `Spawn` (the
+/// only one) on Windows.
+#[cfg(unix)]
 pub const DEFAULT_START_METHOD: StartMethod = StartMethod::ForkServer;
+/// The built-in default start method: `ForkServer` on Unix, `Spawn` (the
+/// only one) on Windows.
+#[cfg(windows)]
+pub const DEFAULT_START_METHOD: StartMethod = StartMethod::Spawn;
+
+/// The start methods this platform has, the default first (Python's
+/// `multiprocessing.get_all_start_methods()`): on Unix `ForkServer`,
+/// `Fork` and `Spawn`; on Windows only `Spawn`.
+///
+/// # Examples
+/// ```
+/// let all = mproc::get_all_start_methods();
+/// assert_eq!(all[0], mproc::DEFAULT_START_METHOD);
+/// assert!(all.contains(&mproc::StartMethod::Spawn));
+/// ```
+pub fn get_all_start_methods() -> Vec<StartMethod> {
+    if cfg!(windows) {
+        vec![StartMethod::Spawn]
+    } else {
+        vec![
+            StartMethod::ForkServer,
+            StartMethod::Fork,
+            StartMethod::Spawn,
+        ]
+    }
+}
+
+impl StartMethod {
+    /// Whether this platform has the method.
+    pub(crate) fn is_available(self) -> bool {
+        cfg!(unix) || self == StartMethod::Spawn
+    }
+
+    /// The error for starting something with a method this platform lacks.
+    pub(crate) fn unavailable(self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            ContextError::Unsupported(self),
+        )
+    }
+}
 
 static METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
 
@@ -50,7 +93,11 @@ pub fn get_start_method() -> StartMethod {
     *METHOD
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(|| StartMethod::from_env().unwrap_or(DEFAULT_START_METHOD))
+        .get_or_insert_with(|| {
+            StartMethod::from_env()
+                .filter(|m| m.is_available())
+                .unwrap_or(DEFAULT_START_METHOD)
+        })
 }
 
 /// Holds the start-method lock across a fork.
@@ -61,9 +108,11 @@ pub(crate) fn lock_for_fork() -> impl Drop {
 /// Sets the default start method, once, before it is used.
 ///
 /// # Errors
-/// [`ContextError::AlreadySet`] if the method was already fixed (by an
-/// earlier call, by [`get_start_method`] or by starting a process); the
-/// method stays as it was.
+/// [`ContextError::Unsupported`] if this platform lacks the method
+/// (`Fork` and `ForkServer` on Windows); [`ContextError::AlreadySet`] if
+/// the method was already fixed (by an earlier call, by
+/// [`get_start_method`] or by starting a process). Either way the method
+/// stays as it was.
 ///
 /// # Examples
 /// ```
@@ -73,6 +122,9 @@ pub(crate) fn lock_for_fork() -> impl Drop {
 /// assert!(mproc::set_start_method(StartMethod::Fork).is_err());
 /// ```
 pub fn set_start_method(method: StartMethod) -> Result<(), ContextError> {
+    if !method.is_available() {
+        return Err(ContextError::Unsupported(method));
+    }
     let mut m = METHOD.lock().unwrap_or_else(|e| e.into_inner());
     match *m {
         Some(current) => Err(ContextError::AlreadySet(current)),

@@ -25,7 +25,8 @@ use wire::Reply;
 
 pub use current::{CurrentProcess, ParentProcess, current_process, parent_process};
 pub use method::{
-    ContextError, DEFAULT_START_METHOD, StartMethod, get_start_method, set_start_method,
+    ContextError, DEFAULT_START_METHOD, StartMethod, get_all_start_methods, get_start_method,
+    set_start_method,
 };
 pub use table::{ChildInfo, active_children};
 

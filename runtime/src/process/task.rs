@@ -66,8 +66,14 @@ pub struct TaskEntry {
 
 /// The registry of every task linked into this binary.
 #[doc(hidden)]
+#[cfg(not(windows))]
 #[linkme::distributed_slice]
 pub static TASKS: [TaskEntry];
+
+/// The registry of every task linked into this binary.
+#[doc(hidden)]
+#[cfg(windows)]
+pub static TASKS: crate::sys::registry::Registry<TaskEntry> = crate::sys::registry::Registry::new();
 
 /// How running a task ended, before it is put on the wire.
 #[doc(hidden)]

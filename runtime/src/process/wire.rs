@@ -1,7 +1,6 @@
 //! The messages on a child's control socket (see `process/README.md`).
 
 use crate::sys::{BorrowedFd, RawFd};
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -135,25 +134,5 @@ pub(crate) fn parse_exiting(frame: &[u8]) -> Option<i32> {
 /// An identity for this executable file (device, inode, size, mtime): a
 /// child re-executing a different build than its parent's is refused.
 pub(crate) fn exe_id() -> u64 {
-    static ID: OnceLock<u64> = OnceLock::new();
-    *ID.get_or_init(|| {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata("/proc/self/exe") {
-            Ok(m) => {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for v in [
-                    m.dev(),
-                    m.ino(),
-                    m.size(),
-                    m.mtime() as u64,
-                    m.mtime_nsec() as u64,
-                ] {
-                    h ^= v;
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
-                h
-            }
-            Err(_) => 0,
-        }
-    })
+    crate::sys::exe_identity()
 }

@@ -14,8 +14,11 @@
 //! variable `MPROC_START_METHOD` (`spawn`, `fork` or `forkserver`) says
 //! otherwise; see `BENCHMARKS.md` for the measurements behind the choice.
 
+#[cfg(unix)]
 pub(crate) mod fork;
+#[cfg(unix)]
 pub(crate) mod forkserver;
+#[cfg(unix)]
 pub(crate) mod launcher;
 pub(crate) mod spawn;
 
@@ -35,6 +38,9 @@ impl<T: Task> ProcessBuilder<T> {
     /// new child cannot be sent its start request (say, a handle in the
     /// arguments names a closed descriptor): the child is then killed and
     /// reaped before `start` returns, and the message names it and the cause.
+    /// A start method this platform lacks (`Fork` and `ForkServer` on
+    /// Windows) is a [`ProcessError::Io`] of kind `Unsupported` whose inner
+    /// error is [`ContextError::Unsupported`](crate::ContextError).
     pub fn start(self) -> Result<Process<T::Output>, ProcessError> {
         let method = self.method.unwrap_or_else(get_start_method);
         let info = current::info();
@@ -52,8 +58,14 @@ impl<T: Task> ProcessBuilder<T> {
             me,
             parent,
         };
+        if !method.is_available() {
+            return Err(ProcessError::Io(method.unavailable()));
+        }
         let child = match method {
+            #[cfg(unix)]
             StartMethod::Fork => fork::launch(req, self.task, self.args)?,
+            #[cfg(windows)]
+            StartMethod::Fork => unreachable!("refused above"),
             StartMethod::Spawn | StartMethod::ForkServer => {
                 let (payload, fds) =
                     codec::encode_with_fds(&(&self.task, &self.args)).map_err(|e| {
@@ -62,7 +74,11 @@ impl<T: Task> ProcessBuilder<T> {
                 if method == StartMethod::Spawn {
                     spawn::launch(&req, &payload, &fds)?
                 } else {
-                    forkserver::launch(&req, &payload, &fds)?
+                    #[cfg(unix)]
+                    let child = forkserver::launch(&req, &payload, &fds)?;
+                    #[cfg(windows)]
+                    let child = unreachable!("refused above");
+                    child
                 }
             }
         };

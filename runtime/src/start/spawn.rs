@@ -2,17 +2,23 @@
 //! before `main` (see `process::child::pre_main`).
 
 use crate::sys::{AsFd, OwnedFd, RawFd};
+#[cfg(unix)]
 use std::ffi::CString;
 use std::io;
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use crate::process::child::{CHILD_ENV, CTRL_FD, FORKSERVER_ENV};
+#[cfg(unix)]
+use crate::process::child::CTRL_FD;
+use crate::process::child::{CHILD_ENV, FORKSERVER_ENV};
 use crate::process::table::{ChildShared, ExitSource};
 use crate::process::wire::{self, Request};
+#[cfg(unix)]
 use crate::start::launcher;
 use crate::sys;
 
+#[cfg(unix)]
 /// Starts a child running this binary with `fd` at descriptor 3 and
 /// `env_name=env_value` in its environment. Daemonic children are started
 /// from the launcher thread (see `launcher`).
@@ -52,6 +58,18 @@ pub(crate) fn exec_self(
     if daemon { launcher::call(go)? } else { go() }
 }
 
+/// Starts a child running this binary with `fd` inherited and its value in
+/// `env_name`; a daemonic child dies with this process (see
+/// `sys/windows/spawn.rs`). Returns its pid and process handle.
+#[cfg(windows)]
+pub(crate) fn exec_self(
+    fd: OwnedFd,
+    env_name: &'static std::ffi::CStr,
+    daemon: bool,
+) -> io::Result<(u32, OwnedFd)> {
+    sys::spawn_self(fd.as_fd(), env_name, &[CHILD_ENV, FORKSERVER_ENV], daemon)
+}
+
 /// Starts a child by re-execution and sends it its start request.
 ///
 /// # Errors
@@ -60,9 +78,17 @@ pub(crate) fn exec_self(
 /// it forever — is killed and reaped, and the error says why.
 pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result<Arc<ChildShared>> {
     let (ours, theirs) = sys::socketpair()?;
-    let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
-    // Without a pidfd we could not wait for it: do not leave it behind.
-    let pidfd = sys::open_process(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
+    #[cfg(unix)]
+    let (pid, pidfd) = {
+        let pid = exec_self(theirs, CHILD_ENV, CTRL_FD.to_string(), req.me.daemon)?;
+        // Without a pidfd we could not wait for it: do not leave it behind.
+        (
+            pid,
+            sys::open_process(pid).inspect_err(|_| sys::kill_and_reap(pid))?,
+        )
+    };
+    #[cfg(windows)]
+    let (pid, pidfd) = exec_self(theirs, CHILD_ENV, req.me.daemon)?;
     let sent = wire::send_request(ours.as_fd(), req, payload, fds);
     let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Direct);
     match sent {

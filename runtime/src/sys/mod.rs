@@ -37,12 +37,25 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("mproc runs on Linux for now: macOS and Windows are being ported");
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("mproc runs on Linux and Windows for now: macOS is being ported");
 
 /// What must run before `main`: a part of the runtime that needs it adds
 /// a function here with `#[linkme::distributed_slice(sys::BEFORE_MAIN)]`
 /// (the process layer does: a child runs its task there and never reaches
 /// `main`). Each system's folder runs them from its own pre-`main` hook.
+#[cfg(not(windows))]
 #[linkme::distributed_slice]
 pub(crate) static BEFORE_MAIN: [fn()];
+
+/// What must run before `main` (a [`registry::Registry`] on Windows, where
+/// `linkme`'s sections do not survive MinGW's linker).
+#[cfg(windows)]
+pub(crate) static BEFORE_MAIN: registry::Registry<fn()> = registry::Registry::new();
+
+pub(crate) mod registry;

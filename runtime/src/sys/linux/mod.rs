@@ -665,6 +665,47 @@ pub(crate) fn wait_any_nohang() -> Option<(u32, i32)> {
     }
 }
 
+/// The control socket a re-executed child inherited, from the value its
+/// launcher put in the environment (the descriptor's number). Closes every
+/// descriptor above it: nothing but stdio and the control socket is
+/// inherited.
+pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
+    let fd = value.parse::<RawFd>().ok()?;
+    close_from(fd + 1);
+    Some(adopt_inherited_fd(fd))
+}
+
+/// Writes all of `bytes` to standard error, unbuffered and without
+/// locking (usable where the standard library's handle might be locked).
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    write_all_raw(2, bytes);
+}
+
+/// An identity of this program's executable file (device, inode, size and
+/// modification time), so that a child can refuse a task sent by a
+/// different build.
+pub(crate) fn exe_identity() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| match std::fs::metadata("/proc/self/exe") {
+        Ok(m) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for v in [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+            ] {
+                h ^= v;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            h
+        }
+        Err(_) => 0,
+    })
+}
+
 /// Takes ownership of a descriptor this process inherited at a number its
 /// launcher chose (the control socket of a re-executed child).
 pub(crate) fn adopt_inherited_fd(fd: RawFd) -> OwnedFd {

@@ -1,0 +1,425 @@
+//! Windows: every system call mproc makes there, behind the same names as
+//! on Linux (`sys/mod.rs` lists them; `sys/README.md` says what each
+//! mechanism becomes here).
+
+use std::ffi::{CStr, OsString};
+use std::io;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use windows_sys::Win32::Foundation::{
+    DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_ACCESS_DENIED,
+    ERROR_INVALID_PARAMETER, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
+use windows_sys::Win32::Networking::WinSock::{SOCKET, closesocket};
+use windows_sys::Win32::System::Environment::{GetEnvironmentVariableW, SetEnvironmentVariableW};
+use windows_sys::Win32::System::Threading::{
+    ExitProcess, GetCurrentProcess, GetCurrentProcessId, GetCurrentThreadId, GetExitCodeProcess,
+    INFINITE, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, RegisterWaitForSingleObject, TerminateProcess,
+    WT_EXECUTEONLYONCE, WaitForSingleObject,
+};
+
+mod handle;
+mod memory;
+mod net;
+mod spawn;
+
+pub(crate) use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+pub(crate) use memory::{
+    Deadline, Mapping, copy_bytes, mapping_read, mapping_u32, mapping_write, memory_size,
+    page_size, shared_memory, word_wait, word_wake,
+};
+pub(crate) use net::{
+    MAX_FDS_PER_MESSAGE, PollFd, peer_gone, poll, recv_with_fds, send_with_fds, shutdown_write,
+    socketpair, wait_readable,
+};
+pub(crate) use spawn::spawn_self;
+
+use handle::{Kind, Watch};
+
+/// The signal numbers mproc reports, as on Unix: a process ended by
+/// [`signal_process`] reports minus the number, as Python does on Unix.
+pub(crate) const SIGKILL: i32 = 9;
+/// See [`SIGKILL`].
+pub(crate) const SIGTERM: i32 = 15;
+
+/// The exit code a process ended by [`signal_process`] gets: this plus the
+/// signal number (CPython's `TERMINATE` is `0x10000` alone).
+const TERMINATED: u32 = 0x10000;
+
+/// Whether `e` says the process is gone.
+pub(crate) fn is_no_such_process(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32)
+}
+
+fn no_such_process() -> io::Error {
+    io::Error::from_raw_os_error(ERROR_INVALID_PARAMETER as i32)
+}
+
+/// The calling process's id.
+pub(crate) fn getpid() -> u32 {
+    // SAFETY: takes nothing, cannot fail.
+    unsafe { GetCurrentProcessId() }
+}
+
+/// A handle to process `pid` that [`poll`] can wait on: it reads
+/// end-of-file once the process has ended. A thread-pool wait on the
+/// process handle closes the far end of a socket pair when it fires.
+pub(crate) fn open_process(pid: u32) -> io::Result<OwnedFd> {
+    let access = PROCESS_SYNCHRONIZE
+        | PROCESS_QUERY_LIMITED_INFORMATION
+        | PROCESS_TERMINATE
+        | PROCESS_DUP_HANDLE;
+    // SAFETY: a plain call; a null result is an error.
+    let h = unsafe { OpenProcess(access, 0, pid) };
+    if h.is_null() {
+        let e = io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
+            e
+        } else {
+            no_such_process()
+        });
+    }
+    watch_process(h)
+}
+
+/// Wraps a process handle this process owns with its exit watch.
+pub(crate) fn watch_process(h: HANDLE) -> io::Result<OwnedFd> {
+    let guard = OwnedFd::from_handle(h);
+    let (near, far) = socketpair()?;
+    let far_end = Box::new(AtomicUsize::new(far.raw().value));
+    std::mem::forget(far);
+    let mut wait: HANDLE = std::ptr::null_mut();
+    // SAFETY: `h` is a live process handle; the context pointer is the
+    // boxed atomic, which outlives the wait (the owner unregisters it,
+    // waiting for the callback, before dropping the box).
+    let ok = unsafe {
+        RegisterWaitForSingleObject(
+            &mut wait,
+            h,
+            Some(process_ended),
+            (&*far_end as *const AtomicUsize).cast(),
+            INFINITE,
+            WT_EXECUTEONLYONCE,
+        )
+    };
+    if ok == 0 {
+        let e = io::Error::last_os_error();
+        let s = far_end.swap(0, Ordering::AcqRel);
+        // SAFETY: the socket was ours and no callback exists.
+        unsafe { closesocket(s) };
+        return Err(e);
+    }
+    let near_raw = near.raw().value;
+    std::mem::forget(near);
+    std::mem::forget(guard);
+    Ok(OwnedFd::from_process(
+        h,
+        near_raw as SOCKET,
+        Watch { wait, far_end },
+    ))
+}
+
+unsafe extern "system" fn process_ended(context: *mut core::ffi::c_void, _timed_out: bool) {
+    // SAFETY: the context is the watch's boxed atomic, alive until the wait
+    // is unregistered (which waits for this callback to return).
+    let far = unsafe { &*(context as *const AtomicUsize) };
+    let s = far.swap(0, Ordering::AcqRel);
+    if s != 0 {
+        // SAFETY: we took the socket out of the atomic, so we own it.
+        unsafe { closesocket(s) };
+    }
+}
+
+fn process_handle(fd: BorrowedFd<'_>) -> io::Result<HANDLE> {
+    fd.process_handle()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a process handle"))
+}
+
+/// Ends the process `fd` names with exit code `TERMINATED + sig`, which
+/// [`reap`] reports as `-sig`. A process that has ended already is "no such
+/// process", as on Linux.
+pub(crate) fn signal_process(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    let h = process_handle(fd)?;
+    // SAFETY: a zero-timeout wait on a live handle of ours.
+    if unsafe { WaitForSingleObject(h, 0) } == WAIT_OBJECT_0 {
+        return Err(no_such_process());
+    }
+    // SAFETY: `h` has PROCESS_TERMINATE access.
+    if unsafe { TerminateProcess(h, TERMINATED + sig as u32) } == 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: as above.
+        if unsafe { WaitForSingleObject(h, 0) } == WAIT_OBJECT_0 {
+            return Err(no_such_process());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// How the process `fd` names ended, Python's way (the exit code, or minus
+/// the signal number for [`signal_process`]); `None` while it runs and
+/// `block` is false.
+pub(crate) fn reap(fd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
+    let h = process_handle(fd)?;
+    // SAFETY: a wait on a live handle of ours.
+    let r = unsafe { WaitForSingleObject(h, if block { INFINITE } else { 0 }) };
+    if r == WAIT_TIMEOUT {
+        return Ok(None);
+    }
+    if r != WAIT_OBJECT_0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut code: u32 = 0;
+    // SAFETY: `code` is a valid out-pointer.
+    if unsafe { GetExitCodeProcess(h, &mut code) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(exit_code(code)))
+}
+
+fn exit_code(code: u32) -> i32 {
+    if (TERMINATED + 1..TERMINATED + 65).contains(&code) {
+        -((code - TERMINATED) as i32)
+    } else {
+        code as i32
+    }
+}
+
+/// Ends process `pid` at once; for a child we could not open a handle to.
+pub(crate) fn kill_and_reap(pid: u32) {
+    if let Ok(fd) = open_process(pid) {
+        let _ = signal_process(fd.as_fd(), SIGKILL);
+        let _ = reap(fd.as_fd(), true);
+    }
+}
+
+/// Whether process `pid` exists and has not ended.
+pub(crate) fn process_exists(pid: u32) -> bool {
+    // SAFETY: a plain call; a null result is an error.
+    let h = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if h.is_null() {
+        return io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32);
+    }
+    let h = OwnedFd::from_handle(h);
+    // SAFETY: a zero-timeout wait on the handle just opened.
+    unsafe { WaitForSingleObject(h.raw().value as HANDLE, 0) == WAIT_TIMEOUT }
+}
+
+/// A daemonic child dies with its parent through the parent's kill-on-close
+/// job (see `spawn`), which the parent set up before the child ran. Here
+/// the child only checks that `parent` still lives.
+pub(crate) fn die_with_parent(parent: u32) -> bool {
+    process_exists(parent)
+}
+
+/// Ends the process at once with `code`.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: ends the process; never returns.
+    unsafe { ExitProcess(code as u32) }
+}
+
+/// Writes all of `bytes` to standard error, unbuffered.
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(bytes);
+}
+
+/// Registers `f` to run at normal process exit.
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    unsafe extern "C" {
+        fn atexit(f: extern "C" fn()) -> i32;
+    }
+    // SAFETY: `f` is a plain function valid for the whole program.
+    unsafe {
+        atexit(f);
+    }
+}
+
+fn wide(s: &CStr) -> Vec<u16> {
+    std::ffi::OsStr::new(&*s.to_string_lossy())
+        .encode_wide()
+        .chain(Some(0))
+        .collect()
+}
+
+/// Reads an environment variable before `main`.
+pub(crate) fn getenv_early(name: &CStr) -> Option<String> {
+    let name = wide(name);
+    let mut buf = vec![0u16; 256];
+    loop {
+        // SAFETY: `buf` is a writable buffer of the length passed.
+        let n =
+            unsafe { GetEnvironmentVariableW(name.as_ptr(), buf.as_mut_ptr(), buf.len() as u32) }
+                as usize;
+        if n == 0 {
+            return None;
+        }
+        if n < buf.len() {
+            return Some(
+                OsString::from_wide(&buf[..n])
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        buf.resize(n, 0);
+    }
+}
+
+/// Removes an environment variable before `main`.
+pub(crate) fn unsetenv_early(name: &CStr) {
+    let name = wide(name);
+    // SAFETY: a NUL-terminated name; a null value deletes the variable.
+    unsafe {
+        SetEnvironmentVariableW(name.as_ptr(), std::ptr::null());
+    }
+}
+
+/// How many CPUs there are.
+pub(crate) fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// How many CPUs this process may run on.
+pub(crate) fn usable_cpus() -> usize {
+    cpu_count()
+}
+
+/// Fills `buf` with random bytes (`ProcessPrng`, as Rust's std does).
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    use windows_sys::Win32::Security::Cryptography::ProcessPrng;
+    // SAFETY: the pointer and length describe `buf`; ProcessPrng always
+    // succeeds.
+    unsafe {
+        ProcessPrng(buf.as_mut_ptr(), buf.len());
+    }
+}
+
+/// The calling thread's process and thread ids, `pid << 32 | tid`.
+pub(crate) fn thread_identity() -> u64 {
+    // SAFETY: both take nothing and cannot fail.
+    let (pid, tid) = unsafe { (GetCurrentProcessId(), GetCurrentThreadId()) };
+    (u64::from(pid) << 32) | u64::from(tid)
+}
+
+/// A new owner of the object behind a raw value this process holds.
+pub(crate) fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
+    let h = handle::duplicate_in_this_process(fd.value as HANDLE, false)?;
+    Ok(match fd.kind {
+        Kind::Handle => OwnedFd::from_handle(h),
+        Kind::Socket => OwnedFd::from_socket(h as SOCKET),
+    })
+}
+
+/// What a handle inside a message is: the sending process, a copy of the
+/// handle made for the journey (owned by the sender until the receiver
+/// takes it), and whether it is a socket.
+pub(crate) type Exported = (u32, u64, bool);
+
+/// Makes a copy of `fd` for a message: the receiver takes it out of this
+/// process with [`import_handle`]. Until then the copy stays open here (a
+/// message that is never read leaves it open until this process ends).
+pub(crate) fn export_handle(fd: BorrowedFd<'_>) -> io::Result<Exported> {
+    if fd.process_handle().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a process handle cannot travel in a message",
+        ));
+    }
+    let raw = fd.as_raw_fd();
+    let h = handle::duplicate_in_this_process(raw.value as HANDLE, false)?;
+    Ok((getpid(), h as u64, raw.kind == Kind::Socket))
+}
+
+/// Takes the handle a message carries out of the sending process (closing
+/// the sender's copy).
+pub(crate) fn import_handle((pid, value, socket): Exported) -> io::Result<OwnedFd> {
+    let me = getpid();
+    let source = if pid == me {
+        None
+    } else {
+        // SAFETY: a plain call; a null result is an error.
+        let h = unsafe { OpenProcess(PROCESS_DUP_HANDLE, 0, pid) };
+        if h.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the process that sent a handle ({pid}) is gone: {}",
+                    io::Error::last_os_error()
+                ),
+            ));
+        }
+        Some(OwnedFd::from_handle(h))
+    };
+    // SAFETY: a pseudo handle; cannot fail.
+    let this = unsafe { GetCurrentProcess() };
+    let from = source.as_ref().map_or(this, |s| s.raw().value as HANDLE);
+    let mut out: HANDLE = std::ptr::null_mut();
+    // SAFETY: `from` is a process handle with PROCESS_DUP_HANDLE access (or
+    // this process), `value` names a handle in it made for us, and `out` is
+    // a valid out-pointer.
+    let ok = unsafe {
+        DuplicateHandle(
+            from,
+            value as HANDLE,
+            this,
+            &mut out,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if socket {
+        OwnedFd::from_socket(out as SOCKET)
+    } else {
+        OwnedFd::from_handle(out)
+    })
+}
+
+/// An identity of this program's executable file: its size and times.
+pub(crate) fn exe_identity() -> u64 {
+    static ID: OnceLock<u64> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let Ok(m) = std::env::current_exe().and_then(std::fs::metadata) else {
+            return 0;
+        };
+        let nanos = |t: io::Result<std::time::SystemTime>| {
+            t.ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for v in [m.len(), nanos(m.modified()), nanos(m.created())] {
+            h ^= v;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    })
+}
+
+/// The pre-`main` hook: the C runtime calls every function pointer in the
+/// `.CRT$XC*` sections in name order before `main`. Registrations (tasks,
+/// shared types, `BEFORE_MAIN`) sit in `.CRT$XCU`; this runs after them.
+#[used]
+#[unsafe(link_section = ".CRT$XCY")]
+static PRE_MAIN: extern "C" fn() = pre_main;
+
+extern "C" fn pre_main() {
+    for run in super::BEFORE_MAIN.iter() {
+        run();
+    }
+}
+
+/// The control socket a spawned child inherited, from the value its
+/// launcher put in the environment (the socket's handle value).
+pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
+    let s = value.parse::<usize>().ok()?;
+    Some(OwnedFd::from_socket(s as SOCKET))
+}

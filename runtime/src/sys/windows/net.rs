@@ -1,0 +1,334 @@
+//! Socket pairs over loopback TCP, reads and writes on them, and `WSAPoll`.
+//!
+//! Windows has no `socketpair`; like CPython's `socket.socketpair` there,
+//! a pair is a loopback TCP connection whose accepting side checks that
+//! the peer is the socket this process just connected (another local
+//! program could connect to the listener first). Every socket made here is
+//! non-blocking; a blocking call is a try followed by `WSAPoll` until it
+//! can go on, so one socket can serve both kinds of call at once.
+//!
+//! No descriptors travel with bytes: on Windows the codec writes a handle
+//! into the message itself (see `super::export_handle`).
+
+use std::io::{self, IoSlice};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::windows::io::IntoRawSocket;
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Networking::WinSock::{
+    FIONBIO, POLLERR, POLLHUP, POLLRDNORM, POLLWRNORM, SD_SEND, SOCKET, SOCKET_ERROR, WSABUF,
+    WSAEINTR, WSAEWOULDBLOCK, WSAGetLastError, WSAPOLLFD, WSAPoll, WSARecv, WSASend, ioctlsocket,
+    shutdown,
+};
+
+use super::handle::{BorrowedFd, Kind, OwnedFd, RawFd};
+
+/// The most handles one message may carry. Handles ride inside the bytes
+/// on Windows, so this only keeps the transport's grouping rule the same.
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+fn last_error() -> io::Error {
+    // SAFETY: reads this thread's last Winsock error.
+    io::Error::from_raw_os_error(unsafe { WSAGetLastError() })
+}
+
+fn set_nonblocking(s: SOCKET) -> io::Result<()> {
+    let mut on: u32 = 1;
+    // SAFETY: FIONBIO reads one u32 from a valid pointer.
+    if unsafe { ioctlsocket(s, FIONBIO, &mut on) } == SOCKET_ERROR {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// A connected pair of stream sockets (loopback TCP, `TCP_NODELAY`,
+/// non-blocking, not inheritable).
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let a = TcpStream::connect(listener.local_addr()?)?;
+    let want = a.local_addr()?;
+    let b = loop {
+        let (b, from) = listener.accept()?;
+        if from == want {
+            break b;
+        }
+        // Somebody else's connection: drop it and wait for ours.
+    };
+    for s in [&a, &b] {
+        s.set_nodelay(true)?;
+    }
+    let (a, b) = (a.into_raw_socket() as SOCKET, b.into_raw_socket() as SOCKET);
+    let pair = (OwnedFd::from_socket(a), OwnedFd::from_socket(b));
+    set_nonblocking(a)?;
+    set_nonblocking(b)?;
+    Ok(pair)
+}
+
+fn socket_of(sock: BorrowedFd<'_>) -> io::Result<SOCKET> {
+    let raw = sock.as_raw_fd();
+    if raw.kind != Kind::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a socket operation on a handle that is not a socket",
+        ));
+    }
+    Ok(raw.value)
+}
+
+/// Waits until `s` can do what `events` asks (or is in error).
+fn wait_for(s: SOCKET, events: i16) -> io::Result<()> {
+    let mut p = [PollFd::new(s, events)];
+    poll(&mut p, None).map(|_| ())
+}
+
+/// Writes from `bufs`, as many bytes as the socket takes now (blocking
+/// until it takes some, unless `nonblocking`). `fds` must be empty: on
+/// Windows handles travel inside the bytes.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[RawFd],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    if !fds.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "on Windows handles travel inside a message, not beside it",
+        ));
+    }
+    let s = socket_of(sock)?;
+    let mut wsa: Vec<WSABUF> = bufs
+        .iter()
+        .map(|b| WSABUF {
+            len: u32::try_from(b.len()).unwrap_or(u32::MAX),
+            buf: b.as_ptr().cast_mut(),
+        })
+        .collect();
+    loop {
+        let mut sent: u32 = 0;
+        // SAFETY: `wsa` describes live, readable buffers; no overlapped I/O.
+        let rc = unsafe {
+            WSASend(
+                s,
+                wsa.as_mut_ptr(),
+                wsa.len() as u32,
+                &mut sent,
+                0,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if rc == 0 {
+            return Ok(sent as usize);
+        }
+        let e = last_error();
+        match e.raw_os_error() {
+            Some(WSAEWOULDBLOCK) if nonblocking => return Err(io::ErrorKind::WouldBlock.into()),
+            Some(WSAEWOULDBLOCK) => wait_for(s, POLLWRNORM)?,
+            Some(WSAEINTR) => {}
+            _ => return Err(broken_pipe_if_reset(e)),
+        }
+    }
+}
+
+/// A peer that went away is `BrokenPipe`, as on Unix.
+fn broken_pipe_if_reset(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            io::Error::new(io::ErrorKind::BrokenPipe, e)
+        }
+        _ => e,
+    }
+}
+
+/// Reads into `buf` (blocking until something arrives, unless
+/// `nonblocking`); 0 is end-of-file. No handles arrive beside the bytes.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    _fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let s = socket_of(sock)?;
+    let mut wsa = WSABUF {
+        len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
+        buf: buf.as_mut_ptr(),
+    };
+    loop {
+        let mut got: u32 = 0;
+        let mut flags: u32 = 0;
+        // SAFETY: `wsa` describes `buf`, writable and exclusively ours.
+        let rc = unsafe {
+            WSARecv(
+                s,
+                &mut wsa,
+                1,
+                &mut got,
+                &mut flags,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if rc == 0 {
+            return Ok(got as usize);
+        }
+        let e = last_error();
+        match e.raw_os_error() {
+            Some(WSAEWOULDBLOCK) if nonblocking => return Err(io::ErrorKind::WouldBlock.into()),
+            Some(WSAEWOULDBLOCK) => wait_for(s, POLLRDNORM)?,
+            Some(WSAEINTR) => {}
+            // A peer that ended without closing politely: end-of-file, as a
+            // Unix socket pair reports it.
+            _ if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+            ) =>
+            {
+                return Ok(0);
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// One socket to wait on with [`poll`], and what happened to it.
+#[derive(Clone, Copy)]
+pub(crate) struct PollFd(WSAPOLLFD);
+
+impl PollFd {
+    fn new(s: SOCKET, events: i16) -> PollFd {
+        PollFd(WSAPOLLFD {
+            fd: s,
+            events,
+            revents: 0,
+        })
+    }
+
+    /// Waits for `fd` to be readable (or hung up, or in error).
+    pub(crate) fn readable(fd: RawFd) -> PollFd {
+        PollFd::new(fd.value, POLLRDNORM)
+    }
+
+    /// A place holder that never fires.
+    pub(crate) fn nothing() -> PollFd {
+        PollFd::new(0, 0)
+    }
+
+    /// Waits for the peer of `fd` to hang up (a pending read counts too:
+    /// `WSAPoll` has no hang-up-only event; see [`PollFd::hung_up`]).
+    pub(crate) fn hang_up(fd: RawFd) -> PollFd {
+        PollFd::new(fd.value, POLLRDNORM)
+    }
+
+    /// Also waits for room to write.
+    pub(crate) fn or_writable(mut self) -> PollFd {
+        self.0.events |= POLLWRNORM;
+        self
+    }
+
+    /// Whether anything at all was reported.
+    pub(crate) fn fired(&self) -> bool {
+        self.0.revents != 0
+    }
+
+    /// Whether a read would not block: data, end of file, or an error.
+    pub(crate) fn can_read(&self) -> bool {
+        self.0.revents & (POLLRDNORM | POLLHUP | POLLERR) != 0
+    }
+
+    /// Whether the peer hung up or the socket is in error.
+    pub(crate) fn hung_up(&self) -> bool {
+        self.0.revents & (POLLHUP | POLLERR) != 0
+    }
+}
+
+/// Waits until one of `fds` is ready, or `timeout` passes (`None` =
+/// forever). Returns how many are ready (0 on timeout).
+pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // WSAPoll refuses entries that ask for nothing; place holders are left
+    // out and keep their positions in `fds`.
+    let live: Vec<usize> = (0..fds.len()).filter(|&i| fds[i].0.events != 0).collect();
+    let mut set: Vec<WSAPOLLFD> = live.iter().map(|&i| fds[i].0).collect();
+    for p in fds.iter_mut() {
+        p.0.revents = 0;
+    }
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
+            }
+        };
+        if set.is_empty() {
+            match deadline {
+                Some(_) => std::thread::sleep(Duration::from_millis(ms as u64)),
+                None => loop {
+                    std::thread::park();
+                },
+            }
+            return Ok(0);
+        }
+        // SAFETY: `set` is a valid, exclusively borrowed array of WSAPOLLFD.
+        let n = unsafe { WSAPoll(set.as_mut_ptr(), set.len() as u32, ms) };
+        if n == SOCKET_ERROR {
+            let e = last_error();
+            if e.raw_os_error() == Some(WSAEINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        for (k, &i) in live.iter().enumerate() {
+            fds[i].0.revents = set[k].revents;
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// `shutdown(SD_SEND)`: the peer reads end-of-file however many handles to
+/// this socket live on.
+pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let s = socket_of(sock)?;
+    // SAFETY: shutdown takes a socket and a flag and touches no memory.
+    if unsafe { shutdown(s, SD_SEND) } == SOCKET_ERROR {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Whether the peer of a connected socket has gone, reading nothing.
+pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
+    let Ok(s) = socket_of(sock) else {
+        return true;
+    };
+    let mut p = [PollFd::new(s, POLLRDNORM)];
+    match poll(&mut p, Some(Duration::ZERO)) {
+        Ok(0) => false,
+        Ok(_) => p[0].hung_up() || (p[0].can_read() && at_eof(s)),
+        Err(_) => true,
+    }
+}
+
+/// Whether a readable socket is at end-of-file (peeks one byte).
+fn at_eof(s: SOCKET) -> bool {
+    use windows_sys::Win32::Networking::WinSock::{MSG_PEEK, recv};
+    let mut b = 0u8;
+    // SAFETY: peeks at most one byte into `b`.
+    let n = unsafe { recv(s, &mut b, 1, MSG_PEEK) };
+    n == 0
+}
+
+/// Waits until `sock` is readable or its peer is gone (`None` = forever).
+/// Returns `(readable, gone)`.
+pub(crate) fn wait_readable(
+    sock: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<(bool, bool)> {
+    let s = socket_of(sock)?;
+    let mut p = [PollFd::new(s, POLLRDNORM)];
+    poll(&mut p, timeout)?;
+    let readable = p[0].can_read();
+    let gone = p[0].hung_up() || (readable && at_eof(s));
+    Ok((readable, gone))
+}
