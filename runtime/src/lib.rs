@@ -117,6 +117,9 @@ pub mod __private {
     };
     pub use crate::process::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
     pub use crate::sys::registry::{Node, Registry};
+    /// Windows's handle types, named in the signatures above.
+    #[cfg(windows)]
+    pub use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
     pub use linkme;
     pub use serde;
 }

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
+#[cfg(unix)]
 use std::os::unix::net::{self as unix, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -29,6 +31,7 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum Address {
     /// An abstract Unix socket name (without the leading NUL).
+    #[cfg(unix)]
     Unix(Vec<u8>),
     /// A TCP address.
     Tcp(SocketAddr),
@@ -37,6 +40,7 @@ pub(crate) enum Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(unix)]
             Address::Unix(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
             Address::Tcp(a) => write!(f, "{a}"),
         }
@@ -46,25 +50,33 @@ impl fmt::Display for Address {
 /// A connected socket of either family.
 #[derive(Debug)]
 pub(crate) enum Stream {
+    #[cfg(unix)]
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
 impl Stream {
+    /// Whether it is a Unix socket (which can carry descriptors).
+    pub(crate) fn is_unix(&self) -> bool {
+        !matches!(self, Stream::Tcp(_))
+    }
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {
+            #[cfg(unix)]
             Stream::Unix(s) => s.as_fd(),
             Stream::Tcp(s) => s.as_fd(),
         }
     }
     pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
+            #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(t),
             Stream::Tcp(s) => s.set_read_timeout(t),
         }
     }
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
+            #[cfg(unix)]
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
         })
@@ -72,6 +84,7 @@ impl Stream {
     /// Shuts down `how` (both ways, or reading only).
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let _ = match self {
+            #[cfg(unix)]
             Stream::Unix(s) => s.shutdown(how),
             Stream::Tcp(s) => s.shutdown(how),
         };
@@ -81,6 +94,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
         }
@@ -90,6 +104,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
         }
@@ -135,6 +150,7 @@ impl Conn {
     /// Connects, authenticates, and on a Unix socket asks for the fast path.
     pub(crate) fn connect(address: &Address, authkey: &[u8]) -> Result<Conn, ManagerError> {
         let mut stream = match address {
+            #[cfg(unix)]
             Address::Unix(name) => {
                 let addr = unix::SocketAddr::from_abstract_name(name).map_err(ManagerError::Io)?;
                 Stream::Unix(UnixStream::connect_addr(&addr).map_err(connect_error)?)
@@ -165,7 +181,7 @@ impl Conn {
             fast: None,
             generation: generation(),
         };
-        if matches!(conn.stream, Stream::Unix(_)) {
+        if conn.stream.is_unix() {
             conn.fast = conn.ask_fast_path()?;
         }
         Ok(conn)

@@ -2,8 +2,12 @@
 //! abstract Unix socket with the shared-memory fast path.
 
 use crate::sys::{AsFd, OwnedFd, RawFd};
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+#[cfg(target_os = "linux")]
+use std::os::unix::net::SocketAddr;
+#[cfg(unix)]
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -90,12 +94,11 @@ impl Manager {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
-        let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
+        let (listener, address) = listen_locally(&name)?;
         let authkey = crate::process::current_process().authkey().to_vec();
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let args = ServerArgs {
-            listener: SharedFd::new(OwnedFd::from(listener)),
+            listener: SharedFd::new(listener),
             name: name.clone(),
             authkey: authkey.clone(),
         };
@@ -110,12 +113,9 @@ impl Manager {
                     "cannot start the manager's server process: {other}"
                 ))),
             })?;
-        log::debug!(target: "mproc", "manager started at @{name} (pid {})", process.pid());
+        log::debug!(target: "mproc", "manager {name} started (pid {})", process.pid());
         Ok(Manager {
-            endpoint: Arc::new(Endpoint {
-                address: Address::Unix(name.into_bytes()),
-                authkey,
-            }),
+            endpoint: Arc::new(Endpoint { address, authkey }),
             process: Mutex::new(Some(process)),
             owner: crate::sys::getpid(),
         })
@@ -298,6 +298,29 @@ pub(crate) struct ServerArgs {
     authkey: Vec<u8>,
 }
 
+/// A listening socket for a local manager named `name`: an abstract Unix
+/// socket (with the shared-memory fast path) on Linux; on Windows a TCP
+/// socket on the loopback address, where the authkey handshake keeps other
+/// local programs out.
+#[cfg(target_os = "linux")]
+fn listen_locally(name: &str) -> Result<(OwnedFd, Address), ManagerError> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
+    let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
+    Ok((
+        OwnedFd::from(listener),
+        Address::Unix(name.as_bytes().to_vec()),
+    ))
+}
+
+/// See the Linux version.
+#[cfg(windows)]
+fn listen_locally(_name: &str) -> Result<(OwnedFd, Address), ManagerError> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .map_err(ManagerError::Io)?;
+    let addr = listener.local_addr().map_err(ManagerError::Io)?;
+    Ok((OwnedFd::from(listener), Address::Tcp(addr)))
+}
+
 /// The server process's task, registered by the runtime for itself.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct ManagerServer;
@@ -321,6 +344,16 @@ impl Task for ManagerServer {
         drop(args.listener);
         log::info!(target: "mproc", "manager serving at '@{}'", args.name);
         let state = ServerState::new(args.authkey, auth::Policy::default(), Vec::new());
-        server::serve(state, Listener::Unix(UnixListener::from(fd)), None);
+        #[cfg(unix)]
+        let listener = Listener::Unix(UnixListener::from(fd));
+        #[cfg(windows)]
+        let listener = match std::net::TcpListener::try_from(fd) {
+            Ok(l) => Listener::Tcp(l),
+            Err(e) => {
+                log::error!(target: "mproc", "manager: no listening socket: {e}");
+                return;
+            }
+        };
+        server::serve(state, listener, None);
     }
 }

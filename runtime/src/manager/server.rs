@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::Shutdown;
 use std::net::TcpListener;
+#[cfg(unix)]
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -235,6 +236,7 @@ fn cached(
 
 /// A listening socket of either family.
 pub(crate) enum Listener {
+    #[cfg(unix)]
     Unix(UnixListener),
     Tcp(TcpListener),
 }
@@ -242,12 +244,14 @@ pub(crate) enum Listener {
 impl Listener {
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
+            #[cfg(unix)]
             Listener::Unix(l) => l.as_fd(),
             Listener::Tcp(l) => l.as_fd(),
         }
     }
     fn accept(&self) -> io::Result<Stream> {
         Ok(match self {
+            #[cfg(unix)]
             Listener::Unix(l) => Stream::Unix(l.accept()?.0),
             Listener::Tcp(l) => {
                 let s = l.accept()?.0;
@@ -370,7 +374,7 @@ fn serve_requests(
             return Ok(());
         };
         let req = Request::parse(&frame)?;
-        if req == Request::FastPath && matches!(stream, Stream::Unix(_)) {
+        if req == Request::FastPath && stream.is_unix() {
             let (fast, fd) = FastPath::create()?;
             let mut reply = 1u32.to_be_bytes().to_vec();
             reply.push(0);

@@ -1,8 +1,10 @@
 //! Who this process is: its name, identity, daemon flag, authkey and parent.
 
 use crate::sys::{AsFd, OwnedFd};
+#[cfg(unix)]
+use std::sync::RwLockWriteGuard;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +70,7 @@ pub(crate) fn info() -> Arc<ProcInfo> {
     }
 }
 
+#[cfg(unix)]
 /// Takes the write lock, so that a fork can happen while nobody holds it.
 pub(crate) fn lock_for_fork() -> RwLockWriteGuard<'static, Option<Arc<ProcInfo>>> {
     CURRENT.write().unwrap_or_else(|e| e.into_inner())

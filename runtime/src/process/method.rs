@@ -100,6 +100,7 @@ pub fn get_start_method() -> StartMethod {
         })
 }
 
+#[cfg(unix)]
 /// Holds the start-method lock across a fork.
 pub(crate) fn lock_for_fork() -> impl Drop {
     METHOD.lock().unwrap_or_else(|e| e.into_inner())

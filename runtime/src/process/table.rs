@@ -1,7 +1,7 @@
 //! The children of this process: their state, how we wait for them, and how
 //! they are reaped when nobody waits (so that no zombie is ever left).
 
-use crate::sys::{AsFd, AsRawFd, OwnedFd};
+use crate::sys::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ pub(crate) enum ExitSource {
     /// Our own child: `waitid` on its pidfd.
     Direct,
     /// A child of the fork server, which reports the status on this socket.
+    #[cfg_attr(windows, allow(dead_code))]
     Reported(OwnedFd),
 }
 
@@ -212,7 +213,7 @@ impl ChildState {
     }
 
     /// The descriptor that becomes readable when the child exits.
-    pub(crate) fn exit_fd(&self) -> Option<i32> {
+    pub(crate) fn exit_fd(&self) -> Option<RawFd> {
         if self.exitcode.is_some() {
             return None;
         }
@@ -294,11 +295,13 @@ fn table() -> MutexGuard<'static, Table> {
     t
 }
 
+#[cfg(unix)]
 /// Holds the table lock across a fork, so the child never inherits it held.
 pub(crate) fn lock_for_fork() -> impl Drop {
     table()
 }
 
+#[cfg(unix)]
 /// Holds the reaper's lock across a fork.
 pub(crate) fn reaper_lock_for_fork() -> impl Drop {
     reaper::lock()

@@ -28,6 +28,15 @@ use crate::process::task::{self, Task};
 use crate::process::wire::{self, Request};
 use crate::process::{Process, ProcessBuilder, StartMethod, current, get_start_method};
 
+/// The task and its arguments as a start request's payload.
+fn encode_args<T: Task>(
+    task: &T,
+    args: &T::Args,
+) -> Result<(Vec<u8>, Vec<crate::sys::RawFd>), ProcessError> {
+    codec::encode_with_fds(&(task, args))
+        .map_err(|e| ProcessError::Decode(format!("could not encode the arguments: {e}")))
+}
+
 impl<T: Task> ProcessBuilder<T> {
     /// Starts the child process.
     ///
@@ -66,21 +75,17 @@ impl<T: Task> ProcessBuilder<T> {
             StartMethod::Fork => fork::launch(req, self.task, self.args)?,
             #[cfg(windows)]
             StartMethod::Fork => unreachable!("refused above"),
-            StartMethod::Spawn | StartMethod::ForkServer => {
-                let (payload, fds) =
-                    codec::encode_with_fds(&(&self.task, &self.args)).map_err(|e| {
-                        ProcessError::Decode(format!("could not encode the arguments: {e}"))
-                    })?;
-                if method == StartMethod::Spawn {
-                    spawn::launch(&req, &payload, &fds)?
-                } else {
-                    #[cfg(unix)]
-                    let child = forkserver::launch(&req, &payload, &fds)?;
-                    #[cfg(windows)]
-                    let child = unreachable!("refused above");
-                    child
-                }
+            StartMethod::Spawn => {
+                let (payload, fds) = encode_args(&self.task, &self.args)?;
+                spawn::launch(&req, &payload, &fds)?
             }
+            #[cfg(unix)]
+            StartMethod::ForkServer => {
+                let (payload, fds) = encode_args(&self.task, &self.args)?;
+                forkserver::launch(&req, &payload, &fds)?
+            }
+            #[cfg(windows)]
+            StartMethod::ForkServer => unreachable!("refused above"),
         };
         ::log::debug!(target: "mproc", "started process {} (pid {}) with {method:?}", child.name, child.pid);
         Ok(Process::from_shared(child))

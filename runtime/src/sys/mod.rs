@@ -41,6 +41,8 @@ pub(crate) use linux::*;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
+#[cfg(windows)]
+pub use windows::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 #[cfg(not(any(target_os = "linux", windows)))]
 compile_error!("mproc runs on Linux and Windows for now: macOS is being ported");

@@ -29,7 +29,7 @@ pub(crate) enum Kind {
 /// The raw value of an object, for poll sets and messages' side tables.
 /// For a process it is its exit-watch socket.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub(crate) struct RawFd {
+pub struct RawFd {
     pub(crate) value: usize,
     pub(crate) kind: Kind,
 }
@@ -44,7 +44,7 @@ pub(super) struct Watch {
 }
 
 /// An object this process owns; closed on drop.
-pub(crate) struct OwnedFd {
+pub struct OwnedFd {
     raw: RawFd,
     /// For a process: its handle (the raw value is the watch socket).
     process: HANDLE,
@@ -143,9 +143,12 @@ pub(super) fn close_raw(raw: RawFd) {
             CloseHandle(raw.value as HANDLE);
         },
         Kind::Socket => {
-            if raw.value != INVALID_SOCKET {
-                // SAFETY: the caller owns the socket and closes it once.
-                unsafe { closesocket(raw.value) };
+            // SAFETY: the caller owns the socket and closes it once. Wine
+            // refuses `closesocket` on a socket this process did not make
+            // (`tools/wine/PROBES.md` row 2b); its handle closes instead.
+            if raw.value != INVALID_SOCKET && unsafe { closesocket(raw.value) } != 0 {
+                // SAFETY: as above; closesocket closed nothing.
+                unsafe { CloseHandle(raw.value as HANDLE) };
             }
         }
     }
@@ -153,7 +156,7 @@ pub(super) fn close_raw(raw: RawFd) {
 
 /// An object borrowed from an [`OwnedFd`] for `'a`.
 #[derive(Clone, Copy)]
-pub(crate) struct BorrowedFd<'a> {
+pub struct BorrowedFd<'a> {
     raw: RawFd,
     process: HANDLE,
     _owner: PhantomData<&'a OwnedFd>,
@@ -177,11 +180,6 @@ impl BorrowedFd<'_> {
             process: std::ptr::null_mut(),
             watch: None,
         })
-    }
-
-    /// The raw value (for a process, its watch socket).
-    pub(crate) fn as_raw_fd(&self) -> RawFd {
-        self.raw
     }
 
     /// For a process, its handle.
@@ -215,12 +213,14 @@ pub(super) fn duplicate_in_this_process(h: HANDLE, inheritable: bool) -> io::Res
 }
 
 /// `as_fd()`, as on Unix.
-pub(crate) trait AsFd {
+pub trait AsFd {
+    /// Borrows the object.
     fn as_fd(&self) -> BorrowedFd<'_>;
 }
 
 /// `as_raw_fd()`, as on Unix.
-pub(crate) trait AsRawFd {
+pub trait AsRawFd {
+    /// The object's raw value.
     fn as_raw_fd(&self) -> RawFd;
 }
 

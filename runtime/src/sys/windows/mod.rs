@@ -26,7 +26,7 @@ mod memory;
 mod net;
 mod spawn;
 
-pub(crate) use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+pub use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 pub(crate) use memory::{
     Deadline, Mapping, copy_bytes, mapping_read, mapping_u32, mapping_write, memory_size,
     page_size, shared_memory, word_wait, word_wake,
@@ -37,6 +37,8 @@ pub(crate) use net::{
 };
 pub(crate) use spawn::spawn_self;
 
+#[allow(unused_imports)]
+use handle::AsRawFd as _;
 use handle::{Kind, Watch};
 
 /// The signal numbers mproc reports, as on Unix: a process ended by
@@ -188,14 +190,6 @@ fn exit_code(code: u32) -> i32 {
     }
 }
 
-/// Ends process `pid` at once; for a child we could not open a handle to.
-pub(crate) fn kill_and_reap(pid: u32) {
-    if let Ok(fd) = open_process(pid) {
-        let _ = signal_process(fd.as_fd(), SIGKILL);
-        let _ = reap(fd.as_fd(), true);
-    }
-}
-
 /// Whether process `pid` exists and has not ended.
 pub(crate) fn process_exists(pid: u32) -> bool {
     // SAFETY: a plain call; a null result is an error.
@@ -338,6 +332,9 @@ pub(crate) fn export_handle(fd: BorrowedFd<'_>) -> io::Result<Exported> {
 /// Takes the handle a message carries out of the sending process (closing
 /// the sender's copy).
 pub(crate) fn import_handle((pid, value, socket): Exported) -> io::Result<OwnedFd> {
+    if socket {
+        net::winsock_init();
+    }
     let me = getpid();
     let source = if pid == me {
         None
@@ -421,5 +418,14 @@ extern "C" fn pre_main() {
 /// launcher put in the environment (the socket's handle value).
 pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
     let s = value.parse::<usize>().ok()?;
+    net::winsock_init();
     Some(OwnedFd::from_socket(s as SOCKET))
 }
+
+/// Whether process `pid` runs (the owner-word mutex's liveness check).
+pub(crate) fn process_running(pid: u32) -> bool {
+    process_exists(pid)
+}
+
+/// No `fork` exists on Windows: nothing to run after one.
+pub(crate) fn at_fork_child(_f: extern "C" fn()) {}

@@ -17,15 +17,31 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Networking::WinSock::{
     FIONBIO, POLLERR, POLLHUP, POLLRDNORM, POLLWRNORM, SD_SEND, SOCKET, SOCKET_ERROR, WSABUF,
-    WSAEINTR, WSAEWOULDBLOCK, WSAGetLastError, WSAPOLLFD, WSAPoll, WSARecv, WSASend, ioctlsocket,
-    shutdown,
+    WSAEINTR, WSAENOTSOCK, WSAEWOULDBLOCK, WSAGetLastError, WSAPOLLFD, WSAPoll, WSARecv, WSASend,
+    ioctlsocket, shutdown,
 };
 
-use super::handle::{BorrowedFd, Kind, OwnedFd, RawFd};
+use super::handle::{AsRawFd, BorrowedFd, Kind, OwnedFd, RawFd};
 
 /// The most handles one message may carry. Handles ride inside the bytes
 /// on Windows, so this only keeps the transport's grouping rule the same.
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Starts Winsock in this process, once. The standard library does it
+/// before its own socket calls; a socket this process only inherited or
+/// received needs it done here (Wine refuses sends on such a socket with
+/// `WSAENOTSOCK` otherwise).
+pub(super) fn winsock_init() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        use windows_sys::Win32::Networking::WinSock::{WSADATA, WSAStartup};
+        // SAFETY: an all-zero WSADATA is a valid out-buffer.
+        let mut data: WSADATA = unsafe { std::mem::zeroed() };
+        // SAFETY: `data` is a valid out-pointer; version 2.2. Never paired
+        // with WSACleanup: Winsock stays up for the life of the process.
+        unsafe { WSAStartup(0x0202, &mut data) };
+    });
+}
 
 fn last_error() -> io::Error {
     // SAFETY: reads this thread's last Winsock error.
@@ -126,9 +142,36 @@ pub(crate) fn send_with_fds(
             Some(WSAEWOULDBLOCK) if nonblocking => return Err(io::ErrorKind::WouldBlock.into()),
             Some(WSAEWOULDBLOCK) => wait_for(s, POLLWRNORM)?,
             Some(WSAEINTR) => {}
+            Some(WSAENOTSOCK) => return write_file(s, bufs),
             _ => return Err(broken_pipe_if_reset(e)),
         }
     }
+}
+
+/// Sends through a socket this process did not make (inherited, or taken
+/// from another process): Wine's Winsock refuses `send` on those
+/// (`WSAENOTSOCK`, `tools/wine/PROBES.md` row 2b) but the socket's handle
+/// takes `WriteFile`.
+fn write_file(s: SOCKET, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    use windows_sys::Win32::Storage::FileSystem::WriteFile;
+    let Some(buf) = bufs.iter().find(|b| !b.is_empty()) else {
+        return Ok(0);
+    };
+    let mut n: u32 = 0;
+    // SAFETY: `buf` is readable for the length passed; no overlapped I/O.
+    let ok = unsafe {
+        WriteFile(
+            s as windows_sys::Win32::Foundation::HANDLE,
+            buf.as_ptr(),
+            u32::try_from(buf.len()).unwrap_or(u32::MAX),
+            &mut n,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(broken_pipe_if_reset(io::Error::last_os_error()));
+    }
+    Ok(n as usize)
 }
 
 /// A peer that went away is `BrokenPipe`, as on Unix.

@@ -30,7 +30,7 @@ use windows_sys::Win32::System::Threading::{
     STARTUPINFOEXW, TerminateProcess, UpdateProcThreadAttribute,
 };
 
-use super::handle::{BorrowedFd, OwnedFd, duplicate_in_this_process};
+use super::handle::{AsRawFd, BorrowedFd, OwnedFd, duplicate_in_this_process};
 
 /// This process's kill-on-close job for daemonic children; its handle is
 /// never closed, so it closes when the process ends.
