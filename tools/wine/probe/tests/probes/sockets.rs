@@ -127,7 +127,7 @@ fn ping_child(mut a: TcpStream, b: TcpStream, kid: &mut Kid) -> String {
 }
 
 #[test]
-fn socket_pulled_by_duplicatehandle_works_in_the_child() {
+fn socket_pulled_by_duplicatehandle_can_recv_but_not_send_under_wine() {
     let _serial = serial();
     let (a, b) = socketpair();
     let me = current_process();
@@ -148,7 +148,7 @@ const WINE_DUPLICATEHANDLE: &str =
     "recv ok \"ping\", send err 10038, WriteFile ok, closesocket err 10038, CloseHandle ok";
 
 #[test]
-fn socket_pushed_by_duplicatehandle_works_in_the_child() {
+fn socket_pushed_by_duplicatehandle_can_recv_but_not_send_under_wine() {
     let _serial = serial();
     let (a, b) = socketpair();
     let mut kid = Kid::spawn("sock-echo", &["stdin".into()]);

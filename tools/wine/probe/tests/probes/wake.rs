@@ -66,7 +66,7 @@ pub fn child_semaphore() -> i32 {
 const WAIT_MS: u32 = 1000;
 
 #[test]
-fn wait_on_address_across_processes() {
+fn wait_on_address_does_not_wake_another_process() {
     let _serial = serial();
     // Within one process, as a control.
     let word = std::sync::atomic::AtomicU32::new(0);
