@@ -1,14 +1,16 @@
 //! The operating system, behind safe wrappers: every system call mproc
 //! makes goes through this module, and nothing above it names `libc`.
 //!
-//! The interface is what `linux/` exports (macOS and Windows will sit beside
-//! it, one folder per system, exporting the same names):
+//! The interface is what each system's folders export together: `unix/`
+//! holds the POSIX half that Linux and macOS share, written once, and
+//! `linux/` and `macos/` only what differs (Windows will sit beside them,
+//! exporting the same names):
 //!
 //! | group | names |
 //! |---|---|
 //! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
 //! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux) |
-//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `open_process`, `signal_process`, `reap` (a pidfd on Linux), `decode_wait_status`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `open_process`, `signal_process`, `reap` (a pidfd on Linux), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
 //! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
 //! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
 //! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` |
@@ -32,13 +34,18 @@
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod unix;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub(crate) use unix::*;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("mproc runs on Linux for now: macOS and Windows are being ported");
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+compile_error!("mproc runs on Linux and macOS (and Windows, being ported); not on this system");
 
 /// What must run before `main`: a part of the runtime that needs it adds
 /// a function here with `#[linkme::distributed_slice(sys::BEFORE_MAIN)]`

@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 
-use super::futex::{Deadline, word_wait, word_wake};
+use super::futex::{word_wait, word_wake};
+use crate::sys::Deadline;
 
 /// The lock word's bits, as the kernel's robust-futex protocol defines them
 /// (`linux/futex.h`): the owner's thread id, "someone sleeps", "the owner
