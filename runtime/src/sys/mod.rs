@@ -44,6 +44,11 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+/// The owner-word mutex: macOS's `RawMutex`; on Linux (which uses the
+/// kernel's robust futexes) compiled for its tests only.
+#[cfg(any(target_os = "macos", all(test, target_os = "linux")))]
+mod owner_mutex;
+
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 compile_error!("mproc runs on Linux and macOS (and Windows, being ported); not on this system");
 
@@ -53,3 +58,16 @@ compile_error!("mproc runs on Linux and macOS (and Windows, being ported); not o
 /// `main`). Each system's folder runs them from its own pre-`main` hook.
 #[linkme::distributed_slice]
 pub(crate) static BEFORE_MAIN: [fn()];
+
+/// What an attempt to lock a `RawMutex` gave (the same on every system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// The caller holds the mutex.
+    Yes,
+    /// The caller holds the mutex; its previous owner died holding it.
+    OwnerDied,
+    /// Held by someone else (try) or the deadline passed (timed).
+    No,
+    /// Held by the calling thread already; nothing changed.
+    ByCaller,
+}

@@ -130,6 +130,23 @@ fn num_threads(stat: &str) -> Option<usize> {
         .and_then(|n| n.parse().ok())
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (state `Z`
+/// in `/proc/<pid>/stat`). For the owner-word mutex's tests: Linux's own
+/// mutex learns of an owner's death from the kernel.
+#[cfg(test)]
+pub(super) fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_ascii_whitespace().next());
+            state != Some("Z")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(_) => super::process_exists(pid),
+    }
+}
+
 /// Threads of mproc's own that take no lock, which a plain fork may leave
 /// behind: none on Linux.
 pub(crate) fn helper_threads() -> usize {
@@ -197,7 +214,7 @@ mod memory;
 mod robust;
 pub(crate) use futex::{word_wait, word_wake};
 pub(crate) use memory::shared_memory;
-pub(crate) use robust::{Locked, RawMutex, thread_identity};
+pub(crate) use robust::{RawMutex, thread_identity};
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ pub(crate) use memory::{
     Mapping, copy_bytes, mapping_read, mapping_u32, mapping_write, memory_size, page_size,
 };
 pub(crate) use poll::{PollFd, peer_gone, poll, wait_readable};
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", test))]
 pub(super) use process::decode_wait_status;
 pub(crate) use process::{
     Forked, SIGKILL, SIGTERM, exit_now, fork, fork_single_threaded, getpid, is_no_such_process,
