@@ -1,6 +1,6 @@
 //! Who this process is: its name, identity, daemon flag, authkey and parent.
 
-use crate::sys::{AsFd, OwnedFd};
+use crate::sys::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
@@ -23,7 +23,7 @@ pub(crate) struct Identity {
 /// This process's state.
 pub(crate) struct ProcInfo {
     pub(crate) me: Identity,
-    pub(crate) parent: Option<(Identity, Option<OwnedFd>)>,
+    pub(crate) parent: Option<(Identity, Option<sys::ProcessHandle>)>,
     /// How many children this process has numbered so far.
     counter: AtomicU32,
 }
@@ -155,7 +155,7 @@ impl std::fmt::Debug for ParentProcess {
 }
 
 impl ParentProcess {
-    fn parent(&self) -> &(Identity, Option<OwnedFd>) {
+    fn parent(&self) -> &(Identity, Option<sys::ProcessHandle>) {
         self.0
             .parent
             .as_ref()

@@ -110,7 +110,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
 }
 
 struct Kid {
-    pidfd: OwnedFd,
+    pidfd: sys::ProcessHandle,
     status: OwnedFd,
 }
 
@@ -154,7 +154,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
             if !fds[i].fired() {
                 return true;
             }
-            match sys::reap(k.pidfd.as_fd(), false) {
+            match sys::reap(&k.pidfd, false) {
                 Ok(Some(code)) => {
                     let bytes = codec::encode(&code).unwrap_or_default();
                     let _ = transport::send_frame(k.status.as_fd(), &bytes, &[]);

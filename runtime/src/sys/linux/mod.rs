@@ -4,7 +4,7 @@
 //! kernel's robust mutexes.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::unix::{cvt, retry};
 
@@ -16,8 +16,12 @@ fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// A process this one watches and signals: a pidfd, which names it without
+/// races and becomes readable (to [`PollFd`](super::PollFd)) when it exits.
+pub(crate) type ProcessHandle = OwnedFd;
+
 /// `pidfd_open(2)`: a descriptor that names process `pid` without races.
-pub(crate) fn open_process(pid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn open_process(pid: u32) -> io::Result<ProcessHandle> {
     // SAFETY: the syscall takes two integers and returns a new descriptor.
     let fd = cvt_long(unsafe {
         libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint)
@@ -28,7 +32,7 @@ pub(crate) fn open_process(pid: u32) -> io::Result<OwnedFd> {
 
 /// `pidfd_send_signal(2)`: signals exactly the process the pidfd names,
 /// never a later process that reused its pid.
-pub(crate) fn signal_process(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+pub(crate) fn signal_process(pidfd: &ProcessHandle, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo is allowed and means "as kill(2) would".
     cvt_long(unsafe {
         libc::syscall(
@@ -44,7 +48,7 @@ pub(crate) fn signal_process(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> 
 
 /// How a process ended, as `waitid` reports it, converted to Python's
 /// convention: the exit status, or minus the signal number.
-pub(crate) fn reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
+pub(crate) fn reap(pidfd: &ProcessHandle, block: bool) -> io::Result<Option<i32>> {
     let mut flags = libc::WEXITED;
     if !block {
         flags |= libc::WNOHANG;
