@@ -1,6 +1,5 @@
 //! Who this process is: its name, identity, daemon flag, authkey and parent.
 
-use crate::sys::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
@@ -182,9 +181,7 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         match &self.parent().1 {
             Some(fd) => {
-                let mut p = [sys::PollFd::readable(crate::sys::AsRawFd::as_raw_fd(
-                    &fd.as_fd(),
-                ))];
+                let mut p = [sys::PollFd::readable(crate::sys::AsRawFd::as_raw_fd(fd))];
                 matches!(sys::poll(&mut p, Some(std::time::Duration::ZERO)), Ok(0))
             }
             None => false,

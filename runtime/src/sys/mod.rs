@@ -44,10 +44,17 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub(crate) use macos::*;
+
 /// The owner-word mutex: macOS's `RawMutex`; on Linux (which uses the
 /// kernel's robust futexes) compiled for its tests only.
 #[cfg(any(target_os = "macos", all(test, target_os = "linux")))]
 mod owner_mutex;
+#[cfg(target_os = "macos")]
+pub(crate) use owner_mutex::{RawMutex, thread_identity};
 
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 compile_error!("mproc runs on Linux and macOS (and Windows, being ported); not on this system");
