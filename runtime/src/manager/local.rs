@@ -1,9 +1,8 @@
-//! `Manager`: a server process holding shared objects, reached over an
-//! abstract Unix socket with the shared-memory fast path.
+//! `Manager`: a server process holding shared objects, reached over a
+//! local Unix socket (`sys::listen_local`) with the shared-memory fast path.
 
 use crate::sys::{AsFd, OwnedFd, RawFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,6 +57,9 @@ pub struct Manager {
     /// The process that started the server: only it may stop it (a copy
     /// of this value in a forked child must not).
     owner: u32,
+    /// Where the server listens (on macOS a directory, removed on drop,
+    /// after `drop` has stopped the server).
+    _socket: crate::sys::LocalName,
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -90,8 +92,7 @@ impl Manager {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
-        let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
+        let (listener, socket) = crate::sys::listen_local(&name).map_err(ManagerError::Io)?;
         let authkey = crate::process::current_process().authkey().to_vec();
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let args = ServerArgs {
@@ -113,11 +114,12 @@ impl Manager {
         log::debug!(target: "mproc", "manager started at @{name} (pid {})", process.pid());
         Ok(Manager {
             endpoint: Arc::new(Endpoint {
-                address: Address::Unix(name.into_bytes()),
+                address: Address::Unix(socket.address().to_vec()),
                 authkey,
             }),
             process: Mutex::new(Some(process)),
             owner: crate::sys::getpid(),
+            _socket: socket,
         })
     }
 

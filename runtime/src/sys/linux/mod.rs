@@ -5,6 +5,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 
 use super::unix::{cvt, retry};
 
@@ -149,6 +151,31 @@ pub(super) fn process_running(pid: u32) -> bool {
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(_) => super::process_exists(pid),
     }
+}
+
+/// Where a local listener lives: an abstract socket name, which vanishes
+/// with the socket's last descriptor, so nothing is left to remove.
+#[derive(Debug)]
+pub(crate) struct LocalName(Vec<u8>);
+
+impl LocalName {
+    /// What a client connects to (see [`local_address`]): the name.
+    pub(crate) fn address(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A listening socket for connections from this machine, at the abstract
+/// name `name`, and where it lives.
+pub(crate) fn listen_local(name: &str) -> io::Result<(UnixListener, LocalName)> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+    let listener = UnixListener::bind_addr(&addr)?;
+    Ok((listener, LocalName(name.as_bytes().to_vec())))
+}
+
+/// The socket address of a local listener, from its [`LocalName::address`].
+pub(crate) fn local_address(address: &[u8]) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(address)
 }
 
 /// Threads of mproc's own that take no lock, which a plain fork may leave
