@@ -9,11 +9,12 @@
 //! | group | names |
 //! |---|---|
 //! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
-//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux) |
-//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `open_process`, `signal_process`, `reap` (a pidfd on Linux), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux, `os_sync_wait_on_address` on macOS) |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `ProcessHandle`, `open_process`, `signal_process`, `reap` (a pidfd on Linux, a kqueue and the pid on macOS), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
 //! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
-//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
-//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` |
+//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux, an unlinked `shm_open` object on macOS), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
+//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` (the kernel's robust list on Linux, `owner_mutex.rs` on macOS) |
+//! | local sockets | `listen_local`, `local_address`, `LocalName` (an abstract name on Linux, a path in a private directory on macOS) |
 //! | host | `cpu_count`, `usable_cpus`, `fill_random` |
 //!
 //! `unsafe` code lives here and in `shm/` only (see `runtime/README.md`).

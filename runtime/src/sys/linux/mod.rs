@@ -180,7 +180,7 @@ pub(crate) fn local_address(address: &[u8]) -> io::Result<SocketAddr> {
 
 /// Threads of mproc's own that take no lock, which a plain fork may leave
 /// behind: none on Linux.
-pub(crate) fn helper_threads() -> usize {
+pub(in crate::sys) fn helper_threads() -> usize {
     0
 }
 

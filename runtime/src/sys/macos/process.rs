@@ -157,7 +157,7 @@ extern "C" fn no_watchers_in_child() {
 
 /// Threads of mproc's own that take no lock, which a plain fork may leave
 /// behind: the watchers [`die_with_parent`] starts.
-pub(crate) fn helper_threads() -> usize {
+pub(in crate::sys) fn helper_threads() -> usize {
     WATCHERS.load(Ordering::SeqCst)
 }
 
