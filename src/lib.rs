@@ -190,6 +190,12 @@
 //! Linux (kernel 5.3 or newer, for pidfds) with glibc. The re-entry hook
 //! uses the ELF `.init_array` section.
 //!
+//! macOS has its own implementation of the system layer (kqueue process
+//! handles, `shm_open`, `os_sync_wait_on_address`, a lock that learns of
+//! its owner's death from the owner's pid), which builds and passes the
+//! lints for `x86_64-apple-darwin` and `aarch64-apple-darwin` but has not
+//! run yet: `runtime/src/sys/README.md` lists what is unverified.
+//!
 
 #![deny(missing_docs)]
 

@@ -8,6 +8,9 @@
 //!
 //! The tests take turns (one lock): they count this process's descriptors
 //! and move hundreds of MiB, so they must not overlap.
+// Linux only: each kill is timed by the child's memory use in
+// /proc/<pid>/status, and a stopped child is seen in /proc/<pid>/stat.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -11,6 +11,9 @@
 //!
 //! The tests take turns (one lock): they count this process's descriptors,
 //! mappings and descendants, so they must not overlap.
+// Linux only: the accounting reads /proc and /dev/shm, and the orphan test
+// needs PR_SET_CHILD_SUBREAPER.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -89,7 +89,7 @@ fn daemon_starts_child() -> String {
 
 #[mproc::process]
 fn count_fds() -> Vec<i32> {
-    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+    let mut fds: Vec<i32> = std::fs::read_dir(util::FD_DIR)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();

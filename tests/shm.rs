@@ -299,6 +299,7 @@ fn array_owner_killed_gives_owner_died_and_to_vec_carries_on() {
 
 /// The inode of the memory file behind a handle, from its Debug output
 /// (`fd N`) and `/proc/self/fd`.
+#[cfg(target_os = "linux")] // memfds and /proc
 fn memfd_inode(debug: &str) -> (String, u64) {
     let fd: i32 = debug
         .split("fd ")
@@ -314,6 +315,7 @@ fn memfd_inode(debug: &str) -> (String, u64) {
     (name, inode)
 }
 
+#[cfg(target_os = "linux")] // /proc/self/maps
 fn mapped_inodes() -> Vec<u64> {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
@@ -324,6 +326,7 @@ fn mapped_inodes() -> Vec<u64> {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // memfd names, /proc/self/maps, /dev/shm
 fn memory_is_anonymous_and_unmapped_with_the_last_handle() {
     let v = Value::new(5_u64).unwrap();
     let (name, inode) = memfd_inode(&format!("{v:?}"));
@@ -347,6 +350,7 @@ fn memory_is_anonymous_and_unmapped_with_the_last_handle() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc/<pid>/maps
 fn memory_of_a_killed_child_is_not_kept_by_the_child() {
     let a = Array::<u8>::new(4096).unwrap();
     let (_, inode) = memfd_inode(&format!("{a:?}"));
@@ -382,7 +386,7 @@ fn reinterpret<T: serde::de::DeserializeOwned>(value: &impl serde::Serialize) ->
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .open(format!("/proc/self/fd/{fd}"))
+                .open(format!("{}/{fd}", util::FD_DIR))
                 .unwrap();
             std::os::fd::OwnedFd::from(file)
         })

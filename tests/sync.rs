@@ -54,6 +54,7 @@ fn leak_then_lock() -> bool {
 
 /// Interleaves mproc locks with a glibc robust mutex on this thread's
 /// robust list (taking and releasing in the middle), then dies holding all.
+#[cfg(target_os = "linux")] // glibc's robust list is Linux's
 #[mproc::process]
 fn hold_mixed(a: Lock, b: Lock, held: Event, glibc: usize) {
     let glibc = glibc as *mut libc::pthread_mutex_t;
@@ -467,6 +468,7 @@ fn a_leaked_guard_keeps_its_mapping_so_other_locks_keep_working() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // glibc's robust list is Linux's
 fn locks_share_the_robust_list_with_glibc_robust_mutexes() {
     // A glibc robust, process-shared mutex in memory the forked child shares.
     // SAFETY: a fresh anonymous shared mapping of one page.

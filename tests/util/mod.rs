@@ -75,14 +75,19 @@ pub(crate) fn example_stdout(name: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The directory listing this process's open descriptors by number.
+#[cfg(target_os = "linux")]
+pub(crate) const FD_DIR: &str = "/proc/self/fd";
+#[cfg(target_os = "macos")]
+pub(crate) const FD_DIR: &str = "/dev/fd";
+
 /// How many descriptors this process has open.
 pub(crate) fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
+    std::fs::read_dir(FD_DIR).expect(FD_DIR).count()
 }
 
 /// Whether `pid` exists and is not a zombie.
+#[cfg(target_os = "linux")]
 pub(crate) fn pid_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
@@ -94,6 +99,7 @@ pub(crate) fn pid_running(pid: u32) -> bool {
 }
 
 /// Whether `pid` is a zombie child of ours.
+#[cfg(target_os = "linux")]
 pub(crate) fn pid_is_zombie(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
@@ -104,6 +110,37 @@ pub(crate) fn pid_is_zombie(pid: u32) -> bool {
             .starts_with('Z'),
         Err(_) => false,
     }
+}
+
+/// `pid`'s run state from libproc, `None` if there is no such process.
+#[cfg(target_os = "macos")]
+fn pid_status(pid: u32) -> Option<u32> {
+    // SAFETY: an all-zero proc_bsdshortinfo is a valid out-buffer.
+    let mut info: libc::proc_bsdshortinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdshortinfo>() as libc::c_int;
+    // SAFETY: `info` is a valid out-buffer of `size` bytes.
+    let got = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDT_SHORTBSDINFO,
+            0,
+            (&raw mut info).cast(),
+            size,
+        )
+    };
+    (got == size).then_some(info.pbsi_status)
+}
+
+/// Whether `pid` exists and is not a zombie.
+#[cfg(target_os = "macos")]
+pub(crate) fn pid_running(pid: u32) -> bool {
+    pid_status(pid).is_some_and(|s| s != libc::SZOMB)
+}
+
+/// Whether `pid` is a zombie child of ours.
+#[cfg(target_os = "macos")]
+pub(crate) fn pid_is_zombie(pid: u32) -> bool {
+    pid_status(pid) == Some(libc::SZOMB)
 }
 
 /// Polls `cond` every 5 ms until it holds or `timeout` passes.

@@ -6,10 +6,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-#[cfg(target_os = "linux")]
-use std::os::linux::net::SocketAddrExt;
 #[cfg(unix)]
-use std::os::unix::net::{self as unix, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -30,7 +28,8 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where a manager listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum Address {
-    /// An abstract Unix socket name (without the leading NUL).
+    /// A local socket's address (`sys::LocalName::address`): an abstract
+    /// name on Linux (without the leading NUL), a path on macOS.
     #[cfg(unix)]
     Unix(Vec<u8>),
     /// A TCP address.
@@ -152,7 +151,7 @@ impl Conn {
         let mut stream = match address {
             #[cfg(unix)]
             Address::Unix(name) => {
-                let addr = unix::SocketAddr::from_abstract_name(name).map_err(ManagerError::Io)?;
+                let addr = sys::local_address(name).map_err(ManagerError::Io)?;
                 Stream::Unix(UnixStream::connect_addr(&addr).map_err(connect_error)?)
             }
             Address::Tcp(a) => {

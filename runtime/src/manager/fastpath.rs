@@ -104,7 +104,9 @@ impl FastPath {
 
     /// Maps the shared memory the server sent (client side).
     pub(crate) fn open(fd: OwnedFd) -> io::Result<FastPath> {
-        if sys::memory_size(fd.as_fd())? != TOTAL {
+        // At least: macOS rounds a shared memory object up to whole pages
+        // (16 KiB on Apple silicon); Linux keeps the size exactly.
+        if sys::memory_size(fd.as_fd())? < TOTAL {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the manager sent shared memory of the wrong size",

@@ -1,11 +1,7 @@
-//! `Manager`: a server process holding shared objects, reached over an
-//! abstract Unix socket with the shared-memory fast path.
+//! `Manager`: a server process holding shared objects, reached over a
+//! local Unix socket (`sys::listen_local`) with the shared-memory fast path.
 
 use crate::sys::{AsFd, OwnedFd, RawFd};
-#[cfg(target_os = "linux")]
-use std::os::linux::net::SocketAddrExt;
-#[cfg(target_os = "linux")]
-use std::os::unix::net::SocketAddr;
 #[cfg(unix)]
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,6 +58,9 @@ pub struct Manager {
     /// The process that started the server: only it may stop it (a copy
     /// of this value in a forked child must not).
     owner: u32,
+    /// Where the server listens (on macOS a directory, removed on drop,
+    /// after `drop` has stopped the server).
+    _socket: crate::sys::LocalName,
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -94,7 +93,7 @@ impl Manager {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let (listener, address) = listen_locally(&name)?;
+        let (listener, address, socket) = listen_locally(&name)?;
         let authkey = crate::process::current_process().authkey().to_vec();
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
         let args = ServerArgs {
@@ -118,6 +117,7 @@ impl Manager {
             endpoint: Arc::new(Endpoint { address, authkey }),
             process: Mutex::new(Some(process)),
             owner: crate::sys::getpid(),
+            _socket: socket,
         })
     }
 
@@ -298,27 +298,18 @@ pub(crate) struct ServerArgs {
     authkey: Vec<u8>,
 }
 
-/// A listening socket for a local manager named `name`: an abstract Unix
-/// socket (with the shared-memory fast path) on Linux; on Windows a TCP
-/// socket on the loopback address, where the authkey handshake keeps other
-/// local programs out.
-#[cfg(target_os = "linux")]
-fn listen_locally(name: &str) -> Result<(OwnedFd, Address), ManagerError> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ManagerError::Io)?;
-    let listener = UnixListener::bind_addr(&addr).map_err(ManagerError::Io)?;
-    Ok((
-        OwnedFd::from(listener),
-        Address::Unix(name.as_bytes().to_vec()),
-    ))
-}
-
-/// See the Linux version.
-#[cfg(windows)]
-fn listen_locally(_name: &str) -> Result<(OwnedFd, Address), ManagerError> {
-    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-        .map_err(ManagerError::Io)?;
-    let addr = listener.local_addr().map_err(ManagerError::Io)?;
-    Ok((OwnedFd::from(listener), Address::Tcp(addr)))
+/// A listening socket for a local manager named `name` (`sys::listen_local`:
+/// an abstract Unix socket on Linux, a path socket on macOS, both with the
+/// shared-memory fast path; on Windows a TCP socket on the loopback
+/// address, where the authkey handshake keeps other local programs out),
+/// the address clients dial, and what keeps the name alive.
+fn listen_locally(name: &str) -> Result<(OwnedFd, Address, crate::sys::LocalName), ManagerError> {
+    let (listener, socket) = crate::sys::listen_local(name).map_err(ManagerError::Io)?;
+    #[cfg(unix)]
+    let address = Address::Unix(socket.address().to_vec());
+    #[cfg(windows)]
+    let address = Address::Tcp(listener.local_addr().map_err(ManagerError::Io)?);
+    Ok((OwnedFd::from(listener), address, socket))
 }
 
 /// The server process's task, registered by the runtime for itself.

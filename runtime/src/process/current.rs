@@ -1,6 +1,5 @@
 //! Who this process is: its name, identity, daemon flag, authkey and parent.
 
-use crate::sys::{AsFd, OwnedFd};
 #[cfg(unix)]
 use std::sync::RwLockWriteGuard;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +24,7 @@ pub(crate) struct Identity {
 /// This process's state.
 pub(crate) struct ProcInfo {
     pub(crate) me: Identity,
-    pub(crate) parent: Option<(Identity, Option<OwnedFd>)>,
+    pub(crate) parent: Option<(Identity, Option<sys::ProcessHandle>)>,
     /// How many children this process has numbered so far.
     counter: AtomicU32,
 }
@@ -158,7 +157,7 @@ impl std::fmt::Debug for ParentProcess {
 }
 
 impl ParentProcess {
-    fn parent(&self) -> &(Identity, Option<OwnedFd>) {
+    fn parent(&self) -> &(Identity, Option<sys::ProcessHandle>) {
         self.0
             .parent
             .as_ref()
@@ -185,9 +184,7 @@ impl ParentProcess {
     pub fn is_alive(&self) -> bool {
         match &self.parent().1 {
             Some(fd) => {
-                let mut p = [sys::PollFd::readable(crate::sys::AsRawFd::as_raw_fd(
-                    &fd.as_fd(),
-                ))];
+                let mut p = [sys::PollFd::readable(crate::sys::AsRawFd::as_raw_fd(fd))];
                 matches!(sys::poll(&mut p, Some(std::time::Duration::ZERO)), Ok(0))
             }
             None => false,

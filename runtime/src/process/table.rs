@@ -23,7 +23,7 @@ pub(crate) enum ExitSource {
 /// What we know of one child, behind its lock.
 pub(crate) struct ChildState {
     /// The pidfd; `None` once the child is reaped.
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<sys::ProcessHandle>,
     /// Our end of the control socket; `None` once drained.
     ctrl: Option<OwnedFd>,
     exit: ExitSource,
@@ -49,7 +49,7 @@ impl ChildShared {
         pid: u32,
         name: String,
         daemon: bool,
-        pidfd: OwnedFd,
+        pidfd: sys::ProcessHandle,
         ctrl: OwnedFd,
         exit: ExitSource,
     ) -> Arc<Self> {
@@ -73,7 +73,7 @@ impl ChildShared {
     pub(crate) fn for_request(
         req: &crate::process::wire::Request,
         pid: u32,
-        pidfd: OwnedFd,
+        pidfd: sys::ProcessHandle,
         ctrl: OwnedFd,
         exit: ExitSource,
     ) -> Arc<Self> {
@@ -171,7 +171,7 @@ impl ChildState {
         match &self.exit {
             ExitSource::Direct => {
                 if let Some(pidfd) = &self.pidfd {
-                    if let Some(code) = sys::reap(pidfd.as_fd(), false)? {
+                    if let Some(code) = sys::reap(pidfd, false)? {
                         self.exitcode = Some(code);
                         self.pidfd = None;
                     }
@@ -264,7 +264,7 @@ impl ChildState {
             return Ok(());
         }
         match &self.pidfd {
-            Some(fd) => match sys::signal_process(fd.as_fd(), sig) {
+            Some(fd) => match sys::signal_process(fd, sig) {
                 Err(e) if sys::is_no_such_process(&e) => Ok(()),
                 other => other,
             },

@@ -92,6 +92,8 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     // Should this fail, the child is killed below, once we know it. (Should
     // the server fail to start it, dropping `ours` is all it takes.)
     let sent = wire::send_request(ours.as_fd(), req, payload, fds);
+    // On macOS no descriptor comes with the pid (see below).
+    #[cfg_attr(target_os = "macos", allow(unused_mut, unused_variables))]
     let (bytes, mut got) = transport::recv_frame(status_ours.as_fd())?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::BrokenPipe,
@@ -99,9 +101,13 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
         )
     })?;
     let pid: u32 = codec::decode(&bytes).map_err(io::Error::other)?;
+    #[cfg(target_os = "linux")]
     let pidfd = got
         .pop()
         .ok_or_else(|| io::Error::other("the fork server sent no pidfd"))?;
+    // A kqueue cannot be sent: the client opens its own handle.
+    #[cfg(target_os = "macos")]
+    let pidfd = sys::open_process(pid)?;
     let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Reported(status_ours));
     match sent {
         Ok(()) => Ok(child),
@@ -110,7 +116,7 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
 }
 
 struct Kid {
-    pidfd: OwnedFd,
+    pidfd: sys::ProcessHandle,
     status: OwnedFd,
 }
 
@@ -154,7 +160,7 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
             if !fds[i].fired() {
                 return true;
             }
-            match sys::reap(k.pidfd.as_fd(), false) {
+            match sys::reap(&k.pidfd, false) {
                 Ok(Some(code)) => {
                     let bytes = codec::encode(&code).unwrap_or_default();
                     let _ = transport::send_frame(k.status.as_fd(), &bytes, &[]);
@@ -189,7 +195,12 @@ fn serve(conn: OwnedFd, parent: u32) -> ! {
                 match sys::open_process(pid) {
                     Ok(pidfd) => {
                         let bytes = codec::encode(&pid).unwrap_or_default();
-                        let _ = transport::send_frame(status.as_fd(), &bytes, &[pidfd.as_raw_fd()]);
+                        #[cfg(target_os = "linux")]
+                        let handle = [pidfd.as_raw_fd()];
+                        // A kqueue cannot be sent: the client opens its own.
+                        #[cfg(target_os = "macos")]
+                        let handle: [RawFd; 0] = [];
+                        let _ = transport::send_frame(status.as_fd(), &bytes, &handle);
                         kids.push(Kid { pidfd, status });
                     }
                     Err(_) => {

@@ -1,17 +1,20 @@
 //! The operating system, behind safe wrappers: every system call mproc
 //! makes goes through this module, and nothing above it names `libc`.
 //!
-//! The interface is what `linux/` exports (macOS and Windows will sit beside
-//! it, one folder per system, exporting the same names):
+//! The interface is what each system's folders export together: `unix/`
+//! holds the POSIX half that Linux and macOS share, written once, and
+//! `linux/` and `macos/` only what differs (Windows will sit beside them,
+//! exporting the same names):
 //!
 //! | group | names |
 //! |---|---|
 //! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
-//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux) |
-//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `open_process`, `signal_process`, `reap` (a pidfd on Linux), `decode_wait_status`, `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux, `os_sync_wait_on_address` on macOS) |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `ProcessHandle`, `open_process`, `signal_process`, `reap` (a pidfd on Linux, a kqueue and the pid on macOS), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
 //! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
-//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
-//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` |
+//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux, an unlinked `shm_open` object on macOS), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
+//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` (the kernel's robust list on Linux, `owner_mutex.rs` on macOS) |
+//! | local sockets | `listen_local`, `local_address`, `LocalName` (an abstract name on Linux, a path in a private directory on macOS) |
 //! | host | `cpu_count`, `usable_cpus`, `fill_random` |
 //!
 //! `unsafe` code lives here and in `shm/` only (see `runtime/README.md`).
@@ -32,10 +35,20 @@
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod unix;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub(crate) use unix::*;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+pub(crate) use macos::*;
 
 #[cfg(windows)]
 mod windows;
@@ -44,8 +57,15 @@ pub(crate) use windows::*;
 #[cfg(windows)]
 pub use windows::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-#[cfg(not(any(target_os = "linux", windows)))]
-compile_error!("mproc runs on Linux and Windows for now: macOS is being ported");
+/// The owner-word mutex: the `RawMutex` of macOS and Windows; on Linux
+/// (which uses the kernel's robust futexes) compiled for its tests only.
+#[cfg(any(target_os = "macos", windows, all(test, target_os = "linux")))]
+mod owner_mutex;
+#[cfg(any(target_os = "macos", windows))]
+pub(crate) use owner_mutex::{RawMutex, thread_identity};
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+compile_error!("mproc runs on Linux, macOS and Windows; not on this system");
 
 /// What must run before `main`: a part of the runtime that needs it adds
 /// a function here with `#[linkme::distributed_slice(sys::BEFORE_MAIN)]`
@@ -61,3 +81,16 @@ pub(crate) static BEFORE_MAIN: [fn()];
 pub(crate) static BEFORE_MAIN: registry::Registry<fn()> = registry::Registry::new();
 
 pub(crate) mod registry;
+
+/// What an attempt to lock a `RawMutex` gave (the same on every system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// The caller holds the mutex.
+    Yes,
+    /// The caller holds the mutex; its previous owner died holding it.
+    OwnerDied,
+    /// Held by someone else (try) or the deadline passed (timed).
+    No,
+    /// Held by the calling thread already; nothing changed.
+    ByCaller,
+}

@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 
-use super::futex::{Deadline, word_wait, word_wake};
+use super::futex::{word_wait, word_wake};
+use crate::sys::{Deadline, Locked};
 
 /// The lock word's bits, as the kernel's robust-futex protocol defines them
 /// (`linux/futex.h`): the owner's thread id, "someone sleeps", "the owner
@@ -61,19 +62,6 @@ const _: () = assert!(std::mem::offset_of!(RawMutex, next) as isize == -FUTEX_OF
 const _: () = assert!(
     std::mem::offset_of!(RawMutex, prev) + PREV_BEFORE_NEXT == std::mem::offset_of!(RawMutex, next)
 );
-
-/// What an attempt to lock a [`RawMutex`] gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Locked {
-    /// The caller holds the mutex.
-    Yes,
-    /// The caller holds the mutex; its previous owner died holding it.
-    OwnerDied,
-    /// Held by someone else (try) or the deadline passed (timed).
-    No,
-    /// Held by the calling thread already; nothing changed.
-    ByCaller,
-}
 
 /// The calling thread's id and robust-list head, cached (16 bytes, so it
 /// travels in registers).

@@ -15,10 +15,9 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Networking::WinSock::{SOCKET, closesocket};
 use windows_sys::Win32::System::Environment::{GetEnvironmentVariableW, SetEnvironmentVariableW};
 use windows_sys::Win32::System::Threading::{
-    ExitProcess, GetCurrentProcess, GetCurrentProcessId, GetCurrentThreadId, GetExitCodeProcess,
-    INFINITE, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
-    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, RegisterWaitForSingleObject, TerminateProcess,
-    WT_EXECUTEONLYONCE, WaitForSingleObject,
+    ExitProcess, GetCurrentProcess, GetCurrentProcessId, GetExitCodeProcess, INFINITE, OpenProcess,
+    PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
+    RegisterWaitForSingleObject, TerminateProcess, WT_EXECUTEONLYONCE, WaitForSingleObject,
 };
 
 mod handle;
@@ -65,6 +64,10 @@ pub(crate) fn getpid() -> u32 {
     // SAFETY: takes nothing, cannot fail.
     unsafe { GetCurrentProcessId() }
 }
+
+/// A process this one watches and signals: its handle, and a socket that
+/// reads end-of-file (to [`PollFd`]) once it has ended.
+pub(crate) type ProcessHandle = OwnedFd;
 
 /// A handle to process `pid` that [`poll`] can wait on: it reads
 /// end-of-file once the process has ended. A thread-pool wait on the
@@ -143,8 +146,8 @@ fn process_handle(fd: BorrowedFd<'_>) -> io::Result<HANDLE> {
 /// Ends the process `fd` names with exit code `TERMINATED + sig`, which
 /// [`reap`] reports as `-sig`. A process that has ended already is "no such
 /// process", as on Linux.
-pub(crate) fn signal_process(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    let h = process_handle(fd)?;
+pub(crate) fn signal_process(fd: &ProcessHandle, sig: i32) -> io::Result<()> {
+    let h = process_handle(fd.as_fd())?;
     // SAFETY: a zero-timeout wait on a live handle of ours.
     if unsafe { WaitForSingleObject(h, 0) } == WAIT_OBJECT_0 {
         return Err(no_such_process());
@@ -164,8 +167,8 @@ pub(crate) fn signal_process(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 /// How the process `fd` names ended, Python's way (the exit code, or minus
 /// the signal number for [`signal_process`]); `None` while it runs and
 /// `block` is false.
-pub(crate) fn reap(fd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
-    let h = process_handle(fd)?;
+pub(crate) fn reap(fd: &ProcessHandle, block: bool) -> io::Result<Option<i32>> {
+    let h = process_handle(fd.as_fd())?;
     // SAFETY: a wait on a live handle of ours.
     let r = unsafe { WaitForSingleObject(h, if block { INFINITE } else { 0 }) };
     if r == WAIT_TIMEOUT {
@@ -291,13 +294,6 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     unsafe {
         ProcessPrng(buf.as_mut_ptr(), buf.len());
     }
-}
-
-/// The calling thread's process and thread ids, `pid << 32 | tid`.
-pub(crate) fn thread_identity() -> u64 {
-    // SAFETY: both take nothing and cannot fail.
-    let (pid, tid) = unsafe { (GetCurrentProcessId(), GetCurrentThreadId()) };
-    (u64::from(pid) << 32) | u64::from(tid)
 }
 
 /// A new owner of the object behind a raw value this process holds.
@@ -429,3 +425,16 @@ pub(crate) fn process_running(pid: u32) -> bool {
 
 /// No `fork` exists on Windows: nothing to run after one.
 pub(crate) fn at_fork_child(_f: extern "C" fn()) {}
+
+/// What keeps a local listener's name alive: nothing on Windows, where a
+/// local manager listens on a loopback TCP port.
+#[derive(Debug)]
+pub(crate) struct LocalName(());
+
+/// A listening socket for connections from this machine: TCP on the
+/// loopback address, on a port the system picks. The manager's authkey
+/// handshake keeps other local programs out.
+pub(crate) fn listen_local(_name: &str) -> io::Result<(std::net::TcpListener, LocalName)> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    Ok((listener, LocalName(())))
+}

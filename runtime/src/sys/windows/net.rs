@@ -193,7 +193,7 @@ pub(crate) fn recv_with_fds(
     nonblocking: bool,
 ) -> io::Result<usize> {
     let s = socket_of(sock)?;
-    let mut wsa = WSABUF {
+    let wsa = WSABUF {
         len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
         buf: buf.as_mut_ptr(),
     };
@@ -204,7 +204,7 @@ pub(crate) fn recv_with_fds(
         let rc = unsafe {
             WSARecv(
                 s,
-                &mut wsa,
+                &wsa,
                 1,
                 &mut got,
                 &mut flags,
