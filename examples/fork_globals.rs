@@ -1,10 +1,13 @@
 //! Lesson: forking a closure. The child gets a *copy* of the parent's
 //! memory — globals included — so what it changes the parent never sees.
 
+#[cfg(unix)]
 use std::sync::Mutex;
 
+#[cfg(unix)]
 static NUMBERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+#[cfg(unix)]
 fn main() -> Result<(), mproc::ProcessError> {
     NUMBERS.lock().unwrap().extend([1, 2, 3]);
     let label = String::from("child");
@@ -25,4 +28,10 @@ fn main() -> Result<(), mproc::ProcessError> {
         *numbers
     );
     Ok(())
+}
+
+/// Windows has no `fork`: `mproc::fork` exists on Unix only.
+#[cfg(windows)]
+fn main() {
+    println!("fork is not available on Windows; use a #[mproc::process] task (spawn)");
 }

@@ -10,7 +10,7 @@ fn info(title: String) {
     println!("  process name: {}", mproc::current_process().name());
     // The logical parent: under the fork server the operating-system parent
     // is the server, as in Python.
-    let parent = mproc::parent_process().map_or(std::os::unix::process::parent_id(), |p| p.pid());
+    let parent = mproc::parent_process().map_or(parent_id(), |p| p.pid());
     println!("  parent process: {parent}");
     println!("  process id: {}", std::process::id());
 }
@@ -20,4 +20,17 @@ fn main() -> Result<(), mproc::ProcessError> {
     let p = mproc::spawn(info, "function f".to_string())?;
     p.join()?;
     Ok(())
+}
+
+/// This process's parent's pid, from the operating system.
+#[cfg(unix)]
+fn parent_id() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// Windows does not keep a parent pid that mproc could report here; the
+/// main process prints 0.
+#[cfg(windows)]
+fn parent_id() -> u32 {
+    0
 }

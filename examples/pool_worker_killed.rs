@@ -2,12 +2,27 @@
 //! forever here; mproc fails exactly that item with `WorkerDied`, replaces
 //! the worker and finishes everything else.
 
+/// Ends this process at once, as `kill -9` (or the OOM killer) would; on
+/// Windows as `TerminateProcess` with the code mproc reports as `-9`.
+fn kill_self() {
+    // SAFETY: a signal to our own process.
+    #[cfg(unix)]
+    unsafe {
+        libc::raise(libc::SIGKILL);
+    }
+    // SAFETY: ends our own process (the pseudo handle needs no closing).
+    #[cfg(windows)]
+    unsafe {
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+        TerminateProcess(GetCurrentProcess(), 0x10000 + 9);
+    }
+}
+
 #[mproc::process]
 fn fragile(x: u64) -> u64 {
     if x == 7 {
         // Simulate the OOM killer.
-        // SAFETY: sending a signal to our own process.
-        unsafe { libc::raise(libc::SIGKILL) };
+        kill_self();
     }
     x * x
 }

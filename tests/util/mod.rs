@@ -7,12 +7,18 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// The three start methods, for tests that run under each.
+/// The start methods this platform has, for tests that run under each:
+/// all three on Unix.
+#[cfg(unix)]
 pub(crate) const METHODS: [mproc::StartMethod; 3] = [
     mproc::StartMethod::Spawn,
     mproc::StartMethod::Fork,
     mproc::StartMethod::ForkServer,
 ];
+/// The start methods this platform has, for tests that run under each:
+/// spawn only on Windows.
+#[cfg(windows)]
+pub(crate) const METHODS: [mproc::StartMethod; 1] = [mproc::StartMethod::Spawn];
 
 /// Where cargo put the examples (`cargo test` builds them).
 pub(crate) fn example_path(name: &str) -> PathBuf {
@@ -82,8 +88,49 @@ pub(crate) const FD_DIR: &str = "/proc/self/fd";
 pub(crate) const FD_DIR: &str = "/dev/fd";
 
 /// How many descriptors this process has open.
+#[cfg(unix)]
 pub(crate) fn open_fds() -> usize {
     std::fs::read_dir(FD_DIR).expect(FD_DIR).count()
+}
+
+/// How many handles this process has open.
+#[cfg(windows)]
+pub(crate) fn open_fds() -> usize {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
+    let mut n = 0u32;
+    // SAFETY: the pseudo handle of this process and a valid out-pointer.
+    assert_ne!(
+        unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) },
+        0
+    );
+    n as usize
+}
+
+/// Whether `pid` exists and has not ended.
+#[cfg(windows)]
+pub(crate) fn pid_running(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: a plain call; null means no such process (or no access).
+    let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if h.is_null() {
+        return false;
+    }
+    let mut code = 0u32;
+    // SAFETY: `h` was just opened; `code` is a valid out-pointer.
+    let ok = unsafe { GetExitCodeProcess(h, &mut code) } != 0;
+    // SAFETY: closing the handle opened above.
+    unsafe { CloseHandle(h) };
+    ok && code == STILL_ACTIVE as u32
+}
+
+/// Windows has no zombies: an ended process is gone once its last handle
+/// closes.
+#[cfg(windows)]
+pub(crate) fn pid_is_zombie(_pid: u32) -> bool {
+    false
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -201,17 +201,7 @@ pub(crate) fn recv_with_fds(
         let mut got: u32 = 0;
         let mut flags: u32 = 0;
         // SAFETY: `wsa` describes `buf`, writable and exclusively ours.
-        let rc = unsafe {
-            WSARecv(
-                s,
-                &wsa,
-                1,
-                &mut got,
-                &mut flags,
-                std::ptr::null_mut(),
-                None,
-            )
-        };
+        let rc = unsafe { WSARecv(s, &wsa, 1, &mut got, &mut flags, std::ptr::null_mut(), None) };
         if rc == 0 {
             return Ok(got as usize);
         }
