@@ -4,9 +4,12 @@
 mod util;
 
 use std::collections::BTreeSet;
+#[cfg(unix)]
 use std::process::Command;
+#[cfg(unix)]
 use std::sync::OnceLock;
 
+#[cfg(unix)]
 const EXAMPLES: [&str; 7] = [
     "lock_print",
     "semaphore",
@@ -20,7 +23,11 @@ const EXAMPLES: [&str; 7] = [
 /// Builds this file's examples once (`cargo test --test examples_sync`
 /// alone does not build examples), then runs `name`.
 fn run(name: &str) -> String {
+    // Under Wine (Windows) cargo cannot run from inside the test: there
+    // `cargo test --workspace --target ...` has built the examples already.
+    #[cfg(unix)]
     static BUILT: OnceLock<()> = OnceLock::new();
+    #[cfg(unix)]
     BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
         // target/<profile>/deps/<this test> → target

@@ -6,11 +6,7 @@ fn add(x: i64, y: i64) -> i64 {
 #[test]
 fn smoke() {
     assert_eq!(add(1, 2), 3);
-    for m in [
-        mproc::StartMethod::Spawn,
-        mproc::StartMethod::Fork,
-        mproc::StartMethod::ForkServer,
-    ] {
+    for m in mproc::get_all_start_methods() {
         let p = mproc::Process::new(add, (1, 2))
             .start_method(m)
             .start()

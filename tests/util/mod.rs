@@ -27,7 +27,8 @@ pub(crate) fn example_path(name: &str) -> PathBuf {
         .parent()
         .and_then(|d| d.parent())
         .expect("target/<profile>");
-    dir.join("examples").join(name)
+    dir.join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// Runs an example to completion (bounded by `timeout`) and returns its output.

@@ -23,11 +23,17 @@ if [ ! -f "$shim" ]; then
 fi
 
 # Copy through a temporary name, so that two runs at once never see half a DLL.
-beside=$(dirname "$exe")/bcryptprimitives.dll
-if ! cmp -s "$shim" "$beside"; then
-    cp "$shim" "$beside.$$"
-    mv -f "$beside.$$" "$beside"
-fi
+# Beside the .exe, and beside the examples that tests start themselves
+# (target/<triple>/<profile>/examples, next to the test's deps/ folder).
+dir=$(dirname "$exe")
+for d in "$dir" "$dir/../examples"; do
+    [ -d "$d" ] || continue
+    beside=$d/bcryptprimitives.dll
+    if ! cmp -s "$shim" "$beside"; then
+        cp "$shim" "$beside.$$"
+        mv -f "$beside.$$" "$beside"
+    fi
+done
 
 export WINEPREFIX=${WINEPREFIX:-$HOME/.wine-mproc}
 # No Wine diagnostics on stderr (they would mix with the tests' output).
