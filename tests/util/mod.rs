@@ -100,10 +100,8 @@ pub(crate) fn open_fds() -> usize {
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
     let mut n = 0u32;
     // SAFETY: the pseudo handle of this process and a valid out-pointer.
-    assert_ne!(
-        unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) },
-        0
-    );
+    let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) };
+    assert_ne!(ok, 0);
     n as usize
 }
 

@@ -84,7 +84,7 @@ impl End {
     fn pair(duplex: bool) -> io::Result<(End, End)> {
         let count = if duplex { 2 } else { 1 };
         let region = Arc::new(Region::create(c"mproc-pipe", count, CAPACITY, 0, false)?);
-        let (door_a, door_b) = sys::socketpair()?;
+        let (door_a, door_b) = sys::doorbell_pair()?;
         let (side_a, side_b) = sys::socketpair()?;
         let (role_a, role_b) = if duplex {
             (Role::First, Role::Second)

@@ -140,35 +140,6 @@ impl fmt::Debug for SharedFd {
 const NO_TRANSPORT: &str = "an mproc handle can only travel through mproc itself \
      (task arguments and results, pipes, queues, pool tasks, managers)";
 
-/// On Windows a handle travels inside the message: the sender's pid and a
-/// copy of the handle made for the journey, which the receiver takes over
-/// (`sys::export_handle`, `sys::import_handle`). The side table stays empty.
-#[cfg(windows)]
-impl Serialize for SharedFd {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if OUTGOING.with(|o| o.borrow().is_none()) {
-            return Err(serde::ser::Error::custom(NO_TRANSPORT));
-        }
-        let exported = crate::sys::export_handle(self.0.as_fd())
-            .map_err(|e| serde::ser::Error::custom(format!("could not send a handle: {e}")))?;
-        exported.serialize(s)
-    }
-}
-
-#[cfg(windows)]
-impl<'de> Deserialize<'de> for SharedFd {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let exported = crate::sys::Exported::deserialize(d)?;
-        if INCOMING.with(|i| i.borrow().is_none()) {
-            return Err(serde::de::Error::custom(NO_TRANSPORT));
-        }
-        crate::sys::import_handle(exported)
-            .map(SharedFd::new)
-            .map_err(|e| serde::de::Error::custom(format!("a handle did not arrive: {e}")))
-    }
-}
-
-#[cfg(unix)]
 impl Serialize for SharedFd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let index = OUTGOING.with(|o| {
@@ -184,7 +155,6 @@ impl Serialize for SharedFd {
     }
 }
 
-#[cfg(unix)]
 impl<'de> Deserialize<'de> for SharedFd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let index = u32::deserialize(d)? as usize;

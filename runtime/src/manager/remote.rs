@@ -152,7 +152,7 @@ impl BaseManagerBuilder {
     pub fn start(mut self) -> Result<BaseManagerServer, ManagerError> {
         let (listener, state) = self.listen()?;
         let address = listener.local_addr().map_err(ManagerError::Io)?;
-        let (wake_rx, wake_tx) = crate::sys::socketpair().map_err(ManagerError::Io)?;
+        let (wake_rx, wake_tx) = crate::sys::doorbell_pair().map_err(ManagerError::Io)?;
         let st = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("mproc-manager-accept".into())

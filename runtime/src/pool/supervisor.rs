@@ -373,7 +373,7 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, LaneIo)> {
 /// Starts the workers (eagerly, so errors surface at `build`) and the
 /// supervisor thread.
 pub(crate) fn launch(cfg: Config) -> io::Result<(Arc<PoolInner>, std::thread::JoinHandle<()>)> {
-    let (wake_tx, wake_rx) = sys::socketpair()?;
+    let (wake_tx, wake_rx) = sys::doorbell_pair()?;
     let mut procs = Vec::with_capacity(cfg.processes);
     let mut lanes = Vec::with_capacity(cfg.processes);
     let mut sched = Dispatch::new(cfg.maxtasks);

@@ -441,7 +441,7 @@ mod reaper {
     }
 
     fn start() -> io::Result<Reaper> {
-        let (wake_tx, wake_rx) = sys::socketpair()?;
+        let (wake_tx, wake_rx) = sys::doorbell_pair()?;
         let (tx, rx) = mpsc::channel::<Arc<ChildShared>>();
         std::thread::Builder::new()
             .name("mproc-reaper".into())

@@ -149,3 +149,9 @@ pub(crate) fn exe_identity() -> u64 {
         }
     })
 }
+
+/// A connected pair of sockets for a doorbell (bytes only, any number of
+/// readers): on Unix the same as [`socketpair`].
+pub(crate) fn doorbell_pair() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    socketpair()
+}

@@ -24,6 +24,35 @@ pub(crate) enum Kind {
     Handle,
     /// A Winsock socket (`closesocket`).
     Socket,
+    /// A socket of a pair made by `socketpair`, whose every write is a
+    /// packet that may carry handles (see `packet.rs`).
+    Framed,
+}
+
+impl Kind {
+    /// Whether the object is a socket.
+    pub(crate) fn is_socket(self) -> bool {
+        self != Kind::Handle
+    }
+
+    /// The number a message's handle record gives the kind.
+    pub(super) fn code(self) -> u32 {
+        match self {
+            Kind::Handle => 0,
+            Kind::Socket => 1,
+            Kind::Framed => 2,
+        }
+    }
+
+    /// The kind a handle record names.
+    pub(super) fn from_code(code: u32) -> Option<Kind> {
+        match code {
+            0 => Some(Kind::Handle),
+            1 => Some(Kind::Socket),
+            2 => Some(Kind::Framed),
+            _ => None,
+        }
+    }
 }
 
 /// The raw value of an object, for poll sets and messages' side tables.
@@ -88,6 +117,15 @@ impl OwnedFd {
         }
     }
 
+    /// Takes ownership of a raw object of kind `kind`.
+    pub(super) fn from_raw(raw: RawFd) -> OwnedFd {
+        OwnedFd {
+            raw,
+            process: std::ptr::null_mut(),
+            watch: None,
+        }
+    }
+
     /// Takes ownership of a process handle and the socket that reads
     /// end-of-file when it ends, fed by `watch`.
     pub(super) fn from_process(process: HANDLE, near_end: SOCKET, watch: Watch) -> OwnedFd {
@@ -142,7 +180,10 @@ pub(super) fn close_raw(raw: RawFd) {
         Kind::Handle => unsafe {
             CloseHandle(raw.value as HANDLE);
         },
-        Kind::Socket => {
+        Kind::Socket | Kind::Framed => {
+            if raw.kind == Kind::Framed {
+                super::packet::forget(raw.value);
+            }
             // SAFETY: the caller owns the socket and closes it once. Wine
             // refuses `closesocket` on a socket this process did not make
             // (`tools/wine/PROBES.md` row 2b); its handle closes instead.
@@ -294,7 +335,7 @@ macro_rules! socket_conversions {
             /// over a handle or a process).
             fn try_from(fd: OwnedFd) -> io::Result<$ty> {
                 use std::os::windows::io::FromRawSocket;
-                if fd.raw.kind != Kind::Socket || fd.watch.is_some() {
+                if !fd.raw.kind.is_socket() || fd.watch.is_some() {
                     return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
                 }
                 let s = fd.raw.value;

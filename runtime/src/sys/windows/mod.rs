@@ -23,6 +23,7 @@ use windows_sys::Win32::System::Threading::{
 mod handle;
 mod memory;
 mod net;
+mod packet;
 mod spawn;
 
 pub use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -31,8 +32,8 @@ pub(crate) use memory::{
     page_size, shared_memory, word_wait, word_wake,
 };
 pub(crate) use net::{
-    MAX_FDS_PER_MESSAGE, PollFd, peer_gone, poll, recv_with_fds, send_with_fds, shutdown_write,
-    socketpair, wait_readable,
+    MAX_FDS_PER_MESSAGE, PollFd, doorbell_pair, peer_gone, poll, recv_with_fds, send_with_fds,
+    shutdown_write, socketpair, wait_readable,
 };
 pub(crate) use spawn::spawn_self;
 
@@ -299,36 +300,20 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
 /// A new owner of the object behind a raw value this process holds.
 pub(crate) fn dup_raw(fd: RawFd) -> io::Result<OwnedFd> {
     let h = handle::duplicate_in_this_process(fd.value as HANDLE, false)?;
-    Ok(match fd.kind {
-        Kind::Handle => OwnedFd::from_handle(h),
-        Kind::Socket => OwnedFd::from_socket(h as SOCKET),
-    })
+    Ok(OwnedFd::from_raw(RawFd {
+        value: h as usize,
+        kind: fd.kind,
+    }))
 }
 
-/// What a handle inside a message is: the sending process, a copy of the
-/// handle made for the journey (owned by the sender until the receiver
-/// takes it), and whether it is a socket.
-pub(crate) type Exported = (u32, u64, bool);
-
-/// Makes a copy of `fd` for a message: the receiver takes it out of this
-/// process with [`import_handle`]. Until then the copy stays open here (a
-/// message that is never read leaves it open until this process ends).
-pub(crate) fn export_handle(fd: BorrowedFd<'_>) -> io::Result<Exported> {
-    if fd.process_handle().is_some() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a process handle cannot travel in a message",
-        ));
-    }
-    let raw = fd.as_raw_fd();
-    let h = handle::duplicate_in_this_process(raw.value as HANDLE, false)?;
-    Ok((getpid(), h as u64, raw.kind == Kind::Socket))
-}
+/// What a handle record in a packet names (`packet.rs`): the sending
+/// process, the copy of the handle it made for the journey, and its kind.
+pub(super) type Exported = (u32, u64, Kind);
 
 /// Takes the handle a message carries out of the sending process (closing
 /// the sender's copy).
-pub(crate) fn import_handle((pid, value, socket): Exported) -> io::Result<OwnedFd> {
-    if socket {
+pub(super) fn import_handle((pid, value, kind): Exported) -> io::Result<OwnedFd> {
+    if kind.is_socket() {
         net::winsock_init();
     }
     let me = getpid();
@@ -369,11 +354,10 @@ pub(crate) fn import_handle((pid, value, socket): Exported) -> io::Result<OwnedF
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(if socket {
-        OwnedFd::from_socket(out as SOCKET)
-    } else {
-        OwnedFd::from_handle(out)
-    })
+    Ok(OwnedFd::from_raw(RawFd {
+        value: out as usize,
+        kind,
+    }))
 }
 
 /// An identity of this program's executable file: its size and times.
@@ -415,7 +399,10 @@ extern "C" fn pre_main() {
 pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
     let s = value.parse::<usize>().ok()?;
     net::winsock_init();
-    Some(OwnedFd::from_socket(s as SOCKET))
+    Some(OwnedFd::from_raw(RawFd {
+        value: s,
+        kind: Kind::Framed,
+    }))
 }
 
 /// Whether process `pid` runs (the owner-word mutex's liveness check).

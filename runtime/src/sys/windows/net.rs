@@ -7,8 +7,8 @@
 //! non-blocking; a blocking call is a try followed by `WSAPoll` until it
 //! can go on, so one socket can serve both kinds of call at once.
 //!
-//! No descriptors travel with bytes: on Windows the codec writes a handle
-//! into the message itself (see `super::export_handle`).
+//! Handles travel with bytes on the sockets of a [`socketpair`], whose
+//! writes are packets (`packet.rs`); [`doorbell_pair`] gives plain ones.
 
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -57,9 +57,29 @@ fn set_nonblocking(s: SOCKET) -> io::Result<()> {
     Ok(())
 }
 
-/// A connected pair of stream sockets (loopback TCP, `TCP_NODELAY`,
-/// non-blocking, not inheritable).
+/// A connected pair of stream sockets that carry handles: every write is a
+/// packet (`packet.rs`), as every `sendmsg` is a message on Unix.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = tcp_pair()?;
+    let framed = |s: SOCKET| {
+        OwnedFd::from_raw(RawFd {
+            value: s,
+            kind: Kind::Framed,
+        })
+    };
+    Ok((framed(a), framed(b)))
+}
+
+/// A connected pair of plain stream sockets, for doorbells: bytes only, and
+/// any number of readers (a packet must not be split between readers).
+pub(crate) fn doorbell_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = tcp_pair()?;
+    Ok((OwnedFd::from_socket(a), OwnedFd::from_socket(b)))
+}
+
+/// A loopback TCP connection (`TCP_NODELAY`, non-blocking, not
+/// inheritable), as two raw sockets the caller owns.
+fn tcp_pair() -> io::Result<(SOCKET, SOCKET)> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let a = TcpStream::connect(listener.local_addr()?)?;
     let want = a.local_addr()?;
@@ -74,15 +94,16 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         s.set_nodelay(true)?;
     }
     let (a, b) = (a.into_raw_socket() as SOCKET, b.into_raw_socket() as SOCKET);
-    let pair = (OwnedFd::from_socket(a), OwnedFd::from_socket(b));
+    let guard = (OwnedFd::from_socket(a), OwnedFd::from_socket(b));
     set_nonblocking(a)?;
     set_nonblocking(b)?;
-    Ok(pair)
+    std::mem::forget(guard);
+    Ok((a, b))
 }
 
-fn socket_of(sock: BorrowedFd<'_>) -> io::Result<SOCKET> {
+pub(super) fn socket_of(sock: BorrowedFd<'_>) -> io::Result<SOCKET> {
     let raw = sock.as_raw_fd();
-    if raw.kind != Kind::Socket {
+    if !raw.kind.is_socket() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a socket operation on a handle that is not a socket",
@@ -92,27 +113,37 @@ fn socket_of(sock: BorrowedFd<'_>) -> io::Result<SOCKET> {
 }
 
 /// Waits until `s` can do what `events` asks (or is in error).
-fn wait_for(s: SOCKET, events: i16) -> io::Result<()> {
+pub(super) fn wait_for(s: SOCKET, events: i16) -> io::Result<()> {
     let mut p = [PollFd::new(s, events)];
     poll(&mut p, None).map(|_| ())
 }
 
 /// Writes from `bufs`, as many bytes as the socket takes now (blocking
-/// until it takes some, unless `nonblocking`). `fds` must be empty: on
-/// Windows handles travel inside the bytes.
+/// until it takes some, unless `nonblocking`), with `fds` on the first byte
+/// as `SCM_RIGHTS` would carry them. Only a socket of a [`socketpair`]
+/// carries handles (in its packets); a plain socket refuses them.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     fds: &[RawFd],
     nonblocking: bool,
 ) -> io::Result<usize> {
+    let s = socket_of(sock)?;
+    if sock.as_raw_fd().kind == Kind::Framed {
+        return super::packet::send(s, bufs, fds, nonblocking);
+    }
     if !fds.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "on Windows handles travel inside a message, not beside it",
+            "only a socket of a socket pair carries handles",
         ));
     }
-    let s = socket_of(sock)?;
+    send_plain(s, bufs, nonblocking)
+}
+
+/// Writes from `bufs` on a socket, as many bytes as it takes now (blocking
+/// until it takes some, unless `nonblocking`).
+pub(super) fn send_plain(s: SOCKET, bufs: &[IoSlice<'_>], nonblocking: bool) -> io::Result<usize> {
     let mut wsa: Vec<WSABUF> = bufs
         .iter()
         .map(|b| WSABUF {
@@ -185,14 +216,26 @@ fn broken_pipe_if_reset(e: io::Error) -> io::Error {
 }
 
 /// Reads into `buf` (blocking until something arrives, unless
-/// `nonblocking`); 0 is end-of-file. No handles arrive beside the bytes.
+/// `nonblocking`); 0 is end-of-file. Handles that come with the bytes (on
+/// a socket of a [`socketpair`]) are added to `fds`; one read never
+/// returns bytes of two packets, as one `recvmsg` never returns the
+/// descriptors of two `sendmsg` calls on Unix.
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-    _fds: &mut Vec<OwnedFd>,
+    fds: &mut Vec<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<usize> {
     let s = socket_of(sock)?;
+    if sock.as_raw_fd().kind == Kind::Framed {
+        return super::packet::recv(s, buf, fds, nonblocking);
+    }
+    recv_plain(s, buf, nonblocking)
+}
+
+/// Reads into `buf` from a socket (blocking until something arrives,
+/// unless `nonblocking`); 0 is end-of-file.
+pub(super) fn recv_plain(s: SOCKET, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
     let wsa = WSABUF {
         len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
         buf: buf.as_mut_ptr(),
@@ -240,6 +283,11 @@ impl PollFd {
     /// Waits for `fd` to be readable (or hung up, or in error).
     pub(crate) fn readable(fd: RawFd) -> PollFd {
         PollFd::new(fd.value, POLLRDNORM)
+    }
+
+    /// Waits for room to write on socket `s`.
+    pub(super) fn writable(s: SOCKET) -> PollFd {
+        PollFd::new(s, POLLWRNORM)
     }
 
     /// A place holder that never fires.

@@ -1,0 +1,252 @@
+//! Handles beside bytes on Windows: what `SCM_RIGHTS` does on Unix, for the
+//! sockets of a `socketpair` (kind `Framed`).
+//!
+//! Every write on such a socket is a packet: an 8-byte header (the data's
+//! length and the number of handles, little-endian `u32`s), a 16-byte
+//! record per handle, then the data. A record names the sending process,
+//! a copy of the handle the sender made for the journey, and the handle's
+//! kind; the reader takes the copy out of the sender with
+//! `DuplicateHandle(.., DUPLICATE_CLOSE_SOURCE)` (`super::import_handle`).
+//! So, as with `SCM_RIGHTS`, each send carries its own copies: the same
+//! encoded message may go to several processes, and the sender may close
+//! its handle as soon as the send returns. (A copy whose packet is never
+//! read stays open in the sender until it ends; a reader can take a copy
+//! only while the sender lives.)
+//!
+//! A write that the socket takes only part of leaves the rest of the
+//! packet's data owed: the next write on the socket continues it (callers
+//! resume a stream with the bytes that follow, as they do on Unix). A read
+//! returns bytes of one packet only, and the handles on the read that
+//! starts a packet. Both states are per socket and per process: a packet
+//! must be read by one process, which mproc's users of these sockets
+//! guarantee (a frame is read whole, under the channel's lock where several
+//! processes share a socket). Doorbells, which any number of processes
+//! read, use plain sockets instead.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use windows_sys::Win32::Networking::WinSock::{POLLRDNORM, POLLWRNORM, SOCKET};
+
+use super::handle::{Kind, OwnedFd, RawFd};
+use super::net::{recv_plain, send_plain, wait_for};
+
+const HEADER: usize = 8;
+const RECORD: usize = 16;
+
+/// What a socket owes: data bytes left in the packet being written, or
+/// being read.
+type Owed = Arc<Mutex<usize>>;
+
+fn table(which: usize) -> &'static Mutex<HashMap<usize, Owed>> {
+    static TABLES: OnceLock<[Mutex<HashMap<usize, Owed>>; 2]> = OnceLock::new();
+    &TABLES.get_or_init(Default::default)[which]
+}
+
+const SENDING: usize = 0;
+const RECEIVING: usize = 1;
+
+fn owed(which: usize, s: SOCKET) -> Owed {
+    table(which)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(s)
+        .or_default()
+        .clone()
+}
+
+/// Drops a closing socket's state (its value may be reused).
+pub(super) fn forget(s: SOCKET) {
+    for which in [SENDING, RECEIVING] {
+        table(which)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&s);
+    }
+}
+
+/// Writes all of `bytes`, blocking as needed.
+fn send_all(s: SOCKET, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match send_plain(s, &[IoSlice::new(bytes)], false)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
+}
+
+/// The header and records of a packet of `len` data bytes carrying `fds`:
+/// copies of the handles are made here, for the reader to take.
+fn head(len: usize, fds: &[RawFd]) -> io::Result<Vec<u8>> {
+    let len = u32::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
+    let mut out = Vec::with_capacity(HEADER + RECORD * fds.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+    let pid = super::getpid();
+    for &fd in fds {
+        let copy = super::handle::duplicate_in_this_process(fd.value as _, false)?;
+        out.extend_from_slice(&pid.to_le_bytes());
+        out.extend_from_slice(&fd.kind.code().to_le_bytes());
+        out.extend_from_slice(&(copy as u64).to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// `send_with_fds` on a framed socket.
+pub(super) fn send(
+    s: SOCKET,
+    bufs: &[IoSlice<'_>],
+    fds: &[RawFd],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let owed = owed(SENDING, s);
+    let mut left = owed.lock().unwrap_or_else(|e| e.into_inner());
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let fresh = *left == 0;
+    if fresh {
+        if total == 0 {
+            return Ok(0);
+        }
+        if nonblocking {
+            // Start a packet only when the socket takes something now, so
+            // that a would-block leaves no copies of handles behind.
+            let mut p = [super::net::PollFd::writable(s)];
+            if super::net::poll(&mut p, Some(std::time::Duration::ZERO))? == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+        let header = head(total, fds)?;
+        send_all(s, &header)?;
+        *left = total;
+    } else if !fds.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "handles must start a write of their own",
+        ));
+    }
+    // Only this packet's data: the caller resumes with what follows.
+    let mut room = *left;
+    let mut mine: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
+    for b in bufs {
+        if room == 0 {
+            break;
+        }
+        let take = b.len().min(room);
+        mine.push(IoSlice::new(&b[..take]));
+        room -= take;
+    }
+    let n = loop {
+        match send_plain(s, &mine, nonblocking) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && fresh => {
+                // The head (and its handles) went in this call: report at
+                // least one data byte written, or the caller would send
+                // the handles again.
+                wait_for(s, POLLWRNORM)?;
+            }
+            other => break other?,
+        }
+    };
+    *left -= n;
+    Ok(n)
+}
+
+/// Reads exactly `buf.len()` bytes, blocking as needed; `false` on a clean
+/// end-of-file before the first byte.
+fn recv_exact(s: SOCKET, buf: &mut [u8], first_may_block: bool) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match recv_plain(s, &mut buf[got..], got == 0 && !first_may_block) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed in the middle of a packet",
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for(s, POLLRDNORM)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// `recv_with_fds` on a framed socket.
+pub(super) fn recv(
+    s: SOCKET,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let owed = owed(RECEIVING, s);
+    let mut left = owed.lock().unwrap_or_else(|e| e.into_inner());
+    if *left == 0 {
+        let mut header = [0u8; HEADER];
+        // The first byte as the caller asked (a would-block is reported);
+        // once a packet has begun, the rest of its head follows at once.
+        match recv_plain(s, &mut header[..1], nonblocking) {
+            Ok(0) => return Ok(0),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        if !recv_exact(s, &mut header[1..], true)? {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed in the middle of a packet",
+            ));
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        let count = u32::from_le_bytes(header[4..].try_into().unwrap()) as usize;
+        if count > super::MAX_FDS_PER_MESSAGE || len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a packet header that no mproc process wrote ({len} bytes, {count} handles)"
+                ),
+            ));
+        }
+        let mut records = vec![0u8; RECORD * count];
+        if !recv_exact(s, &mut records, true)? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut failed = None;
+        for r in records.chunks_exact(RECORD) {
+            let pid = u32::from_le_bytes(r[..4].try_into().unwrap());
+            let kind = u32::from_le_bytes(r[4..8].try_into().unwrap());
+            let value = u64::from_le_bytes(r[8..].try_into().unwrap());
+            let imported = Kind::from_code(kind)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown handle kind"))
+                .and_then(|kind| super::import_handle((pid, value, kind)));
+            match imported {
+                Ok(fd) => fds.push(fd),
+                Err(e) => failed = Some(e),
+            }
+        }
+        *left = len;
+        if let Some(e) = failed {
+            // As a cut-off SCM_RIGHTS message: the bytes are unusable.
+            return Err(e);
+        }
+    }
+    let want = buf.len().min(*left);
+    let n = loop {
+        match recv_plain(s, &mut buf[..want], false) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed in the middle of a packet",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for(s, POLLRDNORM)?,
+            other => break other?,
+        }
+    };
+    *left -= n;
+    Ok(n)
+}
