@@ -1,7 +1,9 @@
 //! `Manager`: a server process holding shared objects, reached over a
 //! local Unix socket (`sys::listen_local`) with the shared-memory fast path.
 
-use crate::sys::{AsFd, OwnedFd, RawFd};
+#[cfg(unix)]
+use crate::sys::OwnedFd;
+use crate::sys::{AsFd, RawFd};
 #[cfg(unix)]
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,15 +95,31 @@ impl Manager {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let (listener, address, socket) = listen_locally(&name)?;
         let authkey = crate::process::current_process().authkey().to_vec();
         let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+        #[cfg(unix)]
+        let (args, address, socket) = {
+            let (listener, socket) = crate::sys::listen_local(&name).map_err(ManagerError::Io)?;
+            let address = Address::Unix(socket.address().to_vec());
+            let args = ServerArgs {
+                listener: Some(SharedFd::new(OwnedFd::from(listener))),
+                port: None,
+                name: name.clone(),
+                authkey: authkey.clone(),
+            };
+            (args, address, socket)
+        };
+        #[cfg(windows)]
+        let port = crate::shm::RawValue::new(0u32).map_err(ManagerError::Io)?;
+        #[cfg(windows)]
         let args = ServerArgs {
-            listener: SharedFd::new(listener),
+            listener: None,
+            port: Some(port.clone()),
             name: name.clone(),
             authkey: authkey.clone(),
         };
-        let process = Process::new(ManagerServer, args)
+        #[cfg_attr(unix, allow(unused_mut))]
+        let mut process = Process::new(ManagerServer, args)
             .name(format!("SyncManager-{n}"))
             .daemon(true)
             .start_method(method)
@@ -112,7 +130,12 @@ impl Manager {
                     "cannot start the manager's server process: {other}"
                 ))),
             })?;
-        log::debug!(target: "mproc", "manager {name} started (pid {})", process.pid());
+        #[cfg(windows)]
+        let (address, socket) = (
+            Address::Tcp(wait_for_port(&port, &mut process)?),
+            crate::sys::LocalName::default(),
+        );
+        log::debug!(target: "mproc", "manager {name} started at {address} (pid {})", process.pid());
         Ok(Manager {
             endpoint: Arc::new(Endpoint { address, authkey }),
             process: Mutex::new(Some(process)),
@@ -293,23 +316,55 @@ impl Drop for Manager {
 /// What the server process is started with.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ServerArgs {
-    listener: SharedFd,
+    /// The socket to serve on (Unix: made by the parent, so that the
+    /// address is known before the server runs).
+    listener: Option<SharedFd>,
+    /// Where the server writes the loopback port it listens on (Windows,
+    /// where a listening socket cannot be handed to another process: under
+    /// Wine it cannot `accept` there; see `tools/wine/PROBES.md` row 2b).
+    port: Option<crate::shm::RawValue<u32>>,
     name: String,
     authkey: Vec<u8>,
 }
 
-/// A listening socket for a local manager named `name` (`sys::listen_local`:
-/// an abstract Unix socket on Linux, a path socket on macOS, both with the
-/// shared-memory fast path; on Windows a TCP socket on the loopback
-/// address, where the authkey handshake keeps other local programs out),
-/// the address clients dial, and what keeps the name alive.
-fn listen_locally(name: &str) -> Result<(OwnedFd, Address, crate::sys::LocalName), ManagerError> {
-    let (listener, socket) = crate::sys::listen_local(name).map_err(ManagerError::Io)?;
-    #[cfg(unix)]
-    let address = Address::Unix(socket.address().to_vec());
-    #[cfg(windows)]
-    let address = Address::Tcp(listener.local_addr().map_err(ManagerError::Io)?);
-    Ok((OwnedFd::from(listener), address, socket))
+/// Waits until the new server has written its loopback port (Windows).
+#[cfg(windows)]
+fn wait_for_port(
+    port: &crate::shm::RawValue<u32>,
+    server: &mut Process<()>,
+) -> Result<std::net::SocketAddr, ManagerError> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(p) = u16::try_from(port.get())
+            && p != 0
+        {
+            return Ok((std::net::Ipv4Addr::LOCALHOST, p).into());
+        }
+        if !server.is_alive() || start.elapsed() > super::conn::HANDSHAKE_TIMEOUT {
+            let _ = server.kill();
+            return Err(ManagerError::Io(std::io::Error::other(
+                "the manager's server process did not start listening",
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The server's listening socket: the one the parent made (Unix), or a
+/// new one on a loopback port that the parent is told (Windows).
+fn listener_for(args: &ServerArgs) -> std::io::Result<Listener> {
+    if let Some(fd) = &args.listener {
+        let fd = fd.as_fd().try_clone_to_owned()?;
+        #[cfg(unix)]
+        return Ok(Listener::Unix(UnixListener::from(fd)));
+        #[cfg(windows)]
+        return Ok(Listener::Tcp(std::net::TcpListener::try_from(fd)?));
+    }
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    if let Some(port) = &args.port {
+        port.set(u32::from(listener.local_addr()?.port()));
+    }
+    Ok(Listener::Tcp(listener))
 }
 
 /// The server process's task, registered by the runtime for itself.
@@ -325,26 +380,15 @@ impl Task for ManagerServer {
         SERVER_TASK
     }
     fn call(self, args: ServerArgs) {
-        let fd = match args.listener.as_fd().try_clone_to_owned() {
-            Ok(fd) => fd,
+        let listener = match listener_for(&args) {
+            Ok(l) => l,
             Err(e) => {
                 log::error!(target: "mproc", "manager: no listening socket: {e}");
                 return;
             }
         };
-        drop(args.listener);
-        log::info!(target: "mproc", "manager serving at '@{}'", args.name);
+        log::info!(target: "mproc", "manager {} serving", args.name);
         let state = ServerState::new(args.authkey, auth::Policy::default(), Vec::new());
-        #[cfg(unix)]
-        let listener = Listener::Unix(UnixListener::from(fd));
-        #[cfg(windows)]
-        let listener = match std::net::TcpListener::try_from(fd) {
-            Ok(l) => Listener::Tcp(l),
-            Err(e) => {
-                log::error!(target: "mproc", "manager: no listening socket: {e}");
-                return;
-            }
-        };
         server::serve(state, listener, None);
     }
 }

@@ -414,14 +414,6 @@ pub(crate) fn process_running(pid: u32) -> bool {
 pub(crate) fn at_fork_child(_f: extern "C" fn()) {}
 
 /// What keeps a local listener's name alive: nothing on Windows, where a
-/// local manager listens on a loopback TCP port.
-#[derive(Debug)]
+/// local manager's server listens on a loopback TCP port of its own.
+#[derive(Debug, Default)]
 pub(crate) struct LocalName(());
-
-/// A listening socket for connections from this machine: TCP on the
-/// loopback address, on a port the system picks. The manager's authkey
-/// handshake keeps other local programs out.
-pub(crate) fn listen_local(_name: &str) -> io::Result<(std::net::TcpListener, LocalName)> {
-    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
-    Ok((listener, LocalName(())))
-}
