@@ -14,6 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mproc::{Event, Lock, Process, RawArray, RawValue, Semaphore, Value};
 
 /// `CLOCK_MONOTONIC` in seconds: comparable across processes.
+#[cfg(unix)]
 fn now() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -22,6 +23,21 @@ fn now() -> f64 {
     // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `QueryPerformanceCounter` in seconds: comparable across processes.
+#[cfg(windows)]
+fn now() -> f64 {
+    use windows_sys::Win32::System::Performance::{
+        QueryPerformanceCounter, QueryPerformanceFrequency,
+    };
+    let (mut count, mut freq) = (0i64, 0i64);
+    // SAFETY: valid out-pointers; neither call fails on XP or later.
+    unsafe {
+        QueryPerformanceCounter(&mut count);
+        QueryPerformanceFrequency(&mut freq);
+    }
+    count as f64 / freq as f64
 }
 
 /// Python's `lock_worker(kind="lock_raw")`: `with lock: val.value += 1`.

@@ -53,6 +53,26 @@ fn kill_self() {
     }
 }
 
+/// Step 7: `mproc::fork` runs a closure in a child that has a copy of
+/// this process's memory.
+#[cfg(unix)]
+fn forked_closure() -> Result<(), ProcessError> {
+    let data = [1, 2, 3];
+    // SAFETY: the tour has no other threads of its own; the closure only
+    // reads what it captured.
+    let sum = unsafe { mproc::fork(move || data.iter().sum::<i32>()) }?.join()?;
+    println!("sum computed in a forked child: {sum}");
+    assert_eq!(sum, 6);
+    Ok(())
+}
+
+/// Step 7 on Windows, which has no fork: `mproc::fork` is Unix-only.
+#[cfg(windows)]
+fn forked_closure() -> Result<(), ProcessError> {
+    println!("fork is not available on Windows; use a #[mproc::process] task (spawn)");
+    Ok(())
+}
+
 #[mproc::process]
 fn fragile(x: u64) -> u64 {
     if x == 4 {
@@ -168,17 +188,7 @@ fn main() -> Result<(), ProcessError> {
     assert!(names.iter().all(|n| n.matches(':').count() == 1));
 
     step("7. A closure in a forked child (globals are copied, not shared)");
-    #[cfg(unix)]
-    {
-        let data = [1, 2, 3];
-        // SAFETY: the tour has no other threads of its own; the closure only
-        // reads what it captured.
-        let sum = unsafe { mproc::fork(move || data.iter().sum::<i32>()) }?.join()?;
-        println!("sum computed in a forked child: {sum}");
-        assert_eq!(sum, 6);
-    }
-    #[cfg(windows)]
-    println!("(Windows has no fork: skipped)");
+    forked_closure()?;
 
     step("8. A pool: map, imap, apply — and a worker killed mid-map");
     let pool = mproc::Pool::new(2).map_err(|e| ProcessError::Io(std::io::Error::other(e)))?;

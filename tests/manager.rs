@@ -380,6 +380,8 @@ fn a_panicking_method_is_a_remote_error_and_the_object_lives_on() {
     assert_eq!(acc.balance().unwrap(), 3);
 }
 
+// Fork-only: mproc::fork exists on Unix only.
+#[cfg(unix)]
 #[test]
 fn a_forked_child_makes_its_own_connection() {
     let m = Manager::start().unwrap();
@@ -419,8 +421,8 @@ fn a_killed_server_is_a_closed_error_not_a_hang() {
         })
     };
     std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: signalling our own child process, whose pid we just read.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    // Our own child process, whose pid we just read.
+    assert!(util::kill_pid(pid));
     let t = Instant::now();
     let err = blocked.join().unwrap().unwrap_err();
     assert!(err.is_closed(), "{err:?}");
@@ -437,6 +439,8 @@ fn an_mproc_queue_cannot_move_into_the_server_process() {
     assert!(err.to_string().contains("Manager::queue"), "{err}");
 }
 
+// Fork-only: mproc::fork exists on Unix only.
+#[cfg(unix)]
 #[test]
 fn a_forked_copy_of_the_manager_does_not_stop_the_server() {
     let m = std::sync::Arc::new(Manager::start().unwrap());

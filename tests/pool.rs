@@ -37,8 +37,7 @@ fn raise_if(x: i64) -> i64 {
 #[mproc::process]
 fn die_if(x: i64) -> i64 {
     if x == 5 {
-        // SAFETY: raising a signal against our own process.
-        unsafe { libc::raise(libc::SIGKILL) };
+        util::kill_self();
     }
     x
 }
@@ -565,6 +564,8 @@ fn progress_bar_option_keeps_results() {
     assert_eq!(v[9], 81);
 }
 
+// Unix-only: SIGSEGV is a Unix signal (raised here with libc).
+#[cfg(unix)]
 #[mproc::process]
 fn segfault() -> i32 {
     // SAFETY: raising a signal against our own process.
@@ -572,6 +573,8 @@ fn segfault() -> i32 {
     0
 }
 
+// Unix-only: SIGSEGV is a Unix signal (raised here with libc).
+#[cfg(unix)]
 #[test]
 fn a_segfaulting_task_is_worker_died() {
     let pool = Pool::new(1).unwrap();

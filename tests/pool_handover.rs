@@ -21,35 +21,22 @@ fn ident(x: i64) -> i64 {
 
 #[mproc::process]
 fn suicide() -> i64 {
-    // SAFETY: a signal to our own process.
-    unsafe { libc::raise(libc::SIGKILL) };
-    unreachable!("SIGKILL is not caught")
+    util::kill_self()
 }
 
 #[mproc::process]
 fn fragile(x: i64) -> i64 {
     if x == 4 {
-        // SAFETY: a signal to our own process.
-        unsafe { libc::raise(libc::SIGKILL) };
+        util::kill_self();
     }
     x
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process here.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Sleeps `ms`, then returns `v` and when it started (CLOCK_MONOTONIC, ns).
+/// Sleeps `ms`, then returns `v` and when it started (`util::monotonic_ns`,
+/// CLOCK_MONOTONIC on Unix: one clock for every process here).
 #[mproc::process]
 fn timed(ms: u64, v: i64) -> (i64, u64) {
-    let started = now_ns();
+    let started = util::monotonic_ns();
     std::thread::sleep(Duration::from_millis(ms));
     (v, started)
 }
@@ -71,7 +58,7 @@ fn pool_of_two(m: mproc::StartMethod) -> Pool {
 fn assert_killed(r: Result<i64, TaskError>, what: &str) {
     match r {
         Err(TaskError::WorkerDied { exitcode, pid }) => {
-            assert_eq!(exitcode, -libc::SIGKILL, "{what}");
+            assert_eq!(exitcode, -util::SIGKILL, "{what}");
             assert!(pid > 0, "{what}");
         }
         other => panic!("{what}: expected WorkerDied with -9, got {other:?}"),
@@ -191,7 +178,7 @@ fn apply_async_never_queues_behind_a_slow_task() {
 fn map_with_chunksize_one_never_queues_behind_a_slow_item() {
     let pool = Pool::new(2).unwrap();
     warm(&pool);
-    let submitted = now_ns();
+    let submitted = util::monotonic_ns();
     let got = pool.map_chunked(timed, fast_and_slow(), 1).unwrap();
     for (v, &(value, started)) in got.iter().enumerate() {
         assert_eq!(value, v as i64);
@@ -242,9 +229,8 @@ fn a_worker_killed_while_idle_fails_nothing() {
         let pool = pool_of_two(m);
         warm(&pool);
         let victim = pool.apply(my_pid, ()).unwrap();
-        // SAFETY: a signal to a worker of our own pool, by its pid.
-        let sent = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
-        assert_eq!(sent, 0);
+        // A worker of our own pool, by its pid.
+        assert!(util::kill_pid(victim), "{m:?}: could not kill {victim}");
         let results: Vec<_> = (0..200)
             .map(|v| pool.apply_async(ident, v).unwrap())
             .collect();

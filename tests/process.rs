@@ -87,6 +87,8 @@ fn daemon_starts_child() -> String {
     }
 }
 
+// Unix-only: lists descriptors by number in /proc/self/fd or /dev/fd.
+#[cfg(unix)]
 #[mproc::process]
 fn count_fds() -> Vec<i32> {
     let mut fds: Vec<i32> = std::fs::read_dir(util::FD_DIR)
@@ -114,8 +116,12 @@ impl mproc::Run for Countdown {
     }
 }
 
+// Fork-only: read by fork_sees_parent_memory_spawn_does_not.
+#[cfg(unix)]
 static GLOBAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+// Fork-only: read by fork_sees_parent_memory_spawn_does_not.
+#[cfg(unix)]
 #[mproc::process]
 fn read_global() -> u32 {
     GLOBAL.load(std::sync::atomic::Ordering::SeqCst)
@@ -235,7 +241,7 @@ fn terminate_walk_through() {
         p.terminate().unwrap();
         assert_eq!(
             p.join_timeout(Duration::from_secs(30)).unwrap(),
-            Some(-libc::SIGTERM)
+            Some(-util::SIGTERM)
         );
         assert!(!p.is_alive(), "not alive after join");
         assert_eq!(p.exitcode(), Some(-15));
@@ -393,7 +399,7 @@ fn active_children_lists_and_reaps() {
 
 #[test]
 fn refuses_a_task_with_other_types() {
-    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+    for m in util::available(&[StartMethod::Spawn, StartMethod::ForkServer]) {
         let p = Process::new(add, (1, 2))
             .__with_fingerprint(12345)
             .start_method(m)
@@ -405,6 +411,9 @@ fn refuses_a_task_with_other_types() {
     }
 }
 
+// Unix-only: leaks a descriptor with fcntl and lists the child's
+// descriptors by number (/proc/self/fd, /dev/fd).
+#[cfg(unix)]
 #[test]
 fn spawn_and_forkserver_children_inherit_only_what_they_were_given() {
     // A descriptor without close-on-exec, as a careless library might leave.
@@ -431,6 +440,8 @@ fn spawn_and_forkserver_children_inherit_only_what_they_were_given() {
     unsafe { libc::close(leaked) };
 }
 
+// Fork-only: Windows has no fork.
+#[cfg(unix)]
 #[test]
 fn fork_sees_parent_memory_spawn_does_not() {
     GLOBAL.store(99, std::sync::atomic::Ordering::SeqCst);
@@ -451,6 +462,8 @@ fn fork_sees_parent_memory_spawn_does_not() {
     assert_eq!(served.join().unwrap(), 0);
 }
 
+// Fork-only: mproc::fork exists on Unix only.
+#[cfg(unix)]
 #[test]
 fn fork_closure() {
     let captured = [1, 2, 3];
@@ -477,8 +490,11 @@ fn start_method_is_fixed_once_used() {
         Err(mproc::ContextError::AlreadySet(m))
     );
     assert_eq!(mproc::get_start_method(), m);
-    let ctx = mproc::get_context(StartMethod::Fork);
-    assert_eq!(ctx.start_method(), StartMethod::Fork);
+    // A context for another method than the default still works (Fork on
+    // Unix; Windows has only Spawn).
+    let other = util::or_spawn(StartMethod::Fork);
+    let ctx = mproc::get_context(other);
+    assert_eq!(ctx.start_method(), other);
     assert_eq!(ctx.process(add, (2, 2)).start().unwrap().join().unwrap(), 4);
 }
 

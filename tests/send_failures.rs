@@ -6,10 +6,15 @@
 
 mod util;
 
+// The tests of descriptors that vanish before they are sent are Unix-only:
+// they place a descriptor by number (fcntl, RLIMIT_NOFILE) and expect EBADF
+// and SCM_RIGHTS's groups of 253. Marked "Unix-only: descriptors" below.
+#[cfg(unix)]
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)] // Unix-only: descriptors
 use mproc::codec::SharedFd;
 use mproc::{Process, StartMethod};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,9 +31,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// number is in the side table, but by the time the transport sends it no
 /// descriptor has that number, so `sendmsg` fails with `EBADF`. The number
 /// is high, so the sockets and pidfds opened in between never reuse it.
+#[cfg(unix)] // Unix-only: descriptors
 #[derive(Debug)]
 struct Vanishing(Mutex<Option<SharedFd>>);
 
+#[cfg(unix)] // Unix-only: descriptors
 impl Vanishing {
     fn new() -> Vanishing {
         let mut lim = libc::rlimit {
@@ -50,6 +57,7 @@ impl Vanishing {
     }
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 impl Serialize for Vanishing {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let fd = self
@@ -63,6 +71,7 @@ impl Serialize for Vanishing {
     }
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 impl<'de> Deserialize<'de> for Vanishing {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Vanishing(Mutex::new(Some(SharedFd::deserialize(d)?))))
@@ -86,16 +95,19 @@ impl<'de> Deserialize<'de> for Unencodable {
     }
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 #[mproc::process]
 fn holds_its_fd(v: Vanishing) -> bool {
     v.0.lock().unwrap().is_some()
 }
 
+#[cfg(unix)] // Unix-only: descriptors (used by warm_up)
 #[mproc::process]
 fn tick() -> u32 {
     7
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 #[mproc::process]
 fn vanishing_result() -> Vanishing {
     Vanishing::new()
@@ -103,6 +115,7 @@ fn vanishing_result() -> Vanishing {
 
 /// 300 good descriptors, then one that vanishes: the first group of 253
 /// is sent, the second fails, so the reply frame is cut off mid-way.
+#[cfg(unix)] // Unix-only: descriptors
 #[mproc::process]
 fn vanishing_after_a_group() -> (Vec<SharedFd>, Vanishing) {
     let good = SharedFd::new(std::fs::File::open("/dev/null").unwrap().into());
@@ -116,6 +129,7 @@ fn unencodable_result() -> Unencodable {
 
 /// Starts and joins one process per method, so that lazily created runtime
 /// descriptors (the fork server's connection) exist before we count.
+#[cfg(unix)] // Unix-only: descriptors (warms up for counting them)
 fn warm_up() {
     for m in METHODS {
         let p = Process::new(tick, ()).start_method(m).start().unwrap();
@@ -124,6 +138,7 @@ fn warm_up() {
 }
 
 /// The pid in "... (pid 1234) ...".
+#[cfg(unix)] // Unix-only: descriptors
 fn pid_in(message: &str) -> u32 {
     let at = message.find("(pid ").expect("the message names the pid") + 5;
     message[at..]
@@ -134,6 +149,7 @@ fn pid_in(message: &str) -> u32 {
         .unwrap()
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 #[test]
 fn start_request_that_cannot_be_sent_fails_start_and_leaves_nothing() {
     let _one = serial();
@@ -205,6 +221,7 @@ fn expect_unsent<R: serde::de::DeserializeOwned + std::fmt::Debug>(
     err.to_string()
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 #[test]
 fn result_that_cannot_be_sent_is_an_error_with_exit_code_1() {
     let _one = serial();
@@ -222,6 +239,7 @@ fn result_that_cannot_be_sent_is_an_error_with_exit_code_1() {
     }
 }
 
+#[cfg(unix)] // Unix-only: descriptors
 #[test]
 fn result_cut_off_after_a_group_of_descriptors_is_an_error() {
     let _one = serial();

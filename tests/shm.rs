@@ -121,7 +121,13 @@ fn handles_are_clone_send_sync_debug_serde_and_guards_are_not_send() {
 fn four_processes_count_to_forty_thousand() {
     let v = Value::new(0_i64).unwrap();
     let ps: Vec<_> = (0..4)
-        .map(|i| start(add_to_value, (v.clone(), 10_000), METHODS[i % 3]))
+        .map(|i| {
+            start(
+                add_to_value,
+                (v.clone(), 10_000),
+                METHODS[i % METHODS.len()],
+            )
+        })
         .collect();
     for p in ps {
         p.join().unwrap();
@@ -167,7 +173,13 @@ fn array_filled_in_parallel() {
     assert_eq!(a.len(), 1000);
     assert!(!a.is_empty());
     let ps: Vec<_> = (0..4)
-        .map(|part| start(fill_part, (a.clone(), part, 4), METHODS[part % 3]))
+        .map(|part| {
+            start(
+                fill_part,
+                (a.clone(), part, 4),
+                METHODS[part % METHODS.len()],
+            )
+        })
         .collect();
     for p in ps {
         p.join().unwrap();
@@ -208,7 +220,13 @@ fn raw_value_and_raw_array() {
 
     let a = RawArray::<u32>::new(90).unwrap();
     let ps: Vec<_> = (0..3)
-        .map(|part| start(raw_fill, (a.clone(), part, 3), METHODS[part]))
+        .map(|part| {
+            start(
+                raw_fill,
+                (a.clone(), part, 3),
+                METHODS[part % METHODS.len()],
+            )
+        })
         .collect();
     for p in ps {
         p.join().unwrap();
@@ -266,7 +284,7 @@ fn value_get_and_set_carry_on_after_owner_died() {
 
 #[test]
 fn array_owner_killed_gives_owner_died_and_to_vec_carries_on() {
-    for m in [StartMethod::Fork, StartMethod::Spawn] {
+    for m in util::available(&[StartMethod::Fork, StartMethod::Spawn]) {
         let a = Array::<u8>::new(4).unwrap();
         let held = Event::new().unwrap();
         let p = Process::new(die_holding_array, (a.clone(), held.clone()))
@@ -378,6 +396,9 @@ fn memory_of_a_killed_child_is_not_kept_by_the_child() {
 /// Encodes `value` as a task argument would be, and decodes it as `T`,
 /// with fresh descriptors for the same files (as the receiving process
 /// would get them).
+// Unix-only: reopens each descriptor through /proc/self/fd or /dev/fd (on
+// Windows no public API makes an mproc `OwnedFd` from a raw handle).
+#[cfg(unix)]
 fn reinterpret<T: serde::de::DeserializeOwned>(value: &impl serde::Serialize) -> Result<T, String> {
     let (bytes, fds) = mproc::codec::encode_with_fds(value)?;
     let fds = fds
@@ -394,6 +415,8 @@ fn reinterpret<T: serde::de::DeserializeOwned>(value: &impl serde::Serialize) ->
     mproc::codec::decode_with_fds(&bytes, fds)
 }
 
+// Unix-only: through `reinterpret`, which reopens descriptors by number.
+#[cfg(unix)]
 #[test]
 fn a_handle_decoded_as_another_type_is_refused_not_misread() {
     let v = Value::new(7_u32).unwrap();

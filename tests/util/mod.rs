@@ -20,6 +20,123 @@ pub(crate) const METHODS: [mproc::StartMethod; 3] = [
 #[cfg(windows)]
 pub(crate) const METHODS: [mproc::StartMethod; 1] = [mproc::StartMethod::Spawn];
 
+/// The methods of `list` that this platform has, in `list`'s order; if it
+/// has none of them, `[Spawn]`, so that the test still runs (on Windows,
+/// for `[Fork, ForkServer]`). On Unix this is `list` itself.
+pub(crate) fn available(list: &[mproc::StartMethod]) -> Vec<mproc::StartMethod> {
+    let all = mproc::get_all_start_methods();
+    let have: Vec<_> = list.iter().copied().filter(|m| all.contains(m)).collect();
+    if have.is_empty() {
+        vec![mproc::StartMethod::Spawn]
+    } else {
+        have
+    }
+}
+
+/// `m` if this platform has it, else `Spawn` (Windows has no `Fork` or
+/// `ForkServer`). On Unix this is `m` itself.
+pub(crate) fn or_spawn(m: mproc::StartMethod) -> mproc::StartMethod {
+    if mproc::get_all_start_methods().contains(&m) {
+        m
+    } else {
+        mproc::StartMethod::Spawn
+    }
+}
+
+/// The signal numbers that exit codes are compared with: a child ended by
+/// `Process::kill()` reports `-SIGKILL`, by `terminate()` `-SIGTERM`. On
+/// Windows mproc reports the same -9 and -15.
+#[cfg(unix)]
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+#[cfg(unix)]
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+#[cfg(windows)]
+pub(crate) const SIGKILL: i32 = 9;
+#[cfg(windows)]
+pub(crate) const SIGTERM: i32 = 15;
+
+/// The exit code that mproc's `Process::kill()` gives a Windows process,
+/// and reports as -9 (`0x10000 + signal`).
+#[cfg(windows)]
+const KILLED: u32 = 0x10000 + SIGKILL as u32;
+
+/// Ends this process at once, as `kill -9` (or the OOM killer) would: by
+/// `SIGKILL` on Unix, by `TerminateProcess` with the code mproc reports as
+/// -9 on Windows.
+pub(crate) fn kill_self() -> ! {
+    #[cfg(unix)]
+    // SAFETY: a signal to our own process.
+    unsafe {
+        libc::raise(libc::SIGKILL);
+    }
+    #[cfg(windows)]
+    // SAFETY: ends our own process (the pseudo handle needs no closing).
+    unsafe {
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+        TerminateProcess(GetCurrentProcess(), KILLED);
+    }
+    unreachable!("SIGKILL is not caught")
+}
+
+/// Kills process `pid` as `kill -9` would (on Windows with
+/// `TerminateProcess` and the code mproc reports as -9). Whether the kill
+/// was delivered.
+#[cfg(unix)]
+pub(crate) fn kill_pid(pid: u32) -> bool {
+    // SAFETY: a signal to a process the caller names by its pid.
+    (unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }) == 0
+}
+
+/// Kills process `pid` as `kill -9` would (on Windows with
+/// `TerminateProcess` and the code mproc reports as -9). Whether the kill
+/// was delivered.
+#[cfg(windows)]
+pub(crate) fn kill_pid(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    // SAFETY: a plain call; null means no such process (or no access).
+    let h = unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) };
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: `h` was just opened with PROCESS_TERMINATE.
+    let ok = unsafe { TerminateProcess(h, KILLED) } != 0;
+    // SAFETY: closing the handle opened above.
+    unsafe { CloseHandle(h) };
+    ok
+}
+
+/// A monotonic clock in nanoseconds that every process on the machine
+/// shares (`CLOCK_MONOTONIC` on Unix, `QueryPerformanceCounter` on
+/// Windows), for comparing times taken in different processes.
+#[cfg(unix)]
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A monotonic clock in nanoseconds that every process on the machine
+/// shares (`CLOCK_MONOTONIC` on Unix, `QueryPerformanceCounter` on
+/// Windows), for comparing times taken in different processes.
+#[cfg(windows)]
+pub(crate) fn monotonic_ns() -> u64 {
+    use windows_sys::Win32::System::Performance::{
+        QueryPerformanceCounter, QueryPerformanceFrequency,
+    };
+    let (mut count, mut freq) = (0i64, 0i64);
+    // SAFETY: valid out-pointers; neither call fails on XP or later.
+    unsafe {
+        QueryPerformanceCounter(&mut count);
+        QueryPerformanceFrequency(&mut freq);
+    }
+    (count as u128 * 1_000_000_000 / freq as u128) as u64
+}
+
 /// Where cargo put the examples (`cargo test` builds them).
 pub(crate) fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -101,7 +218,7 @@ pub(crate) fn open_fds() -> usize {
     let mut n = 0u32;
     // SAFETY: the pseudo handle of this process and a valid out-pointer.
     let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) };
-    assert_ne!(ok, 0);
+    assert_ne!(ok, 0, "GetProcessHandleCount");
     n as usize
 }
 

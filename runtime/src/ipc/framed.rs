@@ -262,7 +262,8 @@ impl FrameBufWriter {
     }
 }
 
-#[cfg(test)]
+// Descriptors are told apart by inode, a Unix notion (see transport.rs).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::ipc::transport::inode;

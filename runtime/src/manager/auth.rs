@@ -246,7 +246,8 @@ pub(crate) fn client_handshake<S: Read + Write>(
     deliver_challenge(stream, decoder, authkey, Policy::default())
 }
 
-#[cfg(test)]
+// The handshake is driven over a Unix socket pair.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;

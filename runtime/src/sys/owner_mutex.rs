@@ -312,7 +312,9 @@ impl RawMutex {
     }
 }
 
-#[cfg(test)]
+// Owner death is made here with fork; on Windows tests/sync.rs kills spawned
+// holders instead.
+#[cfg(all(test, unix))]
 mod tests {
     //! The same shapes as the robust mutex's tests in `tests/sync.rs`:
     //! threads contending, a timeout, a thread that exits holding it, and a
