@@ -345,6 +345,9 @@ fn start_worker(cfg: &Config, n: usize) -> io::Result<(WorkerProc, LaneIo)> {
             other => io::Error::other(other.to_string()),
         })?;
     log::info!(target: "mproc", "added worker {} (pid {})", p.name(), p.pid());
+    // Handles in jobs go straight into the worker (`sys::set_peer`).
+    #[cfg(windows)]
+    sys::set_peer(ours.as_fd(), p.pid())?;
     let worker = Arc::new(p);
     let sock = Arc::new(ours);
     let key = n as LaneKey;

@@ -112,6 +112,11 @@ fn run_entry(
 }
 
 fn worker_main(args: WorkerArgs) {
+    // Handles in results go straight into the pool's process.
+    #[cfg(windows)]
+    if let Some(parent) = crate::process::parent_process() {
+        let _ = crate::sys::set_peer(crate::sys::AsFd::as_fd(&args.sock), parent.pid());
+    }
     let results = match ByteRing::open(args.results) {
         Ok(r) => r,
         Err(e) => {

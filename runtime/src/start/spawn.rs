@@ -89,6 +89,9 @@ pub(crate) fn launch(req: &Request, payload: &[u8], fds: &[RawFd]) -> io::Result
     };
     #[cfg(windows)]
     let (pid, pidfd) = exec_self(theirs, CHILD_ENV, req.me.daemon)?;
+    // Handles in the start request go straight into the child.
+    #[cfg(windows)]
+    sys::set_peer(ours.as_fd(), pid)?;
     let sent = wire::send_request(ours.as_fd(), req, payload, fds);
     let child = ChildShared::for_request(req, pid, pidfd, ours, ExitSource::Direct);
     match sent {

@@ -397,8 +397,13 @@ extern "C" fn pre_main() {
 /// The control socket a spawned child inherited, from the value its
 /// launcher put in the environment (the socket's handle value).
 pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
-    let s = value.parse::<usize>().ok()?;
+    let (s, parent) = value.split_once(':')?;
+    let s = s.parse::<usize>().ok()?;
+    let parent = parent.parse::<u32>().ok()?;
     net::winsock_init();
+    // Handles sent to the parent go straight into it (`packet::set_peer`);
+    // if it cannot be opened, they are taken from here as usual.
+    let _ = packet::set_peer(s, parent);
     Some(OwnedFd::from_raw(RawFd {
         value: s,
         kind: Kind::Framed,
@@ -417,3 +422,10 @@ pub(crate) fn at_fork_child(_f: extern "C" fn()) {}
 /// local manager's server listens on a loopback TCP port of its own.
 #[derive(Debug, Default)]
 pub(crate) struct LocalName(());
+
+/// Records that process `pid` reads the other end of `sock`: handles sent
+/// on it are put into that process directly (see `packet.rs`). For a
+/// child's control socket, whose sender may end right after its last send.
+pub(crate) fn set_peer(sock: BorrowedFd<'_>, pid: u32) -> io::Result<()> {
+    packet::set_peer(net::socket_of(sock)?, pid)
+}

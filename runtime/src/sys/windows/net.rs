@@ -183,23 +183,50 @@ pub(super) fn send_plain(s: SOCKET, bufs: &[IoSlice<'_>], nonblocking: bool) -> 
 /// from another process): Wine's Winsock refuses `send` on those
 /// (`WSAENOTSOCK`, `tools/wine/PROBES.md` row 2b) but the socket's handle
 /// takes `WriteFile`.
+///
+/// The socket was made for overlapped I/O (as the standard library makes
+/// every socket), so the write gets an `OVERLAPPED` and is waited for: it
+/// has completed when this returns, and a process that exits right after
+/// loses nothing.
 fn write_file(s: SOCKET, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, HANDLE};
     use windows_sys::Win32::Storage::FileSystem::WriteFile;
+    use windows_sys::Win32::System::IO::{GetOverlappedResult, OVERLAPPED};
+    use windows_sys::Win32::System::Threading::CreateEventW;
     let Some(buf) = bufs.iter().find(|b| !b.is_empty()) else {
         return Ok(0);
     };
+    // SAFETY: a manual-reset, unnamed event; null is an error.
+    let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+    if event.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let event = OwnedFd::from_handle(event);
+    // SAFETY: all-zero is a valid OVERLAPPED (offset 0, which a socket
+    // ignores); it gets the event to signal.
+    let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+    ov.hEvent = event.as_raw_fd().value as HANDLE;
+    let h = s as HANDLE;
     let mut n: u32 = 0;
-    // SAFETY: `buf` is readable for the length passed; no overlapped I/O.
+    // SAFETY: `buf` and `ov` stay alive until the write has completed
+    // (waited for below before either is dropped).
     let ok = unsafe {
         WriteFile(
-            s as windows_sys::Win32::Foundation::HANDLE,
+            h,
             buf.as_ptr(),
             u32::try_from(buf.len()).unwrap_or(u32::MAX),
             &mut n,
-            std::ptr::null_mut(),
+            &mut ov,
         )
     };
     if ok == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(ERROR_IO_PENDING as i32) {
+            return Err(broken_pipe_if_reset(e));
+        }
+    }
+    // SAFETY: `ov` belongs to the write just started; TRUE waits for it.
+    if unsafe { GetOverlappedResult(h, &ov, &mut n, 1) } == 0 {
         return Err(broken_pipe_if_reset(io::Error::last_os_error()));
     }
     Ok(n as usize)

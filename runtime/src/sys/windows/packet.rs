@@ -56,6 +56,41 @@ fn owed(which: usize, s: SOCKET) -> Owed {
         .clone()
 }
 
+/// The process at the other end of a socket, where this process knows it:
+/// its pid and a handle to it that may duplicate handles into it.
+struct Peer {
+    pid: u32,
+    process: OwnedFd,
+}
+
+fn peers() -> &'static Mutex<HashMap<usize, Arc<Peer>>> {
+    static PEERS: OnceLock<Mutex<HashMap<usize, Arc<Peer>>>> = OnceLock::new();
+    PEERS.get_or_init(Default::default)
+}
+
+/// Records that process `pid` reads the other end of socket `s` (a child's
+/// control socket, from either side). Handles sent on `s` are then put
+/// straight into that process, so they arrive even if this process ends
+/// right after sending (a child's result): taking them from the sender
+/// would fail once it is gone.
+pub(super) fn set_peer(s: SOCKET, pid: u32) -> io::Result<()> {
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_DUP_HANDLE};
+    // SAFETY: a plain call; null is an error.
+    let h = unsafe { OpenProcess(PROCESS_DUP_HANDLE, 0, pid) };
+    if h.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let peer = Peer {
+        pid,
+        process: OwnedFd::from_handle(h),
+    };
+    peers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(s, Arc::new(peer));
+    Ok(())
+}
+
 /// Drops a closing socket's state (its value may be reused).
 pub(super) fn forget(s: SOCKET) {
     for which in [SENDING, RECEIVING] {
@@ -64,6 +99,7 @@ pub(super) fn forget(s: SOCKET) {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&s);
     }
+    peers().lock().unwrap_or_else(|e| e.into_inner()).remove(&s);
 }
 
 /// Writes all of `bytes`, blocking as needed.
@@ -78,19 +114,67 @@ fn send_all(s: SOCKET, mut bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The header and records of a packet of `len` data bytes carrying `fds`:
-/// copies of the handles are made here, for the reader to take.
-fn head(len: usize, fds: &[RawFd]) -> io::Result<Vec<u8>> {
+/// copies of the handles are made here, for the reader to take (in this
+/// process, or already in the reader's when it is known).
+fn head(s: SOCKET, len: usize, fds: &[RawFd]) -> io::Result<Vec<u8>> {
     let len = u32::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
     let mut out = Vec::with_capacity(HEADER + RECORD * fds.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&(fds.len() as u32).to_le_bytes());
-    let pid = super::getpid();
+    let peer = if fds.is_empty() {
+        None
+    } else {
+        peers()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&s)
+            .cloned()
+    };
     for &fd in fds {
-        let copy = super::handle::duplicate_in_this_process(fd.value as _, false)?;
+        // Put into the reader; where that fails (under Wine, a process
+        // that is still starting may refuse), left here for it to take.
+        let pushed = peer
+            .as_ref()
+            .and_then(|p| Some((p.pid, duplicate_into(fd.value as _, &p.process).ok()?)));
+        let (pid, copy) = match pushed {
+            Some(done) => done,
+            None => (
+                super::getpid(),
+                super::handle::duplicate_in_this_process(fd.value as _, false)?,
+            ),
+        };
         out.extend_from_slice(&pid.to_le_bytes());
         out.extend_from_slice(&fd.kind.code().to_le_bytes());
         out.extend_from_slice(&(copy as u64).to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// A copy of handle `h` made in the process `into` names.
+fn duplicate_into(
+    h: windows_sys::Win32::Foundation::HANDLE,
+    into: &OwnedFd,
+) -> io::Result<windows_sys::Win32::Foundation::HANDLE> {
+    use super::handle::AsRawFd;
+    use windows_sys::Win32::Foundation::{DUPLICATE_SAME_ACCESS, DuplicateHandle};
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `h` is a handle of ours the caller keeps open, `into` a
+    // process handle with PROCESS_DUP_HANDLE, `out` a valid out-pointer.
+    let ok = unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            h,
+            into.as_raw_fd().value as _,
+            &mut out,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(out)
 }
@@ -118,7 +202,7 @@ pub(super) fn send(
                 return Err(io::ErrorKind::WouldBlock.into());
             }
         }
-        let header = head(total, fds)?;
+        let header = head(s, total, fds)?;
         send_all(s, &header)?;
         *left = total;
     } else if !fds.is_empty() {

@@ -166,7 +166,8 @@ pub(crate) fn spawn_self(
     quote(exe.as_os_str(), &mut cmd);
     cmd.extend(" --mproc-child".encode_utf16());
     cmd.push(0);
-    let mut env = environment(env_name, &(sock as usize).to_string(), drop_env);
+    let value = format!("{}:{}", sock as usize, super::getpid());
+    let mut env = environment(env_name, &value, drop_env);
     let exe_w: Vec<u16> = exe.as_os_str().encode_wide().chain(Some(0)).collect();
 
     let mut size = 0usize;
