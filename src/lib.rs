@@ -190,6 +190,13 @@
 //! Linux (kernel 5.3 or newer, for pidfds) with glibc. The re-entry hook
 //! uses the ELF `.init_array` section.
 //!
+//! Windows has `Spawn` only ([`get_all_start_methods`] says so): the
+//! re-entry hook is a C runtime initializer, children that are daemons
+//! die with their parent through a kill-on-close job, and handles travel
+//! beside a message's bytes as descriptors do on Unix. It is tested under
+//! Wine, never on real Windows; a local [`Manager`] there cannot hold
+//! handles yet.
+//!
 //! macOS has its own implementation of the system layer (kqueue process
 //! handles, `shm_open`, `os_sync_wait_on_address`, a lock that learns of
 //! its owner's death from the owner's pid), which builds and passes the

@@ -207,11 +207,26 @@ fn exit_code_table() {
             }
             other => panic!("expected Panicked, got {other:?}"),
         }
-        // abort -> -6
+        // abort -> -6 (SIGABRT) on Unix
         let mut p = Process::new(abort_now, ()).start_method(m).start().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-6));
-        let err = p.join().unwrap_err();
-        assert!(matches!(err, ProcessError::Signaled(6)) && err.is_signaled());
+        #[cfg(unix)]
+        {
+            assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-6));
+            let err = p.join().unwrap_err();
+            assert!(matches!(err, ProcessError::Signaled(6)) && err.is_signaled());
+        }
+        // abort -> STATUS_STACK_BUFFER_OVERRUN (0xC0000409, the fast-fail
+        // code Rust's abort raises) on Windows: an exit status, no signal.
+        #[cfg(windows)]
+        {
+            let code = 0xC000_0409_u32 as i32;
+            assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(code));
+            let err = p.join().unwrap_err();
+            assert!(
+                matches!(err, ProcessError::Exited(c) if c == code),
+                "{err:?}"
+            );
+        }
         // terminated -> -15
         let mut p = Process::new(sleep_forever, ())
             .start_method(m)

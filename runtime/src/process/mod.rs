@@ -251,7 +251,9 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
             Some((Reply::Unsent(why), _, _)) => Err(ProcessError::Decode(format!(
                 "the task's result could not be sent to the parent: {why}"
             ))),
-            None if code < 0 => Err(ProcessError::Signaled(-code)),
+            // A signal is -1..=-64; below that (on Windows, an NTSTATUS
+            // crash code such as 0xC0000409, `abort`) is an exit status.
+            None if (-64..0).contains(&code) => Err(ProcessError::Signaled(-code)),
             None => Err(ProcessError::Exited(code)),
         }
     }
