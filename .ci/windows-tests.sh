@@ -10,12 +10,19 @@
 #                         the proxy's Debug test expects a Unix address
 #   tests/many_fds.rs     manager_calls_carry_hundreds_of_descriptors_both_ways
 #                         (the same gap)
-#   tests/pool.rs         two tests fail (an unencodable argument, the
-#                         workers' active_children listing), and the file
-#                         hung once when its tests ran in parallel under Wine
+#   tests/pool.rs         22 of 24 pass when it finishes, but the binary
+#                         sometimes hangs under Wine, also one test at a
+#                         time (seen twice in about six runs); the two that
+#                         fail: an unencodable argument, the workers'
+#                         active_children listing
 #   tests/pool_handover.rs, tests/examples_tour.rs, tests/examples_pool.rs
 #                         a failure each, not yet looked into
 #   doctests              some hang under Wine; not yet looked into
+#   parallel tests        with several tests at once in one binary, a new
+#                         child now and then resets its control socket
+#                         before it has read its start request ("Connection
+#                         reset by peer", seen in queue.rs and many_fds.rs);
+#                         so tests run one at a time here until that is found
 # Unix-only by nature: tests/compile_fail.rs (trybuild runs cargo, which
 # cannot run inside Wine) and tests/python_handshake.rs (needs CPython).
 set -euo pipefail
@@ -23,6 +30,7 @@ cd "$(dirname "$0")/.."
 target=x86_64-pc-windows-gnu
 export WINEPREFIX=${WINEPREFIX:-$HOME/.wine-mproc}
 export RUST_BACKTRACE=0
+export RUST_TEST_THREADS=1
 
 # Build everything first (examples too: the example tests start them).
 cargo build --workspace --target "$target" --examples --tests -q
@@ -39,7 +47,4 @@ for t in architecture examples_channels examples_manager examples_process \
     smoke sync; do
     run --test "$t"
 done
-run --test many_fds -- --test-threads=1 --skip manager_calls_carry_hundreds_of_descriptors_both_ways
-run --test pool -- --test-threads=1 \
-    --skip unserializable_arguments_or_results_fail_that_task_only \
-    --skip workers_are_active_children_and_leave_with_the_pool
+run --test many_fds -- --skip manager_calls_carry_hundreds_of_descriptors_both_ways
