@@ -82,6 +82,9 @@ pub(crate) static BEFORE_MAIN: registry::Registry<fn()> = registry::Registry::ne
 
 pub(crate) mod registry;
 
+mod mapping;
+pub(crate) use mapping::{mapping_read, mapping_u32, mapping_write};
+
 /// What an attempt to lock a `RawMutex` gave (the same on every system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Locked {

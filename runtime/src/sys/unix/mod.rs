@@ -14,9 +14,7 @@ mod process;
 mod socket;
 
 pub(crate) use clock::Deadline;
-pub(crate) use memory::{
-    Mapping, copy_bytes, mapping_read, mapping_u32, mapping_write, memory_size, page_size,
-};
+pub(crate) use memory::{Mapping, copy_bytes, memory_size, page_size};
 pub(crate) use poll::{PollFd, peer_gone, poll, wait_readable};
 #[cfg(any(target_os = "macos", test))]
 pub(super) use process::decode_wait_status;

@@ -95,26 +95,18 @@ impl std::fmt::Debug for OwnedFd {
 impl OwnedFd {
     /// Takes ownership of a kernel handle.
     pub(super) fn from_handle(h: HANDLE) -> OwnedFd {
-        OwnedFd {
-            raw: RawFd {
-                value: h as usize,
-                kind: Kind::Handle,
-            },
-            process: std::ptr::null_mut(),
-            watch: None,
-        }
+        OwnedFd::from_raw(RawFd {
+            value: h as usize,
+            kind: Kind::Handle,
+        })
     }
 
-    /// Takes ownership of a socket.
+    /// Takes ownership of a plain socket.
     pub(super) fn from_socket(s: SOCKET) -> OwnedFd {
-        OwnedFd {
-            raw: RawFd {
-                value: s,
-                kind: Kind::Socket,
-            },
-            process: std::ptr::null_mut(),
-            watch: None,
-        }
+        OwnedFd::from_raw(RawFd {
+            value: s,
+            kind: Kind::Socket,
+        })
     }
 
     /// Takes ownership of a raw object of kind `kind`.
@@ -213,14 +205,10 @@ impl BorrowedFd<'_> {
             ));
         }
         let h = duplicate_in_this_process(self.raw.value as HANDLE, false)?;
-        Ok(OwnedFd {
-            raw: RawFd {
-                value: h as usize,
-                kind: self.raw.kind,
-            },
-            process: std::ptr::null_mut(),
-            watch: None,
-        })
+        Ok(OwnedFd::from_raw(RawFd {
+            value: h as usize,
+            kind: self.raw.kind,
+        }))
     }
 
     /// For a process, its handle.

@@ -324,9 +324,15 @@ fn semaphores() -> &'static Mutex<SemMap> {
     SEMS.get_or_init(Default::default)
 }
 
-/// The parking slot of `word`, if it lies in a mapped segment: its sleeper
-/// count and its semaphore.
-fn parking(word: &AtomicU32) -> Option<(&'static AtomicU32, HANDLE)> {
+/// Where a word of a mapped segment parks.
+struct Slot {
+    sleepers: &'static AtomicU32,
+    id: [u64; 2],
+    index: usize,
+}
+
+/// The parking slot of `word`, if it lies in a mapped segment.
+fn slot_of(word: &AtomicU32) -> Option<Slot> {
     let addr = word as *const AtomicU32 as usize;
     let (base, e) = {
         let reg = registry().lock().unwrap();
@@ -336,36 +342,48 @@ fn parking(word: &AtomicU32) -> Option<(&'static AtomicU32, HANDLE)> {
     if addr >= e.end {
         return None;
     }
-    let slot = (addr - base) / 4 % SLOTS;
+    let index = (addr - base) / 4 % SLOTS;
     // SAFETY: the entry's mapping is alive while the caller borrows a word
     // inside it (the word's reference keeps it mapped), and the parking page
     // is part of it; the 'static is only as long as the caller's wait.
     let park = unsafe { &*(e.park as *const Park) };
-    let mut sems = semaphores().lock().unwrap();
-    let sem = match sems.get(&(e.id, slot)) {
-        Some(s) => s.0,
-        None => {
-            let name: Vec<u16> = format!("Local\\mproc-{:016x}{:016x}-{slot}", e.id[0], e.id[1])
-                .encode_utf16()
-                .chain(Some(0))
-                .collect();
-            // SAFETY: creates or opens the named semaphore; null is an error.
-            let h = unsafe { CreateSemaphoreW(std::ptr::null(), 0, i32::MAX, name.as_ptr()) };
-            if h.is_null() {
-                return None;
-            }
-            sems.insert((e.id, slot), Semaphore(h));
-            h
+    Some(Slot {
+        sleepers: &park.sleepers[index],
+        id: e.id,
+        index,
+    })
+}
+
+impl Slot {
+    /// The slot's semaphore, opened (or created) on first use in this
+    /// process.
+    fn semaphore(&self) -> Option<HANDLE> {
+        let mut sems = semaphores().lock().unwrap();
+        if let Some(s) = sems.get(&(self.id, self.index)) {
+            return Some(s.0);
         }
-    };
-    Some((&park.sleepers[slot], sem))
+        let name: Vec<u16> = format!(
+            "Local\\mproc-{:016x}{:016x}-{}",
+            self.id[0], self.id[1], self.index
+        )
+        .encode_utf16()
+        .chain(Some(0))
+        .collect();
+        // SAFETY: creates or opens the named semaphore; null is an error.
+        let h = unsafe { CreateSemaphoreW(std::ptr::null(), 0, i32::MAX, name.as_ptr()) };
+        if h.is_null() {
+            return None;
+        }
+        sems.insert((self.id, self.index), Semaphore(h));
+        Some(h)
+    }
 }
 
 /// Sleeps while `*word == expected`, until woken or `deadline` passes.
 /// `false` only when the deadline passed; `true` means "look again".
 pub(crate) fn word_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> bool {
     let ms = deadline.map_or(INFINITE, Deadline::millis);
-    let Some((sleepers, sem)) = parking(word) else {
+    let Some(slot) = slot_of(word) else {
         // SAFETY: both pointers name live u32s of the size passed.
         let woke = unsafe {
             WaitOnAddress(
@@ -377,20 +395,25 @@ pub(crate) fn word_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadl
         };
         return woke != 0 || deadline.is_none_or(|d| !d.has_passed());
     };
-    sleepers.fetch_add(1, Ordering::SeqCst);
-    if word.load(Ordering::SeqCst) != expected {
-        sleepers.fetch_sub(1, Ordering::SeqCst);
-        return true;
-    }
-    // SAFETY: a live semaphore handle of this process.
-    let r = unsafe { WaitForSingleObject(sem, ms) };
-    sleepers.fetch_sub(1, Ordering::SeqCst);
-    r != WAIT_TIMEOUT
+    slot.sleepers.fetch_add(1, Ordering::SeqCst);
+    let r = match slot.semaphore() {
+        _ if word.load(Ordering::SeqCst) != expected => None,
+        // SAFETY: a live semaphore handle of this process.
+        Some(sem) => Some(unsafe { WaitForSingleObject(sem, ms) }),
+        // No semaphore (the system refused one): look again shortly.
+        None => {
+            std::thread::sleep(Duration::from_millis(1).min(Duration::from_millis(u64::from(ms))));
+            None
+        }
+    };
+    slot.sleepers.fetch_sub(1, Ordering::SeqCst);
+    r != Some(WAIT_TIMEOUT) || deadline.is_none_or(|d| !d.has_passed())
 }
 
 /// Wakes sleepers on `word` (every sleeper of its slot, for a shared word).
+/// A wake with nobody asleep touches only the slot's count.
 pub(crate) fn word_wake(word: &AtomicU32, n: u32) {
-    let Some((sleepers, sem)) = parking(word) else {
+    let Some(slot) = slot_of(word) else {
         let p = (word as *const AtomicU32).cast();
         // SAFETY: `p` names a live u32.
         unsafe {
@@ -402,23 +425,13 @@ pub(crate) fn word_wake(word: &AtomicU32, n: u32) {
         }
         return;
     };
-    let k = sleepers.load(Ordering::SeqCst);
-    if k > 0 {
+    let k = slot.sleepers.load(Ordering::SeqCst);
+    if k > 0
+        && let Some(sem) = slot.semaphore()
+    {
         // SAFETY: a live semaphore handle of this process.
         unsafe { ReleaseSemaphore(sem, k.min(i32::MAX as u32) as i32, std::ptr::null_mut()) };
     }
-}
-
-/// The atomic `u32` at `offset` in `map`. Panics if out of bounds or
-/// misaligned.
-pub(crate) fn mapping_u32(map: &Mapping, offset: usize) -> &AtomicU32 {
-    assert!(
-        offset % 4 == 0 && offset + 4 <= map.len(),
-        "word outside the mapping"
-    );
-    // SAFETY: in bounds and aligned (checked; the view is page-aligned);
-    // any bits are a valid AtomicU32; the reference borrows `map`.
-    unsafe { &*map.as_ptr().add(offset).cast::<AtomicU32>() }
 }
 
 /// Copies `len` bytes from `src` to `dst`.
@@ -428,30 +441,4 @@ pub(crate) fn mapping_u32(map: &Mapping, offset: usize) -> &AtomicU32 {
 pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     // SAFETY: the caller's guarantee.
     unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
-}
-
-/// Copies bytes out of `map`; `false` (copying nothing) if out of range.
-pub(crate) fn mapping_read(map: &Mapping, offset: usize, out: &mut [u8]) -> bool {
-    if offset
-        .checked_add(out.len())
-        .is_none_or(|end| end > map.len())
-    {
-        return false;
-    }
-    // SAFETY: the range is inside the mapping (checked); plain bytes.
-    unsafe { copy_bytes(map.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
-    true
-}
-
-/// Copies bytes into `map`; `false` (copying nothing) if out of range.
-pub(crate) fn mapping_write(map: &Mapping, offset: usize, bytes: &[u8]) -> bool {
-    if offset
-        .checked_add(bytes.len())
-        .is_none_or(|end| end > map.len())
-    {
-        return false;
-    }
-    // SAFETY: the range is inside the writable mapping (checked).
-    unsafe { copy_bytes(bytes.as_ptr(), map.as_ptr().add(offset), bytes.len()) };
-    true
 }

@@ -28,8 +28,7 @@ mod spawn;
 
 pub use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 pub(crate) use memory::{
-    Deadline, Mapping, copy_bytes, mapping_read, mapping_u32, mapping_write, memory_size,
-    page_size, shared_memory, word_wait, word_wake,
+    Deadline, Mapping, copy_bytes, memory_size, page_size, shared_memory, word_wait, word_wake,
 };
 pub(crate) use net::{
     MAX_FDS_PER_MESSAGE, PollFd, doorbell_pair, peer_gone, poll, recv_with_fds, send_with_fds,

@@ -141,16 +141,26 @@ pub(crate) fn send_with_fds(
     send_plain(s, bufs, nonblocking)
 }
 
+/// The most buffers one send passes to `WSASend`.
+pub(super) const MAX_BUFS: usize = 8;
+
 /// Writes from `bufs` on a socket, as many bytes as it takes now (blocking
 /// until it takes some, unless `nonblocking`).
 pub(super) fn send_plain(s: SOCKET, bufs: &[IoSlice<'_>], nonblocking: bool) -> io::Result<usize> {
-    let mut wsa: Vec<WSABUF> = bufs
-        .iter()
-        .map(|b| WSABUF {
+    // The first few buffers, on the stack: a send may take fewer bytes
+    // than offered anyway, and callers go on from what was taken.
+    let mut wsa = [WSABUF {
+        len: 0,
+        buf: std::ptr::null_mut(),
+    }; MAX_BUFS];
+    let count = bufs.len().min(MAX_BUFS);
+    for (w, b) in wsa.iter_mut().zip(bufs) {
+        *w = WSABUF {
             len: u32::try_from(b.len()).unwrap_or(u32::MAX),
             buf: b.as_ptr().cast_mut(),
-        })
-        .collect();
+        };
+    }
+    let wsa = &mut wsa[..count];
     loop {
         let mut sent: u32 = 0;
         // SAFETY: `wsa` describes live, readable buffers; no overlapped I/O.

@@ -186,6 +186,16 @@ pub(super) fn send(
     fds: &[RawFd],
     nonblocking: bool,
 ) -> io::Result<usize> {
+    if fds.len() > super::MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message may carry at most {} handles, this one has {}",
+                super::MAX_FDS_PER_MESSAGE,
+                fds.len()
+            ),
+        ));
+    }
     let owed = owed(SENDING, s);
     let mut left = owed.lock().unwrap_or_else(|e| e.into_inner());
     let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -213,17 +223,20 @@ pub(super) fn send(
     }
     // Only this packet's data: the caller resumes with what follows.
     let mut room = *left;
-    let mut mine: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
-    for b in bufs {
+    let mut mine = [IoSlice::new(&[]); super::net::MAX_BUFS];
+    let mut count = 0;
+    for b in bufs.iter().take(super::net::MAX_BUFS) {
         if room == 0 {
             break;
         }
         let take = b.len().min(room);
-        mine.push(IoSlice::new(&b[..take]));
+        mine[count] = IoSlice::new(&b[..take]);
+        count += 1;
         room -= take;
     }
+    let mine = &mine[..count];
     let n = loop {
-        match send_plain(s, &mine, nonblocking) {
+        match send_plain(s, mine, nonblocking) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && fresh => {
                 // The head (and its handles) went in this call: report at
                 // least one data byte written, or the caller would send
