@@ -3,18 +3,20 @@
 //!
 //! The interface is what each system's folders export together: `unix/`
 //! holds the POSIX half that Linux and macOS share, written once, and
-//! `linux/` and `macos/` only what differs (Windows will sit beside them,
-//! exporting the same names):
+//! `linux/` and `macos/` only what differs; `windows/` exports the same
+//! names for Windows (the Unix-only ones, such as `fork`, it lacks, and the
+//! layers above `cfg` their callers). `mapping.rs` and `registry.rs` are
+//! shared by all.
 //!
 //! | group | names |
 //! |---|---|
-//! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `close_from`, `MAX_FDS_PER_MESSAGE` |
-//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux, `os_sync_wait_on_address` on macOS) |
-//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `ProcessHandle`, `open_process`, `signal_process`, `reap` (a pidfd on Linux, a kqueue and the pid on macOS), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
-//! | start-up | `BEFORE_MAIN`, `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
-//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux, an unlinked `shm_open` object on macOS), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
-//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` (the kernel's robust list on Linux, `owner_mutex.rs` on macOS) |
-//! | local sockets | `listen_local`, `local_address`, `LocalName` (an abstract name on Linux, a path in a private directory on macOS) |
+//! | descriptors and sockets | `OwnedFd`, `BorrowedFd`, `RawFd`, `AsFd`, `AsRawFd`, `socketpair`, `doorbell_pair`, `dup_above`, `dup_raw`, `send_with_fds`, `recv_with_fds`, `shutdown_write`, `peer_gone`, `wait_readable`, `adopt_inherited_fd`, `adopt_control`, `close_from`, `MAX_FDS_PER_MESSAGE`; `set_peer` (Windows: handles go straight into a known reader) |
+//! | waiting | `PollFd`, `poll`, `Deadline`, `word_wait`, `word_wake` (a futex on Linux, `os_sync_wait_on_address` on macOS, a slot semaphore on Windows) |
+//! | processes | `fork`, `fork_single_threaded`, `thread_count`, `Forked`, `posix_spawn`, `ProcessHandle`, `open_process`, `signal_process`, `reap` (a pidfd on Linux, a kqueue and the pid on macOS, a process handle and an exit-watch socket on Windows), `kill_and_reap`, `wait_any_nohang`, `process_exists`, `exit_now`, `write_all_raw`, `write_stderr`, `exe_identity`, `getpid`, `die_with_parent`, `signal_default`, `SIGKILL`, `SIGTERM`, `is_no_such_process` |
+//! | start-up | `BEFORE_MAIN` (a `registry::Registry` on Windows), `at_exit`, `at_fork_child`, `getenv_early`, `unsetenv_early` |
+//! | shared memory | `Mapping`, `shared_memory`, `memory_size` (a sealed memfd on Linux, an unlinked `shm_open` object on macOS, an unnamed section with a parking page on Windows), `page_size`, `mapping_u32`, `mapping_read`, `mapping_write`, `copy_bytes` |
+//! | robust mutexes | `RawMutex`, `Locked`, `thread_identity` (the kernel's robust list on Linux, `owner_mutex.rs` on macOS and Windows) |
+//! | local sockets | `listen_local`, `local_address`, `LocalName` (an abstract name on Linux, a path in a private directory on macOS; on Windows a local manager's server picks its own loopback port) |
 //! | host | `cpu_count`, `usable_cpus`, `fill_random` |
 //!
 //! `unsafe` code lives here and in `shm/` only (see `runtime/README.md`).
