@@ -204,9 +204,13 @@ impl BorrowedFd<'_> {
                 "a process handle is opened again, not duplicated",
             ));
         }
-        let h = duplicate_in_this_process(self.raw.value as HANDLE, false)?;
+        let value = if self.raw.kind.is_socket() {
+            super::net::own_copy(self.raw.value)?
+        } else {
+            duplicate_in_this_process(self.raw.value as HANDLE, false)? as usize
+        };
         Ok(OwnedFd::from_raw(RawFd {
-            value: h as usize,
+            value,
             kind: self.raw.kind,
         }))
     }

@@ -353,10 +353,12 @@ pub(super) fn import_handle((pid, value, kind): Exported) -> io::Result<OwnedFd>
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(OwnedFd::from_raw(RawFd {
-        value: out as usize,
-        kind,
-    }))
+    let value = if kind.is_socket() {
+        net::adopt(out as SOCKET)
+    } else {
+        out as usize
+    };
+    Ok(OwnedFd::from_raw(RawFd { value, kind }))
 }
 
 /// An identity of this program's executable file: its size and times.
@@ -402,6 +404,7 @@ pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
     net::winsock_init();
     // Handles sent to the parent go straight into it (`packet::set_peer`);
     // if it cannot be opened, they are taken from here as usual.
+    let s = net::adopt(s);
     let _ = packet::set_peer(s, parent);
     Some(OwnedFd::from_raw(RawFd {
         value: s,

@@ -57,6 +57,59 @@ fn set_nonblocking(s: SOCKET) -> io::Result<()> {
     Ok(())
 }
 
+/// A socket of this process's own for the socket `s` names, made with
+/// `WSADuplicateSocketW` to this process and `WSASocketW`, the documented
+/// way to share a socket (not inheritable, mode unchanged: the copy is the
+/// same socket). A socket that came by `DuplicateHandle` (inherited, taken
+/// from a sender, or cloned with it) is only half a socket under Wine:
+/// `WSAPoll`, `send` and `closesocket` refuse it with `WSAENOTSOCK`
+/// (`tools/wine/PROBES.md` rows 2b and 2d), so every socket a process gets
+/// that way is made its own here. `s` stays open.
+pub(super) fn own_copy(s: SOCKET) -> io::Result<SOCKET> {
+    use windows_sys::Win32::Networking::WinSock::{
+        FROM_PROTOCOL_INFO, INVALID_SOCKET, WSA_FLAG_NO_HANDLE_INHERIT, WSA_FLAG_OVERLAPPED,
+        WSADuplicateSocketW, WSAPROTOCOL_INFOW, WSASocketW,
+    };
+    winsock_init();
+    // SAFETY: all-zero is a valid WSAPROTOCOL_INFOW to fill in.
+    let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
+    // SAFETY: `s` is a socket handle the caller holds; `info` a valid
+    // out-pointer.
+    if unsafe { WSADuplicateSocketW(s, super::getpid(), &mut info) } != 0 {
+        return Err(last_error());
+    }
+    // SAFETY: `info` was filled in for this process just above.
+    let copy = unsafe {
+        WSASocketW(
+            FROM_PROTOCOL_INFO,
+            FROM_PROTOCOL_INFO,
+            FROM_PROTOCOL_INFO,
+            &info,
+            0,
+            WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT,
+        )
+    };
+    if copy == INVALID_SOCKET {
+        return Err(last_error());
+    }
+    Ok(copy)
+}
+
+/// Makes the socket handle `s`, which this process got by `DuplicateHandle`
+/// and owns, a socket of its own ([`own_copy`]), closing `s`. Where that
+/// fails, `s` is kept: it still reads.
+pub(super) fn adopt(s: SOCKET) -> SOCKET {
+    match own_copy(s) {
+        Ok(copy) => {
+            // SAFETY: the caller owns `s`; a handle close, since Wine's
+            // closesocket refuses it (`own_copy` says why).
+            unsafe { windows_sys::Win32::Foundation::CloseHandle(s as _) };
+            copy
+        }
+        Err(_) => s,
+    }
+}
+
 /// A connected pair of stream sockets that carry handles: every write is a
 /// packet (`packet.rs`), as every `sendmsg` is a message on Unix.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {

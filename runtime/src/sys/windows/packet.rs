@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use windows_sys::Win32::Networking::WinSock::{POLLRDNORM, POLLWRNORM, SOCKET};
+use windows_sys::Win32::Networking::WinSock::{POLLWRNORM, SOCKET};
 
 use super::handle::{Kind, OwnedFd, RawFd};
 use super::net::{recv_plain, send_plain, wait_for};
@@ -35,20 +35,33 @@ use super::net::{recv_plain, send_plain, wait_for};
 const HEADER: usize = 8;
 const RECORD: usize = 16;
 
-/// What a socket owes: data bytes left in the packet being written, or
-/// being read.
+/// What a socket owes in the packet being written: data bytes left.
 type Owed = Arc<Mutex<usize>>;
 
-fn table(which: usize) -> &'static Mutex<HashMap<usize, Owed>> {
-    static TABLES: OnceLock<[Mutex<HashMap<usize, Owed>>; 2]> = OnceLock::new();
-    &TABLES.get_or_init(Default::default)[which]
+/// Where a socket's reader is in the packet being read.
+#[derive(Default)]
+struct Incoming {
+    /// The header and records read so far (empty between packets).
+    head: Vec<u8>,
+    /// Data bytes of this packet not read yet (0: a head comes next).
+    left: usize,
+    /// The packet's handles, taken out of the sender once its records are
+    /// in; they go to the caller with the first data bytes it reads.
+    fds: Vec<OwnedFd>,
 }
 
-const SENDING: usize = 0;
-const RECEIVING: usize = 1;
+fn sending() -> &'static Mutex<HashMap<usize, Owed>> {
+    static TABLE: OnceLock<Mutex<HashMap<usize, Owed>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
 
-fn owed(which: usize, s: SOCKET) -> Owed {
-    table(which)
+fn receiving() -> &'static Mutex<HashMap<usize, Arc<Mutex<Incoming>>>> {
+    static TABLE: OnceLock<Mutex<HashMap<usize, Arc<Mutex<Incoming>>>>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+fn state_of<T: Default>(table: &Mutex<HashMap<usize, Arc<Mutex<T>>>>, s: SOCKET) -> Arc<Mutex<T>> {
+    table
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(s)
@@ -93,12 +106,14 @@ pub(super) fn set_peer(s: SOCKET, pid: u32) -> io::Result<()> {
 
 /// Drops a closing socket's state (its value may be reused).
 pub(super) fn forget(s: SOCKET) {
-    for which in [SENDING, RECEIVING] {
-        table(which)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&s);
-    }
+    sending()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&s);
+    receiving()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&s);
     peers().lock().unwrap_or_else(|e| e.into_inner()).remove(&s);
 }
 
@@ -196,7 +211,7 @@ pub(super) fn send(
             ),
         ));
     }
-    let owed = owed(SENDING, s);
+    let owed = state_of(sending(), s);
     let mut left = owed.lock().unwrap_or_else(|e| e.into_inner());
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let fresh = *left == 0;
@@ -250,28 +265,12 @@ pub(super) fn send(
     Ok(n)
 }
 
-/// Reads exactly `buf.len()` bytes, blocking as needed; `false` on a clean
-/// end-of-file before the first byte.
-fn recv_exact(s: SOCKET, buf: &mut [u8], first_may_block: bool) -> io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match recv_plain(s, &mut buf[got..], got == 0 && !first_may_block) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed in the middle of a packet",
-                ));
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for(s, POLLRDNORM)?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// `recv_with_fds` on a framed socket.
+/// `recv_with_fds` on a framed socket. Resumable, as a Unix stream is: a
+/// non-blocking call that finds nothing more reports would-block wherever
+/// it is in a packet (its head, its data), and the next call goes on from
+/// there. So a reader that must not block never waits for a sender that
+/// stopped half-way (under Wine, a killed process's end of a socket can
+/// stay open for a while, so no end-of-file comes either).
 pub(super) fn recv(
     s: SOCKET,
     buf: &mut [u8],
@@ -281,39 +280,41 @@ pub(super) fn recv(
     if buf.is_empty() {
         return Ok(0);
     }
-    let owed = owed(RECEIVING, s);
-    let mut left = owed.lock().unwrap_or_else(|e| e.into_inner());
-    if *left == 0 {
-        let mut header = [0u8; HEADER];
-        // The first byte as the caller asked (a would-block is reported);
-        // once a packet has begun, the rest of its head follows at once.
-        match recv_plain(s, &mut header[..1], nonblocking) {
-            Ok(0) => return Ok(0),
-            Ok(_) => {}
-            Err(e) => return Err(e),
+    let state = state_of(receiving(), s);
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    while st.left == 0 {
+        let need = match st.head.get(4..HEADER) {
+            Some(count) => HEADER + RECORD * u32::from_le_bytes(count.try_into().unwrap()) as usize,
+            None => HEADER,
+        };
+        let have = st.head.len();
+        if have < need {
+            st.head.resize(need, 0);
+            let n = match recv_plain(s, &mut st.head[have..need], nonblocking) {
+                Ok(n) => n,
+                Err(e) => {
+                    st.head.truncate(have);
+                    return Err(e);
+                }
+            };
+            st.head.truncate(have + n);
+            if n == 0 {
+                if have == 0 {
+                    return Ok(0);
+                }
+                return Err(mid_packet_eof());
+            }
+            if have + n == HEADER {
+                check_header(&st.head)?;
+            }
+            continue;
         }
-        if !recv_exact(s, &mut header[1..], true)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the peer closed in the middle of a packet",
-            ));
-        }
-        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-        let count = u32::from_le_bytes(header[4..].try_into().unwrap()) as usize;
-        if count > super::MAX_FDS_PER_MESSAGE || len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "a packet header that no mproc process wrote ({len} bytes, {count} handles)"
-                ),
-            ));
-        }
-        let mut records = vec![0u8; RECORD * count];
-        if !recv_exact(s, &mut records, true)? {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        // The head is whole: take the handles, then the data follows.
+        let head = std::mem::take(&mut st.head);
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
+        st.left = len;
         let mut failed = None;
-        for r in records.chunks_exact(RECORD) {
+        for r in head[HEADER..].chunks_exact(RECORD) {
             let pid = u32::from_le_bytes(r[..4].try_into().unwrap());
             let kind = u32::from_le_bytes(r[4..8].try_into().unwrap());
             let value = u64::from_le_bytes(r[8..].try_into().unwrap());
@@ -321,29 +322,43 @@ pub(super) fn recv(
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown handle kind"))
                 .and_then(|kind| super::import_handle((pid, value, kind)));
             match imported {
-                Ok(fd) => fds.push(fd),
+                Ok(fd) => st.fds.push(fd),
                 Err(e) => failed = Some(e),
             }
         }
-        *left = len;
         if let Some(e) = failed {
             // As a cut-off SCM_RIGHTS message: the bytes are unusable.
+            st.fds.clear();
             return Err(e);
         }
     }
-    let want = buf.len().min(*left);
-    let n = loop {
-        match recv_plain(s, &mut buf[..want], false) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed in the middle of a packet",
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_for(s, POLLRDNORM)?,
-            other => break other?,
+    let want = buf.len().min(st.left);
+    match recv_plain(s, &mut buf[..want], nonblocking)? {
+        0 => Err(mid_packet_eof()),
+        n => {
+            st.left -= n;
+            fds.append(&mut st.fds);
+            Ok(n)
         }
-    };
-    *left -= n;
-    Ok(n)
+    }
+}
+
+fn mid_packet_eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the peer closed in the middle of a packet",
+    )
+}
+
+/// Refuses a header no mproc process wrote.
+fn check_header(header: &[u8]) -> io::Result<()> {
+    let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(header[4..HEADER].try_into().unwrap()) as usize;
+    if count > super::MAX_FDS_PER_MESSAGE || len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a packet header that no mproc process wrote ({len} bytes, {count} handles)"),
+        ));
+    }
+    Ok(())
 }

@@ -31,6 +31,7 @@ fn run_role(role: &str, args: &[String]) -> i32 {
         "handles-pull" => handles::child_pull(args),
         "handles-push" => handles::child_push(),
         "sock-echo" => sockets::child_echo(args),
+        "sock-adopt" => sockets::child_adopt(args),
         "shm" => shm::child(args),
         "set-event" => shm::child_set_event(args),
         "sem" => wake::child_semaphore(),

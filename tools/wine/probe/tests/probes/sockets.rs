@@ -182,6 +182,122 @@ fn socket_shared_by_wsaduplicatesocket_works_in_the_child() {
     assert_eq!(report, "recv ok \"ping\", send ok, closesocket ok");
 }
 
+/// What `WSAPoll` does with a socket that came by `DuplicateHandle`, and
+/// whether the receiver can make it a socket of its own: Wine's `WSAPoll`
+/// refuses a socket not in the process's own list, so a receiver that must
+/// wait for data duplicates the socket to itself with `WSADuplicateSocketW`
+/// and `WSASocketW` (the documented way, also valid on Windows).
+#[test]
+fn a_socket_pulled_by_duplicatehandle_is_adopted_by_duplicating_it_to_oneself() {
+    let _serial = serial();
+    let (a, b) = socketpair();
+    let me = current_process();
+    let transit = duplicate(me, b.as_raw_socket() as usize as _, me, false);
+    let mut kid = Kid::spawn(
+        "sock-adopt",
+        &[std::process::id().to_string(), hv(transit)],
+    );
+    let report = ping_child(a, b, &mut kid);
+    assert_eq!(report, WINE_ADOPTED);
+}
+
+/// Wine 8: `WSAPoll` on the pulled socket fails with `WSAENOTSOCK`; the
+/// adopted copy polls, sends and closes as a socket of this process.
+const WINE_ADOPTED: &str = "poll before err 10038, adopt ok, poll ok 1, recv ok \"ping\", send ok, \
+     closesocket ok";
+
+/// Child of the probe above: pulls the socket, tries `WSAPoll`, adopts it,
+/// then echoes as [`child_echo`] does.
+pub fn child_adopt(args: &[String]) -> i32 {
+    winsock_start();
+    let a = open_process(num(args, 0) as u32, PROCESS_DUP_HANDLE);
+    let pulled = duplicate(raw(&a), handle_arg(&args[1]), current_process(), true) as SOCKET;
+    let mut report = Vec::new();
+    let mut fd = WSAPOLLFD {
+        fd: pulled,
+        events: POLLRDNORM,
+        revents: 0,
+    };
+    // SAFETY: one valid WSAPOLLFD.
+    let n = unsafe { WSAPoll(&mut fd, 1, 0) };
+    report.push(if n < 0 {
+        // SAFETY: no preconditions.
+        format!("poll before err {}", unsafe { WSAGetLastError() })
+    } else {
+        format!("poll before ok {n}")
+    });
+    // SAFETY: all-zero is a valid WSAPROTOCOL_INFOW.
+    let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out-pointer.
+    let r = unsafe { WSADuplicateSocketW(pulled, std::process::id(), &mut info) };
+    let sock = if r != 0 {
+        // SAFETY: no preconditions.
+        report.push(format!("adopt err {}", unsafe { WSAGetLastError() }));
+        pulled
+    } else {
+        // SAFETY: `info` came from WSADuplicateSocketW for this process.
+        let s = unsafe {
+            WSASocketW(
+                FROM_PROTOCOL_INFO,
+                FROM_PROTOCOL_INFO,
+                FROM_PROTOCOL_INFO,
+                &info,
+                0,
+                WSA_FLAG_OVERLAPPED,
+            )
+        };
+        if s == INVALID_SOCKET {
+            // SAFETY: no preconditions.
+            report.push(format!("adopt err {}", unsafe { WSAGetLastError() }));
+            pulled
+        } else {
+            report.push("adopt ok".into());
+            // SAFETY: the pulled handle is ours; the adopted copy lives on.
+            unsafe { CloseHandle(pulled as HANDLE) };
+            s
+        }
+    };
+    let mut fd = WSAPOLLFD {
+        fd: sock,
+        events: POLLRDNORM,
+        revents: 0,
+    };
+    // SAFETY: one valid WSAPOLLFD.
+    let n = unsafe { WSAPoll(&mut fd, 1, 5000) };
+    report.push(if n < 0 {
+        // SAFETY: no preconditions.
+        format!("poll err {}", unsafe { WSAGetLastError() })
+    } else {
+        format!("poll ok {n}")
+    });
+    let mut buf = [0u8; 4];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { recv(sock, buf.as_mut_ptr(), 4, MSG_WAITALL) };
+    if n == 4 {
+        report.push(format!("recv ok {:?}", String::from_utf8_lossy(&buf)));
+    } else {
+        // SAFETY: no preconditions.
+        report.push(format!("recv err {}", unsafe { WSAGetLastError() }));
+    }
+    buf.make_ascii_uppercase();
+    // SAFETY: `buf` is readable for its length.
+    report.push(if unsafe { send(sock, buf.as_ptr(), 4, 0) } == 4 {
+        "send ok".into()
+    } else {
+        // SAFETY: no preconditions.
+        format!("send err {}", unsafe { WSAGetLastError() })
+    });
+    // SAFETY: this process owns `sock`.
+    report.push(if unsafe { closesocket(sock) } == 0 {
+        "closesocket ok".into()
+    } else {
+        // SAFETY: no preconditions.
+        format!("closesocket err {}", unsafe { WSAGetLastError() })
+    });
+    say(&report.join(", "));
+    0
+}
+
 pub fn to_hex(info: &WSAPROTOCOL_INFOW) -> String {
     // SAFETY: a plain-data struct viewed as its bytes.
     let bytes = unsafe {
