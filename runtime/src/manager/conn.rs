@@ -32,6 +32,10 @@ pub(crate) enum Address {
     /// name on Linux (without the leading NUL), a path on macOS.
     #[cfg(unix)]
     Unix(Vec<u8>),
+    /// A local manager on Windows: its name, and the loopback port it
+    /// listens on. Its connections carry handles (`Stream::Local`).
+    #[cfg(windows)]
+    Local(String, SocketAddr),
     /// A TCP address.
     Tcp(SocketAddr),
 }
@@ -41,6 +45,8 @@ impl fmt::Display for Address {
         match self {
             #[cfg(unix)]
             Address::Unix(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            #[cfg(windows)]
+            Address::Local(name, _) => write!(f, "@{name}"),
             Address::Tcp(a) => write!(f, "{a}"),
         }
     }
@@ -51,18 +57,39 @@ impl fmt::Display for Address {
 pub(crate) enum Stream {
     #[cfg(unix)]
     Unix(UnixStream),
+    /// A local manager's loopback connection on Windows. The handshake and
+    /// the fast-path request are plain bytes; from the fast path's reply on,
+    /// both sides write packets that carry handles (`sys::framed`).
+    #[cfg(windows)]
+    Local(TcpStream),
     Tcp(TcpStream),
 }
 
 impl Stream {
-    /// Whether it is a Unix socket (which can carry descriptors).
-    pub(crate) fn is_unix(&self) -> bool {
+    /// Whether it can carry descriptors (a local manager's connection),
+    /// and so takes the fast path.
+    pub(crate) fn carries_handles(&self) -> bool {
         !matches!(self, Stream::Tcp(_))
+    }
+    /// Readies the connection for the fast path: both ends call it once
+    /// the fast-path request has been written (client) or read (server),
+    /// before anything else goes through [`fd`](Self::fd). On Windows a
+    /// local connection then takes packets, whose reads and writes expect
+    /// a non-blocking socket (a blocking call is a try and a wait); the
+    /// plain `Read`/`Write` impls are not used on it after this.
+    pub(crate) fn start_fast_path(&self) -> io::Result<()> {
+        #[cfg(windows)]
+        if let Stream::Local(s) = self {
+            s.set_nonblocking(true)?;
+        }
+        Ok(())
     }
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match self {
             #[cfg(unix)]
             Stream::Unix(s) => s.as_fd(),
+            #[cfg(windows)]
+            Stream::Local(s) => sys::framed(s),
             Stream::Tcp(s) => s.as_fd(),
         }
     }
@@ -70,6 +97,8 @@ impl Stream {
         match self {
             #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(t),
+            #[cfg(windows)]
+            Stream::Local(s) => s.set_read_timeout(t),
             Stream::Tcp(s) => s.set_read_timeout(t),
         }
     }
@@ -77,6 +106,8 @@ impl Stream {
         Ok(match self {
             #[cfg(unix)]
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            #[cfg(windows)]
+            Stream::Local(s) => Stream::Local(s.try_clone()?),
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
         })
     }
@@ -85,8 +116,19 @@ impl Stream {
         let _ = match self {
             #[cfg(unix)]
             Stream::Unix(s) => s.shutdown(how),
+            #[cfg(windows)]
+            Stream::Local(s) => s.shutdown(how),
             Stream::Tcp(s) => s.shutdown(how),
         };
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Stream::Local(s) = self {
+            sys::forget_framed(s);
+        }
     }
 }
 
@@ -95,6 +137,8 @@ impl Read for Stream {
         match self {
             #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
+            #[cfg(windows)]
+            Stream::Local(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
         }
     }
@@ -105,6 +149,8 @@ impl Write for Stream {
         match self {
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+            #[cfg(windows)]
+            Stream::Local(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
         }
     }
@@ -154,6 +200,12 @@ impl Conn {
                 let addr = sys::local_address(name).map_err(ManagerError::Io)?;
                 Stream::Unix(UnixStream::connect_addr(&addr).map_err(connect_error)?)
             }
+            #[cfg(windows)]
+            Address::Local(_, a) => {
+                let s = TcpStream::connect(a).map_err(connect_error)?;
+                let _ = s.set_nodelay(true);
+                Stream::Local(s)
+            }
             Address::Tcp(a) => {
                 let s = TcpStream::connect(a).map_err(connect_error)?;
                 let _ = s.set_nodelay(true);
@@ -180,7 +232,7 @@ impl Conn {
             fast: None,
             generation: generation(),
         };
-        if conn.stream.is_unix() {
+        if conn.stream.carries_handles() {
             conn.fast = conn.ask_fast_path()?;
         }
         Ok(conn)
@@ -189,6 +241,7 @@ impl Conn {
     /// Asks the server for shared memory; `None` if it has none to give.
     fn ask_fast_path(&mut self) -> Result<Option<FastPath>, ManagerError> {
         wire::write_frame(&mut self.stream, &Request::FastPath.encode())?;
+        self.stream.start_fast_path().map_err(ManagerError::Io)?;
         let mut reader = FdReader {
             sock: self.stream.fd(),
             fds: Vec::new(),

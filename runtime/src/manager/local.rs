@@ -132,7 +132,7 @@ impl Manager {
             })?;
         #[cfg(windows)]
         let (address, socket) = (
-            Address::Tcp(wait_for_port(&port, &mut process)?),
+            Address::Local(name.clone(), wait_for_port(&port, &mut process)?),
             crate::sys::LocalName::default(),
         );
         log::debug!(target: "mproc", "manager {name} started at {address} (pid {})", process.pid());
@@ -364,6 +364,9 @@ fn listener_for(args: &ServerArgs) -> std::io::Result<Listener> {
     if let Some(port) = &args.port {
         port.set(u32::from(listener.local_addr()?.port()));
     }
+    #[cfg(windows)]
+    return Ok(Listener::Local(listener));
+    #[cfg(unix)]
     Ok(Listener::Tcp(listener))
 }
 

@@ -238,6 +238,9 @@ fn cached(
 pub(crate) enum Listener {
     #[cfg(unix)]
     Unix(UnixListener),
+    /// A local manager's loopback listener on Windows (`Stream::Local`).
+    #[cfg(windows)]
+    Local(TcpListener),
     Tcp(TcpListener),
 }
 
@@ -246,6 +249,8 @@ impl Listener {
         match self {
             #[cfg(unix)]
             Listener::Unix(l) => l.as_fd(),
+            #[cfg(windows)]
+            Listener::Local(l) => l.as_fd(),
             Listener::Tcp(l) => l.as_fd(),
         }
     }
@@ -253,6 +258,12 @@ impl Listener {
         Ok(match self {
             #[cfg(unix)]
             Listener::Unix(l) => Stream::Unix(l.accept()?.0),
+            #[cfg(windows)]
+            Listener::Local(l) => {
+                let s = l.accept()?.0;
+                let _ = s.set_nodelay(true);
+                Stream::Local(s)
+            }
             Listener::Tcp(l) => {
                 let s = l.accept()?.0;
                 let _ = s.set_nodelay(true);
@@ -374,18 +385,26 @@ fn serve_requests(
             return Ok(());
         };
         let req = Request::parse(&frame)?;
-        if req == Request::FastPath && stream.is_unix() {
+        if req == Request::FastPath && stream.carries_handles() {
             let (fast, fd) = FastPath::create()?;
+            stream.start_fast_path()?;
             let mut reply = 1u32.to_be_bytes().to_vec();
             reply.push(0);
-            let n = sys::send_with_fds(
+            // The rest of a short write through the same call: on Windows
+            // it continues the packet that carries the handle.
+            let mut sent = sys::send_with_fds(
                 stream.fd(),
                 &[io::IoSlice::new(&reply)],
                 &[fd.as_raw_fd()],
                 false,
             )?;
-            if n < reply.len() {
-                io::Write::write_all(stream, &reply[n..])?;
+            while sent < reply.len() {
+                sent += sys::send_with_fds(
+                    stream.fd(),
+                    &[io::IoSlice::new(&reply[sent..])],
+                    &[],
+                    false,
+                )?;
             }
             drop(fd);
             return serve_fast(state, stream, decoder, fast, &alive, &mut cache);

@@ -297,6 +297,29 @@ impl AsRawFd for BorrowedFd<'_> {
     }
 }
 
+/// `s` as a socket that carries handles (kind `Framed`: every write a
+/// packet, `packet.rs`), for a connection whose two ends both agreed to
+/// speak packets from some point on (a local manager's, after its
+/// handshake).
+pub(crate) fn framed(s: &std::net::TcpStream) -> BorrowedFd<'_> {
+    use std::os::windows::io::AsRawSocket;
+    BorrowedFd {
+        raw: RawFd {
+            value: s.as_raw_socket() as usize,
+            kind: Kind::Framed,
+        },
+        process: std::ptr::null_mut(),
+        _owner: PhantomData,
+    }
+}
+
+/// Drops the packet state of a socket [`framed`] lent out, before the
+/// socket closes (its value may be reused by another socket).
+pub(crate) fn forget_framed(s: &std::net::TcpStream) {
+    use std::os::windows::io::AsRawSocket;
+    super::packet::forget(s.as_raw_socket() as usize);
+}
+
 macro_rules! socket_conversions {
     ($($ty:ty),*) => {$(
         impl AsFd for $ty {

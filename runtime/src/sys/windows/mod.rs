@@ -27,6 +27,7 @@ mod packet;
 mod spawn;
 
 pub use handle::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+pub(crate) use handle::{forget_framed, framed};
 pub(crate) use memory::{
     Deadline, Mapping, copy_bytes, memory_size, page_size, shared_memory, word_wait, word_wake,
 };
