@@ -38,7 +38,14 @@ fn pythons() -> Vec<(String, PathBuf)> {
         for v in names {
             let minor = v.split('.').take(2).collect::<Vec<_>>().join(".");
             let exe = dir.join(&v).join("bin").join(format!("python{minor}"));
-            if exe.exists() {
+            // Present but not startable: a Linux CPython seen from a
+            // Windows test binary under Wine.
+            let runs = exe.exists()
+                && Command::new(&exe)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+            if runs {
                 found.push((v, exe));
             }
         }

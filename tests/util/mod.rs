@@ -163,23 +163,40 @@ pub(crate) fn run_example_with(name: &str, env: &[(&str, &str)], timeout: Durati
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("start example");
+    // Read both pipes while waiting: an example that prints more than a
+    // pipe holds (a few KiB under Wine) would otherwise block on a write.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait example").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait example") {
+            break status;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
+            let _ = child.wait();
             panic!(
                 "example {name} did not finish in {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stdout.join().expect("stdout reader")),
+                String::from_utf8_lossy(&stderr.join().expect("stderr reader"))
             );
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("collect output")
 }
 
 /// Runs an example with a 60 s bound.

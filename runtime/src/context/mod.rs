@@ -15,7 +15,7 @@ use crate::process::task::Task;
 /// #[mproc::process]
 /// fn double(x: i32) -> i32 { 2 * x }
 ///
-/// let ctx = mproc::get_context(mproc::StartMethod::Fork);
+/// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
 /// assert_eq!(ctx.process(double, 21).start().unwrap().join().unwrap(), 42);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Context {
     ///
     /// # Examples
     /// ```
-    /// let ctx = mproc::get_context(mproc::StartMethod::Fork);
+    /// let ctx = mproc::get_context(mproc::StartMethod::Spawn);
     /// let q = ctx.bounded_queue::<u8>(1)?;
     /// q.put(1).unwrap();
     /// assert!(q.is_full());

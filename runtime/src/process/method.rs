@@ -116,7 +116,8 @@ pub(crate) fn lock_for_fork() -> impl Drop {
 /// stays as it was.
 ///
 /// # Examples
-/// ```
+/// (A program of its own: the method is set once per process.)
+/// ```standalone_crate
 /// use mproc::StartMethod;
 /// mproc::set_start_method(StartMethod::Spawn).unwrap();
 /// assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
