@@ -17,5 +17,5 @@ export WINEPREFIX=${WINEPREFIX:-$HOME/.wine-mproc}
 export RUST_BACKTRACE=0
 
 # A bound on the whole run, so that a hang under Wine fails CI instead of
-# stalling it (a run takes about N minutes here).
+# stalling it (a whole run takes 3–4 minutes here).
 timeout 2400 cargo test --workspace --target "$target"
