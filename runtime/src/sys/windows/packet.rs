@@ -227,29 +227,48 @@ pub(super) fn send(
                 return Err(io::ErrorKind::WouldBlock.into());
             }
         }
-        let header = head(s, total, fds)?;
-        send_all(s, &header)?;
-        *left = total;
     } else if !fds.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "handles must start a write of their own",
         ));
     }
-    // Only this packet's data: the caller resumes with what follows.
-    let mut room = *left;
-    let mut mine = [IoSlice::new(&[]); super::net::MAX_BUFS];
+    let header = if fresh {
+        Some(head(s, total, fds)?)
+    } else {
+        None
+    };
+    // The head, then only this packet's data (the caller resumes with what
+    // follows), in one gathered send where the socket takes it all.
+    let mut room = if fresh { total } else { *left };
+    let mut slices = [IoSlice::new(&[]); super::net::MAX_BUFS];
     let mut count = 0;
-    for b in bufs.iter().take(super::net::MAX_BUFS) {
+    if let Some(h) = &header {
+        slices[0] = IoSlice::new(h);
+        count = 1;
+    }
+    let first_data = count;
+    for b in bufs.iter().take(super::net::MAX_BUFS - first_data) {
         if room == 0 {
             break;
         }
         let take = b.len().min(room);
-        mine[count] = IoSlice::new(&b[..take]);
+        slices[count] = IoSlice::new(&b[..take]);
         count += 1;
         room -= take;
     }
-    let mine = &mine[..count];
+    if let Some(h) = &header {
+        // Blocking: a head, once begun, goes whole.
+        let n = send_plain(s, &slices[..count], false)?;
+        *left = total;
+        if n < h.len() {
+            send_all(s, &h[n..])?;
+        } else if n > h.len() {
+            *left -= n - h.len();
+            return Ok(n - h.len());
+        }
+    }
+    let mine = &slices[first_data..count];
     let n = loop {
         match send_plain(s, mine, nonblocking) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && fresh => {
