@@ -193,9 +193,9 @@
 //! Windows has `Spawn` only ([`get_all_start_methods`] says so): the
 //! re-entry hook is a C runtime initializer, children that are daemons
 //! die with their parent through a kill-on-close job, and handles travel
-//! beside a message's bytes as descriptors do on Unix. It is tested under
-//! Wine, never on real Windows; a local [`Manager`] there cannot hold
-//! handles yet.
+//! beside a message's bytes as descriptors do on Unix, to children, pool
+//! tasks and a local [`Manager`] alike. The whole test suite runs under
+//! Wine; it has never run on real Windows.
 //!
 //! macOS has its own implementation of the system layer (kqueue process
 //! handles, `shm_open`, `os_sync_wait_on_address`, a lock that learns of
