@@ -381,3 +381,71 @@ fn check_header(header: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+    use std::time::Duration;
+
+    use super::super::handle::{AsFd, AsRawFd};
+    use super::super::net::{recv_with_fds, send_plain, send_with_fds, socketpair};
+    use super::*;
+
+    /// A copy made by `try_clone` waits for data like the original: under
+    /// Wine a `DuplicateHandle` copy of a socket was refused by `WSAPoll`
+    /// (`WSAENOTSOCK`), so a blocking read that found nothing yet failed.
+    #[test]
+    fn a_cloned_socket_blocks_until_data_comes() {
+        let (a, b) = socketpair().unwrap();
+        let b2 = b.try_clone().unwrap();
+        drop(b);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            send_with_fds(a.as_fd(), &[IoSlice::new(b"late")], &[], false).unwrap();
+            a
+        });
+        let mut buf = [0u8; 8];
+        let mut fds = Vec::new();
+        let n = recv_with_fds(b2.as_fd(), &mut buf, &mut fds, false).unwrap();
+        assert_eq!(&buf[..n], b"late");
+        assert!(fds.is_empty());
+        drop(writer.join().unwrap());
+    }
+
+    /// A non-blocking read in the middle of a packet whose sender stopped
+    /// reports would-block, keeps its place, and goes on once the rest
+    /// comes; the packet's handles come with its first data bytes.
+    #[test]
+    fn a_non_blocking_read_resumes_a_packet_that_stopped_half_way() {
+        let (a, b) = socketpair().unwrap();
+        let (extra, _keep) = socketpair().unwrap();
+        let s = a.as_raw_fd().value;
+        // A packet of 5 data bytes carrying one handle, written by hand in
+        // three parts: half the head, the rest of it, then the data.
+        let head = head(s, 5, &[extra.as_raw_fd()]).unwrap();
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::new();
+        let r = b.as_raw_fd().value;
+        let would_block = |fds: &mut Vec<OwnedFd>, buf: &mut [u8]| {
+            let e = recv(r, buf, fds, true).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        };
+        would_block(&mut fds, &mut buf);
+        send_plain(s, &[IoSlice::new(&head[..5])], false).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        would_block(&mut fds, &mut buf);
+        send_plain(s, &[IoSlice::new(&head[5..])], false).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        would_block(&mut fds, &mut buf);
+        assert!(fds.is_empty(), "handles wait for the first data byte");
+        send_plain(s, &[IoSlice::new(b"hello")], false).unwrap();
+        let n = recv(r, &mut buf, &mut fds, false).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(fds.len(), 1);
+        // The stream is in step: the next packet reads whole.
+        send_with_fds(a.as_fd(), &[IoSlice::new(b"next")], &[], false).unwrap();
+        let n = recv(r, &mut buf, &mut fds, false).unwrap();
+        assert_eq!(&buf[..n], b"next");
+        assert_eq!(fds.len(), 1);
+    }
+}
