@@ -21,15 +21,19 @@
 //!   the kernel's robust list, and when it exits its thread-local
 //!   destructor marks each one "owner died" and wakes a waiter.
 //!
-//! What this cannot see, unlike the kernel: a dead owner whose pid has
-//! already been reused by a new process (the lock then waits for that
-//! process), and a process that calls `exec` while holding the lock.
+//! A dead owner whose pid a new process has taken meanwhile (Windows
+//! reuses pids soon) is told apart by the owner's start time, kept beside
+//! the word ([`process_start`]): a live process of that pid that started
+//! at another time is not the owner. What this cannot see, unlike the
+//! kernel: a process that calls `exec` while holding the lock.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Deadline, Locked, at_fork_child, process_running, word_wait, word_wake};
+use super::{
+    Deadline, Locked, at_fork_child, process_running, process_start, word_wait, word_wake,
+};
 
 /// Someone sleeps on the word (as `FUTEX_WAITERS`).
 const WAITERS: u32 = 0x8000_0000;
@@ -55,7 +59,12 @@ pub(crate) struct RawMutex {
     /// holder writes it, and clears it before it lets the mutex go, so a
     /// thread that finds its own token here holds the mutex.
     thread: AtomicU64,
-    _tail: [u64; 6],
+    /// The holder's [`Me::start`], or 0 (not known yet, or being taken
+    /// over). Cleared before the word lets the mutex go, and before a dead
+    /// owner's mutex is taken over, so whoever reads the word with a pid in
+    /// it then reads 0 or that pid's own start here.
+    start: AtomicU64,
+    _tail: [u64; 5],
 }
 
 const _: () = assert!(std::mem::size_of::<RawMutex>() == 64);
@@ -67,9 +76,15 @@ struct Me {
     /// 0 until filled in.
     pid: u32,
     token: u64,
+    /// When this process started ([`process_start`]; 0 if unknown).
+    start: u64,
 }
 
-const UNKNOWN: Me = Me { pid: 0, token: 0 };
+const UNKNOWN: Me = Me {
+    pid: 0,
+    token: 0,
+    start: 0,
+};
 
 /// The calling thread's identity and the mutexes it holds (addresses).
 struct ThisThread {
@@ -125,9 +140,11 @@ fn me() -> Me {
 fn me_slow() -> Me {
     static ATFORK: std::sync::Once = std::sync::Once::new();
     ATFORK.call_once(|| at_fork_child(forget_thread_in_child));
+    let pid = std::process::id();
     let me = Me {
-        pid: std::process::id(),
+        pid,
         token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+        start: process_start(pid).unwrap_or(0),
     };
     // During the thread's own teardown there is nowhere to keep it; the
     // identity is then made afresh, and a lock taken then is not listed.
@@ -175,24 +192,56 @@ impl RawMutex {
                     // marks it OWNER_DIED on its way out).
                     Locked::No
                 };
-            } else if process_running(owner) {
+            } else if self.owner_runs(owner, cur) {
                 return Locked::No;
             } else {
                 // The owning process is gone: take the mutex over.
                 true
             };
+            if died {
+                // No reader of our pid in the word may see the dead
+                // owner's start beside it.
+                self.start.store(0, Ordering::SeqCst);
+            }
             let new = me.pid | extra | (cur & WAITERS);
             match self
                 .word
-                .compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => {
                     self.thread.store(me.token, Ordering::Relaxed);
+                    self.start.store(me.start, Ordering::SeqCst);
                     self.remember();
                     return if died { Locked::OwnerDied } else { Locked::Yes };
                 }
                 Err(now) => cur = now,
             }
+        }
+    }
+
+    /// Whether the process `pid`, which the word `cur` names as the owner,
+    /// still runs: a process of that pid runs, and it is the one that took
+    /// the mutex (the start beside the word is 0 or its own).
+    fn owner_runs(&self, pid: u32, cur: u32) -> bool {
+        if !process_running(pid) {
+            return false;
+        }
+        // Read after the word (SeqCst both): 0, or the start of the owner
+        // that put `cur` there.
+        if self.word.load(Ordering::SeqCst) != cur {
+            return true; // it moved: the caller looks again
+        }
+        let seen = self.start.load(Ordering::SeqCst);
+        if seen == 0 {
+            return true;
+        }
+        match process_start(pid) {
+            // Another process has the pid now, unless the mutex moved on
+            // while we looked.
+            Some(now) if now != seen => {
+                self.word.load(Ordering::SeqCst) != cur || self.start.load(Ordering::SeqCst) != seen
+            }
+            _ => true,
         }
     }
 
@@ -264,6 +313,7 @@ impl RawMutex {
         }
         self.forget();
         self.thread.store(0, Ordering::Relaxed);
+        self.start.store(0, Ordering::Relaxed);
         if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
             word_wake(&self.word, 1);
         }
@@ -277,6 +327,7 @@ impl RawMutex {
             return;
         }
         self.thread.store(0, Ordering::Relaxed);
+        self.start.store(0, Ordering::Relaxed);
         let prev = self
             .word
             .fetch_update(Ordering::Release, Ordering::Relaxed, |cur| {
@@ -492,6 +543,37 @@ mod tests {
         assert!(s.unlock());
         assert_eq!(s.try_lock(), Locked::Yes);
         assert!(s.unlock());
+    }
+
+    /// A dead owner's pid taken by a new process: the live process of
+    /// that pid is not the owner when its start differs from the one kept
+    /// beside the word. Made here by giving a live holder a wrong start.
+    #[test]
+    fn a_live_process_that_reuses_the_owners_pid_is_not_the_owner() {
+        let s = Shared::new();
+        let (pid, go) = fork_holder(&s);
+        let m = s.mutex();
+        let own = process_start(pid).expect("the child's start time");
+        assert_eq!(
+            m.start.load(Ordering::SeqCst),
+            own,
+            "the holder's own start"
+        );
+        assert_eq!(s.try_lock(), Locked::No, "held by the live child");
+        // As if the owner had died and another process had its pid now.
+        m.start.store(own + 1, Ordering::SeqCst);
+        assert_eq!(s.try_lock(), Locked::OwnerDied);
+        assert_eq!(
+            m.start.load(Ordering::SeqCst),
+            process_start(std::process::id()).unwrap(),
+            "the new holder's start replaces the old one"
+        );
+        assert!(s.unlock());
+        assert_eq!(m.start.load(Ordering::SeqCst), 0, "cleared on unlock");
+        assert_eq!(s.try_lock(), Locked::Yes);
+        assert!(s.unlock());
+        drop(go);
+        assert_eq!(wait_status(pid), 7);
     }
 
     #[test]

@@ -136,6 +136,17 @@ fn num_threads(stat: &str) -> Option<usize> {
         .and_then(|n| n.parse().ok())
 }
 
+/// When process `pid` started (`starttime`, field 22 of
+/// `/proc/<pid>/stat`, in clock ticks since boot): with the pid, an
+/// identity no later process shares. For the owner-word mutex's tests.
+#[cfg(test)]
+pub(super) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(19))
+        .and_then(|n| n.parse().ok())
+}
+
 /// Whether process `pid` runs: it exists and is not a zombie (state `Z`
 /// in `/proc/<pid>/stat`). For the owner-word mutex's tests: Linux's own
 /// mutex learns of an owner's death from the kernel.

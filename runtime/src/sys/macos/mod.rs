@@ -150,6 +150,20 @@ pub(crate) fn thread_count() -> io::Result<usize> {
     usize::try_from(info.pti_threadnum).map_err(|_| io::Error::other("negative thread count"))
 }
 
+/// When process `pid` started (microseconds since the epoch, from
+/// `proc_pidinfo(PROC_PIDTBSDINFO)`): with the pid, an identity no later
+/// process shares (the owner-word mutex's check for a reused pid).
+pub(super) fn process_start(pid: u32) -> Option<u64> {
+    let pid = libc::c_int::try_from(pid).ok()?;
+    // SAFETY: an all-zero proc_bsdinfo is a valid out-buffer.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: `info` is a valid out-buffer of `size` bytes.
+    let got =
+        unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&raw mut info).cast(), size) };
+    (got == size).then(|| info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+}
+
 /// Whether process `pid` runs: it exists and is not a zombie (a dead
 /// owner, for the owner-word mutex, even before its parent reaps it).
 pub(super) fn process_running(pid: u32) -> bool {

@@ -413,6 +413,39 @@ pub(crate) fn adopt_control(value: &str) -> Option<OwnedFd> {
     }))
 }
 
+/// When process `pid` was created (its creation `FILETIME`): with the
+/// pid, an identity no later process shares (the owner-word mutex's check
+/// for a reused pid; Windows reuses pids soon).
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{
+        GetProcessTimes, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: a plain call; null is an error.
+    let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if h.is_null() {
+        return None;
+    }
+    let h = OwnedFd::from_handle(h);
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: a live process handle with query access; four valid
+    // out-pointers.
+    let ok = unsafe {
+        GetProcessTimes(
+            h.raw().value as HANDLE,
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    (ok != 0).then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+}
+
 /// Whether process `pid` runs (the owner-word mutex's liveness check).
 pub(crate) fn process_running(pid: u32) -> bool {
     process_exists(pid)
