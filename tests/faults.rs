@@ -11,9 +11,10 @@
 //!
 //! The tests take turns (one lock): they count this process's descriptors,
 //! mappings and descendants, so they must not overlap.
-// Linux only: the accounting reads /proc and /dev/shm, and the orphan test
-// needs PR_SET_CHILD_SUBREAPER.
-#![cfg(target_os = "linux")]
+// Linux and Windows. The accounting reads /proc and /dev/shm on Linux and
+// asks Windows for handle counts and a Toolhelp snapshot there; the orphan
+// test needs PR_SET_CHILD_SUBREAPER and stays Linux-only. macOS: not yet.
+#![cfg(any(target_os = "linux", windows))]
 
 mod util;
 
@@ -82,6 +83,7 @@ fn turn() -> MutexGuard<'static, ()> {
 }
 
 /// From `/proc/<pid>/stat`: (parent pid, state letter).
+#[cfg(target_os = "linux")]
 fn stat_of(pid: u32) -> Option<(u32, char)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
@@ -91,6 +93,7 @@ fn stat_of(pid: u32) -> Option<(u32, char)> {
 }
 
 /// Every process below `root` (children, grandchildren, …) with its state.
+#[cfg(target_os = "linux")]
 fn descendants_of(root: u32) -> BTreeMap<u32, char> {
     let mut parent = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -118,6 +121,7 @@ fn descendants_of(root: u32) -> BTreeMap<u32, char> {
 }
 
 /// The entries of `/dev/shm`.
+#[cfg(target_os = "linux")]
 fn dev_shm() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
         .map(|d| {
@@ -129,6 +133,7 @@ fn dev_shm() -> BTreeSet<String> {
 }
 
 /// How many of this process's mappings are shared-memory files (`memfd:`).
+#[cfg(target_os = "linux")]
 fn memfd_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .expect("/proc/self/maps")
@@ -140,6 +145,7 @@ fn memfd_mappings() -> usize {
 /// How many of this process's threads belong to a TCP manager's server
 /// (`mproc-manager-accept`, `mproc-manager-conn`; names are cut to 15
 /// bytes).
+#[cfg(target_os = "linux")]
 fn manager_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -152,6 +158,7 @@ fn manager_threads() -> usize {
 }
 
 /// This process's descriptors and what each names.
+#[cfg(target_os = "linux")]
 fn fd_table() -> BTreeMap<u32, String> {
     std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -161,6 +168,91 @@ fn fd_table() -> BTreeMap<u32, String> {
             let target = std::fs::read_link(e.path()).ok()?;
             Some((fd, target.to_string_lossy().into_owned()))
         })
+        .collect()
+}
+
+/// Windows: every process below `root` from a Toolhelp snapshot (all
+/// running: Windows keeps no zombies).
+#[cfg(windows)]
+fn descendants_of(root: u32) -> BTreeMap<u32, char> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    // SAFETY: a snapshot of all processes; checked below.
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
+    // SAFETY: all-zero is a valid PROCESSENTRY32W; its size is set.
+    let mut e: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    e.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    let mut parent = BTreeMap::new();
+    // SAFETY: a live snapshot and a valid entry of the size given.
+    let mut more = unsafe { Process32FirstW(snap, &mut e) } != 0;
+    while more {
+        parent.insert(e.th32ProcessID, e.th32ParentProcessID);
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(snap, &mut e) } != 0;
+    }
+    // SAFETY: our snapshot, closed once.
+    unsafe { CloseHandle(snap) };
+    let mut found = BTreeMap::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (&pid, &ppid) in &parent {
+            if ppid == p && pid != root && found.insert(pid, 'R').is_none() {
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Windows: no `/dev/shm` (sections have no names here).
+#[cfg(windows)]
+fn dev_shm() -> BTreeSet<String> {
+    BTreeSet::new()
+}
+
+/// Windows: mapped sections are not listed; the handle count covers them.
+#[cfg(windows)]
+fn memfd_mappings() -> usize {
+    0
+}
+
+/// Windows: how many threads this process runs beyond `baseline()` can
+/// only be counted, not named, so every thread counts.
+#[cfg(windows)]
+fn manager_threads() -> usize {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    };
+    // SAFETY: a snapshot of all threads; checked below.
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
+    // SAFETY: all-zero is a valid THREADENTRY32; its size is set.
+    let mut e: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    e.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let me = std::process::id();
+    let mut n = 0;
+    // SAFETY: a live snapshot and a valid entry of the size given.
+    let mut more = unsafe { Thread32First(snap, &mut e) } != 0;
+    while more {
+        n += usize::from(e.th32OwnerProcessID == me);
+        // SAFETY: as above.
+        more = unsafe { Thread32Next(snap, &mut e) } != 0;
+    }
+    // SAFETY: our snapshot, closed once.
+    unsafe { CloseHandle(snap) };
+    n
+}
+
+/// Windows: the handle count (handles have no names to list).
+#[cfg(windows)]
+fn fd_table() -> BTreeMap<u32, String> {
+    (0..util::open_fds() as u32)
+        .map(|i| (i, "handle".to_string()))
         .collect()
 }
 
@@ -254,13 +346,12 @@ fn assert_gone(pids: &[u32], within: Duration, what: &str) {
     );
 }
 
-/// Sends `SIGKILL` to our own process.
+/// Ends our own process as `SIGKILL` does (reported as -9 everywhere).
 fn kill_myself() -> ! {
-    // SAFETY: raise(3) on our own process; SIGKILL cannot be caught.
-    unsafe { libc::raise(libc::SIGKILL) };
-    unreachable!("SIGKILL is not caught")
+    util::kill_self()
 }
 
+#[cfg(target_os = "linux")]
 fn method_of(code: u8) -> StartMethod {
     match code {
         0 => StartMethod::Spawn,
@@ -285,8 +376,8 @@ fn expected(i: u64) -> Outcome {
     match i % 4 {
         0 | 1 => Outcome::Value(i * 3 + 1),
         2 => Outcome::Exit((i % 50) as i32 + 1),
-        _ if i % 8 == 3 => Outcome::Signal(libc::SIGKILL),
-        _ => Outcome::Signal(libc::SIGTERM),
+        _ if i % 8 == 3 => Outcome::Signal(util::SIGKILL),
+        _ => Outcome::Signal(util::SIGTERM),
     }
 }
 
@@ -296,11 +387,7 @@ fn outcome(i: u64) -> u64 {
     match expected(i) {
         Outcome::Value(v) => v,
         Outcome::Exit(code) => std::process::exit(code),
-        Outcome::Signal(sig) => {
-            // SAFETY: raise(3) on our own process.
-            unsafe { libc::raise(sig) };
-            unreachable!("signal {sig} kills by default")
-        }
+        Outcome::Signal(sig) => util::signal_self(sig),
     }
 }
 
@@ -378,7 +465,7 @@ fn pool_of_two(m: StartMethod, maxtasks: Option<usize>) -> Pool {
 fn assert_killed<R: std::fmt::Debug>(r: Result<R, TaskError>, what: &str) -> u32 {
     match r {
         Err(TaskError::WorkerDied { pid, exitcode }) => {
-            assert_eq!(exitcode, -libc::SIGKILL, "{what}");
+            assert_eq!(exitcode, -util::SIGKILL, "{what}");
             assert!(pid > 0 && pid != std::process::id(), "{what}: pid {pid}");
             pid
         }
@@ -823,6 +910,7 @@ fn a_producer_killed_mid_stream_leaves_only_whole_messages() {
 /// Reports (its method's code, its pid, whether it is a daemon) from
 /// inside the task — so it is past its start, following its parent — and
 /// sleeps (a bound in case nothing kills it).
+#[cfg(target_os = "linux")]
 #[mproc::process]
 fn linger(code: u8, reports: Queue<(u8, u32, bool)>) {
     let me = mproc::current_process();
@@ -832,6 +920,7 @@ fn linger(code: u8, reports: Queue<(u8, u32, bool)>) {
 
 /// Starts one daemonic child under each start method, reports what each
 /// handle says (code + 10, pid, daemon) and waits to be killed.
+#[cfg(target_os = "linux")]
 #[mproc::process]
 fn parent_of_daemons(reports: Queue<(u8, u32, bool)>) {
     let children: Vec<_> = [0u8, 1, 2]
@@ -854,8 +943,10 @@ fn parent_of_daemons(reports: Queue<(u8, u32, bool)>) {
 /// (`PR_SET_CHILD_SUBREAPER`): orphans below it become its children rather
 /// than init's, so that it can reap them itself — a container's init may
 /// never reap — and see how they died.
+#[cfg(target_os = "linux")]
 struct Subreaper;
 
+#[cfg(target_os = "linux")]
 impl Subreaper {
     fn new() -> Subreaper {
         // SAFETY: prctl with integer arguments only.
@@ -865,6 +956,7 @@ impl Subreaper {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for Subreaper {
     fn drop(&mut self) {
         // SAFETY: prctl with integer arguments only.
@@ -874,6 +966,7 @@ impl Drop for Subreaper {
 
 /// Reaps `pid`, a process below us that a killed child left behind (it
 /// becomes our child when its parent is gone); returns its wait status.
+#[cfg(target_os = "linux")]
 fn reap_orphan(pid: u32, what: &str) -> i32 {
     let start = Instant::now();
     loop {
@@ -899,6 +992,9 @@ fn reap_orphan(pid: u32, what: &str) -> i32 {
 /// and, once every daemon runs its task, is killed with `SIGKILL`; each of
 /// the four is gone within a second, each daemon killed by `SIGKILL`. `soak(4)` rounds per start method of the parent,
 /// five processes per round.
+// Linux only: orphans are reaped through PR_SET_CHILD_SUBREAPER (on
+// Windows, tests/process.rs checks that daemons die with a killed parent).
+#[cfg(target_os = "linux")]
 #[test]
 fn daemons_die_with_a_parent_killed_by_sigkill() {
     let _turn = turn();

@@ -60,6 +60,26 @@ pub(crate) const SIGTERM: i32 = 15;
 #[cfg(windows)]
 const KILLED: u32 = 0x10000 + SIGKILL as u32;
 
+/// Ends this process at once by signal `sig` (Unix), or with the exit
+/// code mproc reports as `-sig` (Windows: `TerminateProcess` with
+/// `0x10000 + sig`).
+#[allow(dead_code)]
+pub(crate) fn signal_self(sig: i32) -> ! {
+    #[cfg(unix)]
+    {
+        // SAFETY: raise(3) on our own process.
+        unsafe { libc::raise(sig) };
+        unreachable!("signal {sig} kills by default")
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+        // SAFETY: ends this process; never returns.
+        unsafe { TerminateProcess(GetCurrentProcess(), 0x10000 + sig as u32) };
+        unreachable!("TerminateProcess of this process returns only on failure")
+    }
+}
+
 /// Ends this process at once, as `kill -9` (or the OOM killer) would: by
 /// `SIGKILL` on Unix, by `TerminateProcess` with the code mproc reports as
 /// -9 on Windows.

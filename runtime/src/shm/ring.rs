@@ -426,14 +426,16 @@ impl Ring {
 fn lock(m: &SharedMutex, wait: &Wait) -> io::Result<Option<bool>> {
     let got = match wait {
         // A ring's lock is held only for a moment, so even a `Try` spins
-        // briefly for it.
+        // briefly for it; then one real try, which also takes over from a
+        // dead holder (the owner-word mutex of macOS and Windows looks
+        // held until someone tries it).
         Wait::Try => wait::spin_briefly(|| {
             if m.looks_locked() {
                 return None;
             }
             Some(m.try_lock()).filter(|got| *got != Locked::No)
         })
-        .unwrap_or(Locked::No),
+        .unwrap_or_else(|| m.try_lock()),
         _ => m.lock(wait),
     };
     match got {
