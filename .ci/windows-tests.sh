@@ -11,8 +11,7 @@
 #                             are Linux programs
 # Fork-only tests are `#[cfg(unix)]`, and a few Linux-only steps are
 # `#[cfg(target_os = "linux")]`, each with its reason beside it (the orphan
-# reaper in faults.rs, one SIGSTOP step in channel_crash.rs, the glibc
-# robust-list and /proc checks).
+# reaper in faults.rs, the glibc robust-list and /proc checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-pc-windows-gnu

@@ -126,6 +126,15 @@ fn status_kib(pid: u32, _field: &str) -> u64 {
     }
 }
 
+/// What [`status_kib`] of a child that filled the ring and waits for room
+/// reads at least. On Windows the working set also holds the child's own
+/// copy of the [`HUGE`] message it puts (written in full before the put),
+/// so the ring's 250 MiB come on top of it.
+#[cfg(target_os = "linux")]
+const RING_FILLED_KIB: u64 = 250 * 1024;
+#[cfg(windows)]
+const RING_FILLED_KIB: u64 = (HUGE / 1024) as u64 + 250 * 1024;
+
 /// Polls every millisecond until `cond` holds; panics after [`PATIENCE`].
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -163,11 +172,57 @@ fn stop(pid: u32) -> Frozen {
     frozen
 }
 
+/// Windows: every thread of the child suspended (`SuspendThread`), the
+/// stand-in for `SIGSTOP`; the guard kills it as on Linux.
+#[cfg(windows)]
+fn stop(pid: u32) -> Frozen {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    };
+    use windows_sys::Win32::System::Threading::{OpenThread, SuspendThread, THREAD_SUSPEND_RESUME};
+    let frozen = Frozen(Some(pid));
+    // SAFETY: a snapshot of all threads; checked below.
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
+    // SAFETY: all-zero is a valid THREADENTRY32; its size is set.
+    let mut e: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    e.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let mut suspended = 0;
+    // SAFETY: a live snapshot and a valid entry of the size given.
+    let mut more = unsafe { Thread32First(snap, &mut e) } != 0;
+    while more {
+        if e.th32OwnerProcessID == pid {
+            // SAFETY: a plain call; null is an error.
+            let t = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, e.th32ThreadID) };
+            if !t.is_null() {
+                // SAFETY: a thread handle with suspend access, closed once.
+                unsafe {
+                    if SuspendThread(t) != u32::MAX {
+                        suspended += 1;
+                    }
+                    CloseHandle(t);
+                }
+            }
+        }
+        // SAFETY: as above.
+        more = unsafe { Thread32Next(snap, &mut e) } != 0;
+    }
+    // SAFETY: our snapshot, closed once.
+    unsafe { CloseHandle(snap) };
+    assert!(suspended > 0, "no thread of {pid} suspended");
+    frozen
+}
+
+/// Windows: a child [`stop`] froze stays frozen (nothing resumes it).
+#[cfg(windows)]
+fn is_stopped(_pid: u32) -> bool {
+    true
+}
+
 /// A stopped child, killed on drop unless [`Frozen::killed`] says it was.
-#[cfg(target_os = "linux")]
 struct Frozen(Option<u32>);
 
-#[cfg(target_os = "linux")]
 impl Frozen {
     /// The test killed the child itself (before reaping it).
     fn killed(mut self) {
@@ -175,7 +230,6 @@ impl Frozen {
     }
 }
 
-#[cfg(target_os = "linux")]
 impl Drop for Frozen {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
@@ -263,7 +317,7 @@ fn child_blocked_mid_put(q: &Queue<Vec<u8>>, m: StartMethod) -> Process<()> {
     let pid = p.pid();
     // The ring's pages the child wrote (it fills 256 MiB less a piece).
     wait_until("the child fills the ring", || {
-        status_kib(pid, "RssShmem") >= 250 * 1024
+        status_kib(pid, "RssShmem") >= RING_FILLED_KIB
     });
     p
 }
@@ -317,10 +371,6 @@ fn a_queue_producer_killed_mid_message_larger_than_the_ring_is_no_message() {
         assert!(q.is_empty(), "{m:?}");
         drop(q);
 
-        // Linux only for now: under Wine the consumer below takes nothing of
-        // the ring while its producer's threads are suspended (the stand-in
-        // for SIGSTOP there), for a reason not yet found; issue 12 lists it.
-        #[cfg(target_os = "linux")]
         {
             // (c) A consumer already waiting in the middle of the message when
             // its producer is killed: the producer is frozen mid-message, the
@@ -675,7 +725,7 @@ fn joinable_queue_counts_after_a_crash_mid_message() {
             .unwrap();
         let pid = p.pid();
         wait_until("the child fills the ring", || {
-            status_kib(pid, "RssShmem") >= 250 * 1024
+            status_kib(pid, "RssShmem") >= RING_FILLED_KIB
         });
         p.kill().unwrap();
         reap_killed(p, m);
