@@ -191,6 +191,13 @@ fn connect_error(e: io::Error) -> ManagerError {
     }
 }
 
+/// Connects over TCP, without Nagle's delay.
+fn connect_tcp(a: &SocketAddr) -> Result<TcpStream, ManagerError> {
+    let s = TcpStream::connect(a).map_err(connect_error)?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
 impl Conn {
     /// Connects, authenticates, and on a Unix socket asks for the fast path.
     pub(crate) fn connect(address: &Address, authkey: &[u8]) -> Result<Conn, ManagerError> {
@@ -201,16 +208,8 @@ impl Conn {
                 Stream::Unix(UnixStream::connect_addr(&addr).map_err(connect_error)?)
             }
             #[cfg(windows)]
-            Address::Local(_, a) => {
-                let s = TcpStream::connect(a).map_err(connect_error)?;
-                let _ = s.set_nodelay(true);
-                Stream::Local(s)
-            }
-            Address::Tcp(a) => {
-                let s = TcpStream::connect(a).map_err(connect_error)?;
-                let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
-            }
+            Address::Local(_, a) => Stream::Local(connect_tcp(a)?),
+            Address::Tcp(a) => Stream::Tcp(connect_tcp(a)?),
         };
         let mut decoder = FrameDecoder::new(wire::HANDSHAKE_LIMIT);
         stream

@@ -259,18 +259,17 @@ impl Listener {
             #[cfg(unix)]
             Listener::Unix(l) => Stream::Unix(l.accept()?.0),
             #[cfg(windows)]
-            Listener::Local(l) => {
-                let s = l.accept()?.0;
-                let _ = s.set_nodelay(true);
-                Stream::Local(s)
-            }
-            Listener::Tcp(l) => {
-                let s = l.accept()?.0;
-                let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
-            }
+            Listener::Local(l) => Stream::Local(accept_tcp(l)?),
+            Listener::Tcp(l) => Stream::Tcp(accept_tcp(l)?),
         })
     }
+}
+
+/// Accepts a TCP connection, without Nagle's delay.
+fn accept_tcp(l: &TcpListener) -> io::Result<std::net::TcpStream> {
+    let s = l.accept()?.0;
+    let _ = s.set_nodelay(true);
+    Ok(s)
 }
 
 /// Accepts connections until `waker` becomes readable (or forever without
@@ -388,24 +387,8 @@ fn serve_requests(
         if req == Request::FastPath && stream.carries_handles() {
             let (fast, fd) = FastPath::create()?;
             stream.start_fast_path()?;
-            let mut reply = 1u32.to_be_bytes().to_vec();
-            reply.push(0);
-            // The rest of a short write through the same call: on Windows
-            // it continues the packet that carries the handle.
-            let mut sent = sys::send_with_fds(
-                stream.fd(),
-                &[io::IoSlice::new(&reply)],
-                &[fd.as_raw_fd()],
-                false,
-            )?;
-            while sent < reply.len() {
-                sent += sys::send_with_fds(
-                    stream.fd(),
-                    &[io::IoSlice::new(&reply[sent..])],
-                    &[],
-                    false,
-                )?;
-            }
+            // A one-byte reply frame carrying the memory's descriptor.
+            super::fastpath::send_frame(stream.fd(), &[0], &[fd.as_raw_fd()])?;
             drop(fd);
             return serve_fast(state, stream, decoder, fast, &alive, &mut cache);
         }

@@ -316,33 +316,45 @@ pub(super) fn import_handle((pid, value, kind): Exported) -> io::Result<OwnedFd>
     if kind.is_socket() {
         net::winsock_init();
     }
-    let me = getpid();
-    let source = if pid == me {
-        None
+    let out = if pid == getpid() {
+        // Made in this process for us (pushed by the sender, or sent to
+        // ourselves): ours already.
+        value as usize
     } else {
-        // SAFETY: a plain call; a null result is an error.
-        let h = unsafe { OpenProcess(PROCESS_DUP_HANDLE, 0, pid) };
-        if h.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "the process that sent a handle ({pid}) is gone: {}",
-                    io::Error::last_os_error()
-                ),
-            ));
-        }
-        Some(OwnedFd::from_handle(h))
+        take_from(pid, value)?
     };
+    let value = if kind.is_socket() {
+        net::adopt(out as SOCKET)
+    } else {
+        out
+    };
+    Ok(OwnedFd::from_raw(RawFd { value, kind }))
+}
+
+/// Moves handle `value` out of process `pid` into this one
+/// (`DUPLICATE_CLOSE_SOURCE`).
+fn take_from(pid: u32, value: u64) -> io::Result<usize> {
+    // SAFETY: a plain call; a null result is an error.
+    let h = unsafe { OpenProcess(PROCESS_DUP_HANDLE, 0, pid) };
+    if h.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the process that sent a handle ({pid}) is gone: {}",
+                io::Error::last_os_error()
+            ),
+        ));
+    }
+    let source = OwnedFd::from_handle(h);
     // SAFETY: a pseudo handle; cannot fail.
     let this = unsafe { GetCurrentProcess() };
-    let from = source.as_ref().map_or(this, |s| s.raw().value as HANDLE);
     let mut out: HANDLE = std::ptr::null_mut();
-    // SAFETY: `from` is a process handle with PROCESS_DUP_HANDLE access (or
-    // this process), `value` names a handle in it made for us, and `out` is
-    // a valid out-pointer.
+    // SAFETY: `source` is a process handle with PROCESS_DUP_HANDLE access,
+    // `value` names a handle in it made for us, and `out` is a valid
+    // out-pointer.
     let ok = unsafe {
         DuplicateHandle(
-            from,
+            source.raw().value as HANDLE,
             value as HANDLE,
             this,
             &mut out,
@@ -354,12 +366,7 @@ pub(super) fn import_handle((pid, value, kind): Exported) -> io::Result<OwnedFd>
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    let value = if kind.is_socket() {
-        net::adopt(out as SOCKET)
-    } else {
-        out as usize
-    };
-    Ok(OwnedFd::from_raw(RawFd { value, kind }))
+    Ok(out as usize)
 }
 
 /// An identity of this program's executable file: its size and times.

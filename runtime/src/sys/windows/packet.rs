@@ -128,15 +128,20 @@ fn send_all(s: SOCKET, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The header and records of a packet of `len` data bytes carrying `fds`:
+/// The header and the records of a packet of `len` data bytes carrying `fds`:
 /// copies of the handles are made here, for the reader to take (in this
 /// process, or already in the reader's when it is known).
-fn head(s: SOCKET, len: usize, fds: &[RawFd]) -> io::Result<Vec<u8>> {
+fn head(s: SOCKET, len: usize, fds: &[RawFd]) -> io::Result<([u8; HEADER], Vec<u8>)> {
     let len = u32::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
-    let mut out = Vec::with_capacity(HEADER + RECORD * fds.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+    // Nothing allocated for a packet without handles (most of them).
+    let mut out = Vec::new();
+    if !fds.is_empty() {
+        out.reserve_exact(RECORD * fds.len());
+    }
     let peer = if fds.is_empty() {
         None
     } else {
@@ -163,7 +168,7 @@ fn head(s: SOCKET, len: usize, fds: &[RawFd]) -> io::Result<Vec<u8>> {
         out.extend_from_slice(&fd.kind.code().to_le_bytes());
         out.extend_from_slice(&(copy as u64).to_le_bytes());
     }
-    Ok(out)
+    Ok((header, out))
 }
 
 /// A copy of handle `h` made in the process `into` names.
@@ -243,9 +248,13 @@ pub(super) fn send(
     let mut room = if fresh { total } else { *left };
     let mut slices = [IoSlice::new(&[]); super::net::MAX_BUFS];
     let mut count = 0;
-    if let Some(h) = &header {
-        slices[0] = IoSlice::new(h);
+    if let Some((header, records)) = &header {
+        slices[0] = IoSlice::new(header);
         count = 1;
+        if !records.is_empty() {
+            slices[1] = IoSlice::new(records);
+            count = 2;
+        }
     }
     let first_data = count;
     for b in bufs.iter().take(super::net::MAX_BUFS - first_data) {
@@ -257,15 +266,19 @@ pub(super) fn send(
         count += 1;
         room -= take;
     }
-    if let Some(h) = &header {
+    if let Some((header, records)) = &header {
         // Blocking: a head, once begun, goes whole.
         let n = send_plain(s, &slices[..count], false)?;
         *left = total;
-        if n < h.len() {
-            send_all(s, &h[n..])?;
-        } else if n > h.len() {
-            *left -= n - h.len();
-            return Ok(n - h.len());
+        let head_len = HEADER + records.len();
+        if n < HEADER {
+            send_all(s, &header[n..])?;
+            send_all(s, records)?;
+        } else if n < head_len {
+            send_all(s, &records[n - HEADER..])?;
+        } else if n > head_len {
+            *left -= n - head_len;
+            return Ok(n - head_len);
         }
     }
     let mine = &slices[first_data..count];
@@ -300,7 +313,8 @@ pub(super) fn recv(
         return Ok(0);
     }
     let state = state_of(receiving(), s);
-    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+    let st = &mut *guard;
     while st.left == 0 {
         let need = match st.head.get(4..HEADER) {
             Some(count) => HEADER + RECORD * u32::from_le_bytes(count.try_into().unwrap()) as usize,
@@ -328,12 +342,11 @@ pub(super) fn recv(
             }
             continue;
         }
-        // The head is whole: take the handles, then the data follows.
-        let head = std::mem::take(&mut st.head);
-        let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
-        st.left = len;
+        // The head is whole: take the handles, then the data follows. (The
+        // buffer is kept for the next head: no allocation per packet.)
+        st.left = u32::from_le_bytes(st.head[..4].try_into().unwrap()) as usize;
         let mut failed = None;
-        for r in head[HEADER..].chunks_exact(RECORD) {
+        for r in st.head[HEADER..].chunks_exact(RECORD) {
             let pid = u32::from_le_bytes(r[..4].try_into().unwrap());
             let kind = u32::from_le_bytes(r[4..8].try_into().unwrap());
             let value = u64::from_le_bytes(r[8..].try_into().unwrap());
@@ -345,6 +358,7 @@ pub(super) fn recv(
                 Err(e) => failed = Some(e),
             }
         }
+        st.head.clear();
         if let Some(e) = failed {
             // As a cut-off SCM_RIGHTS message: the bytes are unusable.
             st.fds.clear();
@@ -422,7 +436,8 @@ mod tests {
         let s = a.as_raw_fd().value;
         // A packet of 5 data bytes carrying one handle, written by hand in
         // three parts: half the head, the rest of it, then the data.
-        let head = head(s, 5, &[extra.as_raw_fd()]).unwrap();
+        let (header, records) = head(s, 5, &[extra.as_raw_fd()]).unwrap();
+        let head = [&header[..], &records[..]].concat();
         let mut buf = [0u8; 16];
         let mut fds = Vec::new();
         let r = b.as_raw_fd().value;
