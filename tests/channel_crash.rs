@@ -176,40 +176,23 @@ fn stop(pid: u32) -> Frozen {
 /// stand-in for `SIGSTOP`; the guard kills it as on Linux.
 #[cfg(windows)]
 fn stop(pid: u32) -> Frozen {
-    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
-    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
-    };
+    use windows_sys::Win32::Foundation::CloseHandle;
     use windows_sys::Win32::System::Threading::{OpenThread, SuspendThread, THREAD_SUSPEND_RESUME};
     let frozen = Frozen(Some(pid));
-    // SAFETY: a snapshot of all threads; checked below.
-    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
-    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
-    // SAFETY: all-zero is a valid THREADENTRY32; its size is set.
-    let mut e: THREADENTRY32 = unsafe { std::mem::zeroed() };
-    e.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
     let mut suspended = 0;
-    // SAFETY: a live snapshot and a valid entry of the size given.
-    let mut more = unsafe { Thread32First(snap, &mut e) } != 0;
-    while more {
-        if e.th32OwnerProcessID == pid {
-            // SAFETY: a plain call; null is an error.
-            let t = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, e.th32ThreadID) };
-            if !t.is_null() {
-                // SAFETY: a thread handle with suspend access, closed once.
-                unsafe {
-                    if SuspendThread(t) != u32::MAX {
-                        suspended += 1;
-                    }
-                    CloseHandle(t);
+    for (tid, _) in util::threads().into_iter().filter(|&(_, p)| p == pid) {
+        // SAFETY: a plain call; null is an error.
+        let t = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, tid) };
+        if !t.is_null() {
+            // SAFETY: a thread handle with suspend access, closed once.
+            unsafe {
+                if SuspendThread(t) != u32::MAX {
+                    suspended += 1;
                 }
+                CloseHandle(t);
             }
         }
-        // SAFETY: as above.
-        more = unsafe { Thread32Next(snap, &mut e) } != 0;
     }
-    // SAFETY: our snapshot, closed once.
-    unsafe { CloseHandle(snap) };
     assert!(suspended > 0, "no thread of {pid} suspended");
     frozen
 }

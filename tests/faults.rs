@@ -171,35 +171,15 @@ fn fd_table() -> BTreeMap<u32, String> {
         .collect()
 }
 
-/// Windows: every process below `root` from a Toolhelp snapshot (all
-/// running: Windows keeps no zombies).
+/// Windows: every process below `root` (all running: Windows keeps no
+/// zombies).
 #[cfg(windows)]
 fn descendants_of(root: u32) -> BTreeMap<u32, char> {
-    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
-    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
-        TH32CS_SNAPPROCESS,
-    };
-    // SAFETY: a snapshot of all processes; checked below.
-    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
-    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
-    // SAFETY: all-zero is a valid PROCESSENTRY32W; its size is set.
-    let mut e: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
-    e.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
-    let mut parent = BTreeMap::new();
-    // SAFETY: a live snapshot and a valid entry of the size given.
-    let mut more = unsafe { Process32FirstW(snap, &mut e) } != 0;
-    while more {
-        parent.insert(e.th32ProcessID, e.th32ParentProcessID);
-        // SAFETY: as above.
-        more = unsafe { Process32NextW(snap, &mut e) } != 0;
-    }
-    // SAFETY: our snapshot, closed once.
-    unsafe { CloseHandle(snap) };
+    let all = util::processes();
     let mut found = BTreeMap::new();
     let mut frontier = vec![root];
     while let Some(p) = frontier.pop() {
-        for (&pid, &ppid) in &parent {
+        for &(pid, ppid) in &all {
             if ppid == p && pid != root && found.insert(pid, 'R').is_none() {
                 frontier.push(pid);
             }
@@ -220,32 +200,15 @@ fn memfd_mappings() -> usize {
     0
 }
 
-/// Windows: how many threads this process runs beyond `baseline()` can
-/// only be counted, not named, so every thread counts.
+/// Windows: threads are not told apart by name here, so every thread of
+/// this process counts (the test compares the count before and after).
 #[cfg(windows)]
 fn manager_threads() -> usize {
-    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
-    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
-    };
-    // SAFETY: a snapshot of all threads; checked below.
-    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
-    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
-    // SAFETY: all-zero is a valid THREADENTRY32; its size is set.
-    let mut e: THREADENTRY32 = unsafe { std::mem::zeroed() };
-    e.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
     let me = std::process::id();
-    let mut n = 0;
-    // SAFETY: a live snapshot and a valid entry of the size given.
-    let mut more = unsafe { Thread32First(snap, &mut e) } != 0;
-    while more {
-        n += usize::from(e.th32OwnerProcessID == me);
-        // SAFETY: as above.
-        more = unsafe { Thread32Next(snap, &mut e) } != 0;
-    }
-    // SAFETY: our snapshot, closed once.
-    unsafe { CloseHandle(snap) };
-    n
+    util::threads()
+        .iter()
+        .filter(|&&(_, pid)| pid == me)
+        .count()
 }
 
 /// Windows: the handle count (handles have no names to list).

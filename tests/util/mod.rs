@@ -63,7 +63,6 @@ const KILLED: u32 = 0x10000 + SIGKILL as u32;
 /// Ends this process at once by signal `sig` (Unix), or with the exit
 /// code mproc reports as `-sig` (Windows: `TerminateProcess` with
 /// `0x10000 + sig`).
-#[allow(dead_code)]
 pub(crate) fn signal_self(sig: i32) -> ! {
     #[cfg(unix)]
     {
@@ -389,4 +388,66 @@ pub(crate) fn assert_hung_up(mut s: TcpStream, what: &str) {
         }
         assert!(t.elapsed() < BOUND, "{what}: still connected");
     }
+}
+
+/// Every process on the system as (pid, parent pid), from a Toolhelp
+/// snapshot (Windows).
+#[cfg(windows)]
+pub(crate) fn processes() -> Vec<(u32, u32)> {
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        PROCESSENTRY32W, Process32FirstW, Process32NextW, TH32CS_SNAPPROCESS,
+    };
+    // SAFETY: all-zero is a valid PROCESSENTRY32W.
+    let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    snapshot(
+        TH32CS_SNAPPROCESS,
+        entry,
+        Process32FirstW,
+        Process32NextW,
+        |e| (e.th32ProcessID, e.th32ParentProcessID),
+    )
+}
+
+/// Every thread on the system as (thread id, owning pid), from a Toolhelp
+/// snapshot (Windows).
+#[cfg(windows)]
+pub(crate) fn threads() -> Vec<(u32, u32)> {
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    };
+    // SAFETY: all-zero is a valid THREADENTRY32.
+    let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    snapshot(TH32CS_SNAPTHREAD, entry, Thread32First, Thread32Next, |e| {
+        (e.th32ThreadID, e.th32OwnerProcessID)
+    })
+}
+
+/// Walks a Toolhelp snapshot of `what` with `entry` (its size filled in),
+/// mapping each entry with `f`.
+#[cfg(windows)]
+fn snapshot<E, T>(
+    what: u32,
+    mut entry: E,
+    first: unsafe extern "system" fn(windows_sys::Win32::Foundation::HANDLE, *mut E) -> i32,
+    next: unsafe extern "system" fn(windows_sys::Win32::Foundation::HANDLE, *mut E) -> i32,
+    f: impl Fn(&E) -> T,
+) -> Vec<T> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::CreateToolhelp32Snapshot;
+    // SAFETY: a snapshot of the whole system; checked below.
+    let snap = unsafe { CreateToolhelp32Snapshot(what, 0) };
+    assert_ne!(snap, INVALID_HANDLE_VALUE, "CreateToolhelp32Snapshot");
+    let mut out = Vec::new();
+    // SAFETY: a live snapshot and an entry of the size it says.
+    let mut more = unsafe { first(snap, &mut entry) } != 0;
+    while more {
+        out.push(f(&entry));
+        // SAFETY: as above.
+        more = unsafe { next(snap, &mut entry) } != 0;
+    }
+    // SAFETY: our snapshot, closed once.
+    unsafe { CloseHandle(snap) };
+    out
 }

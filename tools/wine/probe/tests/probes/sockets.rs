@@ -193,10 +193,7 @@ fn a_socket_pulled_by_duplicatehandle_is_adopted_by_duplicating_it_to_oneself() 
     let (a, b) = socketpair();
     let me = current_process();
     let transit = duplicate(me, b.as_raw_socket() as usize as _, me, false);
-    let mut kid = Kid::spawn(
-        "sock-adopt",
-        &[std::process::id().to_string(), hv(transit)],
-    );
+    let mut kid = Kid::spawn("sock-adopt", &[std::process::id().to_string(), hv(transit)]);
     let report = ping_child(a, b, &mut kid);
     assert_eq!(report, WINE_ADOPTED);
 }
@@ -207,95 +204,73 @@ const WINE_ADOPTED: &str = "poll before err 10038, adopt ok, poll ok 1, recv ok 
      closesocket ok";
 
 /// Child of the probe above: pulls the socket, tries `WSAPoll`, adopts it,
-/// then echoes as [`child_echo`] does.
+/// waits for the ping with `WSAPoll`, then echoes as [`child_echo`] does.
 pub fn child_adopt(args: &[String]) -> i32 {
     winsock_start();
     let a = open_process(num(args, 0) as u32, PROCESS_DUP_HANDLE);
     let pulled = duplicate(raw(&a), handle_arg(&args[1]), current_process(), true) as SOCKET;
-    let mut report = Vec::new();
-    let mut fd = WSAPOLLFD {
-        fd: pulled,
-        events: POLLRDNORM,
-        revents: 0,
+    let poll = |s: SOCKET, timeout_ms: i32| {
+        let mut fd = WSAPOLLFD {
+            fd: s,
+            events: POLLRDNORM,
+            revents: 0,
+        };
+        // SAFETY: one valid WSAPOLLFD.
+        match unsafe { WSAPoll(&mut fd, 1, timeout_ms) } {
+            // SAFETY: no preconditions.
+            n if n < 0 => format!("err {}", unsafe { WSAGetLastError() }),
+            n => format!("ok {n}"),
+        }
     };
-    // SAFETY: one valid WSAPOLLFD.
-    let n = unsafe { WSAPoll(&mut fd, 1, 0) };
-    report.push(if n < 0 {
-        // SAFETY: no preconditions.
-        format!("poll before err {}", unsafe { WSAGetLastError() })
-    } else {
-        format!("poll before ok {n}")
-    });
+    let mut report = vec![format!("poll before {}", poll(pulled, 0))];
     // SAFETY: all-zero is a valid WSAPROTOCOL_INFOW.
     let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid out-pointer.
-    let r = unsafe { WSADuplicateSocketW(pulled, std::process::id(), &mut info) };
-    let sock = if r != 0 {
-        // SAFETY: no preconditions.
-        report.push(format!("adopt err {}", unsafe { WSAGetLastError() }));
-        pulled
+    let dup = unsafe { WSADuplicateSocketW(pulled, std::process::id(), &mut info) };
+    let adopted = if dup == 0 {
+        socket_from_info(&info)
     } else {
-        // SAFETY: `info` came from WSADuplicateSocketW for this process.
-        let s = unsafe {
-            WSASocketW(
-                FROM_PROTOCOL_INFO,
-                FROM_PROTOCOL_INFO,
-                FROM_PROTOCOL_INFO,
-                &info,
-                0,
-                WSA_FLAG_OVERLAPPED,
-            )
-        };
-        if s == INVALID_SOCKET {
-            // SAFETY: no preconditions.
-            report.push(format!("adopt err {}", unsafe { WSAGetLastError() }));
-            pulled
-        } else {
+        // SAFETY: no preconditions.
+        Err(unsafe { WSAGetLastError() })
+    };
+    let sock = match adopted {
+        Ok(s) => {
             report.push("adopt ok".into());
             // SAFETY: the pulled handle is ours; the adopted copy lives on.
             unsafe { CloseHandle(pulled as HANDLE) };
             s
         }
+        Err(e) => {
+            report.push(format!("adopt err {e}"));
+            pulled
+        }
     };
-    let mut fd = WSAPOLLFD {
-        fd: sock,
-        events: POLLRDNORM,
-        revents: 0,
-    };
-    // SAFETY: one valid WSAPOLLFD.
-    let n = unsafe { WSAPoll(&mut fd, 1, 5000) };
-    report.push(if n < 0 {
-        // SAFETY: no preconditions.
-        format!("poll err {}", unsafe { WSAGetLastError() })
-    } else {
-        format!("poll ok {n}")
-    });
-    let mut buf = [0u8; 4];
-    // SAFETY: `buf` is writable for its length.
-    let n = unsafe { recv(sock, buf.as_mut_ptr(), 4, MSG_WAITALL) };
-    if n == 4 {
-        report.push(format!("recv ok {:?}", String::from_utf8_lossy(&buf)));
-    } else {
-        // SAFETY: no preconditions.
-        report.push(format!("recv err {}", unsafe { WSAGetLastError() }));
-    }
-    buf.make_ascii_uppercase();
-    // SAFETY: `buf` is readable for its length.
-    report.push(if unsafe { send(sock, buf.as_ptr(), 4, 0) } == 4 {
-        "send ok".into()
-    } else {
-        // SAFETY: no preconditions.
-        format!("send err {}", unsafe { WSAGetLastError() })
-    });
-    // SAFETY: this process owns `sock`.
-    report.push(if unsafe { closesocket(sock) } == 0 {
-        "closesocket ok".into()
-    } else {
-        // SAFETY: no preconditions.
-        format!("closesocket err {}", unsafe { WSAGetLastError() })
-    });
+    report.push(format!("poll {}", poll(sock, 5000)));
+    report.extend(echo(sock));
     say(&report.join(", "));
     0
+}
+
+/// `WSASocketW` from a `WSADuplicateSocketW` record made for this process;
+/// the Winsock error otherwise.
+fn socket_from_info(info: &WSAPROTOCOL_INFOW) -> Result<SOCKET, i32> {
+    // SAFETY: `info` came from WSADuplicateSocketW for this process.
+    let s = unsafe {
+        WSASocketW(
+            FROM_PROTOCOL_INFO,
+            FROM_PROTOCOL_INFO,
+            FROM_PROTOCOL_INFO,
+            info,
+            0,
+            WSA_FLAG_OVERLAPPED,
+        )
+    };
+    if s == INVALID_SOCKET {
+        // SAFETY: no preconditions.
+        Err(unsafe { WSAGetLastError() })
+    } else {
+        Ok(s)
+    }
 }
 
 pub fn to_hex(info: &WSAPROTOCOL_INFOW) -> String {
@@ -338,25 +313,8 @@ pub fn receive_socket(args: &[String]) -> TcpStream {
             duplicate(raw(&a), handle_arg(&args[2]), current_process(), true) as SOCKET
         }
         "stdin" => handle_arg(&stdin_line()) as SOCKET,
-        "wsa" => {
-            let info = from_hex(&stdin_line());
-            // SAFETY: `info` came from WSADuplicateSocketW for this process.
-            let s = unsafe {
-                WSASocketW(
-                    FROM_PROTOCOL_INFO,
-                    FROM_PROTOCOL_INFO,
-                    FROM_PROTOCOL_INFO,
-                    &info,
-                    0,
-                    WSA_FLAG_OVERLAPPED,
-                )
-            };
-            // SAFETY: no preconditions.
-            assert!(s != INVALID_SOCKET, "WSASocketW: error {}", unsafe {
-                WSAGetLastError()
-            });
-            s
-        }
+        "wsa" => socket_from_info(&from_hex(&stdin_line()))
+            .unwrap_or_else(|e| panic!("WSASocketW: error {e}")),
         how => panic!("unknown way to get a socket: {how}"),
     };
     // SAFETY: this process owns `s` now.
@@ -369,7 +327,14 @@ pub fn receive_socket(args: &[String]) -> TcpStream {
 /// fails.
 pub fn child_echo(args: &[String]) -> i32 {
     let s = receive_socket(args);
-    let sock = s.into_raw_socket() as SOCKET;
+    say(&echo(s.into_raw_socket() as SOCKET).join(", "));
+    0
+}
+
+/// Reads 4 bytes from `sock`, sends them back in upper case, closes it;
+/// says how each call went (with `WriteFile` if `send` fails, and
+/// `CloseHandle` if `closesocket` does).
+fn echo(sock: SOCKET) -> Vec<String> {
     let mut report = Vec::new();
     let mut buf = [0u8; 4];
     // SAFETY: `buf` is writable for its length.
@@ -418,6 +383,5 @@ pub fn child_echo(args: &[String]) -> i32 {
             format!("CloseHandle err {}", last_error())
         });
     }
-    say(&report.join(", "));
-    0
+    report
 }
