@@ -444,9 +444,18 @@ fn a_sender_killed_in_the_middle_of_a_large_message_is_no_message() {
         spare.send_bytes(b"after").unwrap();
         assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), b"after", "{m:?}");
         drop(spare);
+        let asked = Instant::now();
+        let last = rx.recv_timeout(PATIENCE);
+        // What a failure needs to be understood: how long the wait took and
+        // whether the killed child is still listed by the system (under
+        // Wine its handles close when the process object goes).
         assert!(
-            matches!(rx.recv_timeout(PATIENCE), Err(RecvTimeoutError::Closed)),
-            "{m:?}"
+            matches!(last, Err(RecvTimeoutError::Closed)),
+            "{m:?}: got {:?} after {:?}; killed child {} still listed: {}",
+            last.map(|v| v.len()),
+            asked.elapsed(),
+            p.pid(),
+            util::pid_running(p.pid())
         );
     }
 }
