@@ -209,6 +209,12 @@
 pub use mproc_macros::{process, shared};
 pub use mproc_runtime::*;
 
+/// The same tasks on many machines, through Redis Streams (feature
+/// `cluster`): [`ClusterPool`](cluster::ClusterPool) for callers,
+/// [`serve`](cluster::serve) for workers.
+#[cfg(feature = "cluster")]
+pub use mproc_cluster as cluster;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -115,7 +115,16 @@ pub mod __private {
         Call, CallError, DispatchResult, Handle, ObjectBox, SHARED_TYPES, SharedEntry,
         client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
-    pub use crate::process::task::{TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased};
+    pub use crate::pool::decode_chunk_reply;
+    pub use crate::process::task::{
+        TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased, task_table_fingerprint,
+    };
+    /// `SIGTERM`/`SIGINT` (Ctrl-C on Windows) set this flag from the first
+    /// call on, instead of ending the process (the cluster's draining
+    /// worker).
+    pub fn stop_signal_flag() -> &'static std::sync::atomic::AtomicBool {
+        crate::sys::stop_signal_flag()
+    }
     pub use crate::sys::registry::{Node, Registry};
     /// Windows's handle types, named in the signatures above.
     #[cfg(windows)]

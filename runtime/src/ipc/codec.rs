@@ -49,6 +49,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// The encoding of a sequence (`Vec`, slice) whose elements are already
+/// encoded, one by one, by [`encode`]: the length, then the elements as
+/// they are. So a batch of separately encoded values can be cut up and
+/// joined again without knowing their type.
+pub fn encode_seq<B: AsRef<[u8]>>(items: &[B]) -> Vec<u8> {
+    let total: usize = items.iter().map(|b| b.as_ref().len()).sum();
+    let mut out = Vec::with_capacity(total + 10);
+    encode_into(&(items.len() as u64), &mut out).expect("a length always encodes");
+    for b in items {
+        out.extend_from_slice(b.as_ref());
+    }
+    out
+}
+
 /// Encodes `value` at the end of `out` (for a header that a body follows).
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
@@ -191,6 +205,19 @@ mod tests {
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(decode::<Vec<u64>>(&bytes).is_err());
         assert!(decode::<String>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_sequence_of_encoded_items_is_the_encoding_of_the_vec() {
+        for n in [0usize, 1, 3, 300] {
+            let items: Vec<(u32, String)> = (0..n)
+                .map(|i| (i as u32 * 977, "x".repeat(i % 7)))
+                .collect();
+            let parts: Vec<Vec<u8>> = items.iter().map(|v| encode(v).unwrap()).collect();
+            let joined = encode_seq(&parts);
+            assert_eq!(joined, encode(&items).unwrap(), "{n} items");
+            assert_eq!(decode::<Vec<(u32, String)>>(&joined).unwrap(), items);
+        }
     }
 
     #[test]

@@ -177,11 +177,16 @@ impl std::fmt::Debug for Pool {
 
 /// Turns a worker's answer into the task's value or error.
 fn decode_outcome<R: DeserializeOwned>(outcome: JobOutcome) -> Result<R, TaskError> {
+    let (frame, at, fds) = outcome_value(outcome)?;
+    codec::decode_with_fds(&frame[at..], fds).map_err(TaskError::Decode)
+}
+
+/// A worker's answer as the frame holding the encoded value, where the
+/// value starts and the descriptors that came with it; or the task's error.
+fn outcome_value(outcome: JobOutcome) -> Result<(Vec<u8>, usize, Vec<OwnedFd>), TaskError> {
     match outcome {
         JobOutcome::Failed(e) => Err(e),
-        JobOutcome::Reply(Reply::Value, frame, at, fds) => {
-            codec::decode_with_fds(&frame[at..], fds).map_err(TaskError::Decode)
-        }
+        JobOutcome::Reply(Reply::Value, frame, at, fds) => Ok((frame, at, fds)),
         JobOutcome::Reply(Reply::Panicked { message, location }, ..) => {
             Err(TaskError::Panicked { message, location })
         }
@@ -192,6 +197,22 @@ fn decode_outcome<R: DeserializeOwned>(outcome: JobOutcome) -> Result<R, TaskErr
         }),
         // Workers answer every job with one frame and never send this.
         JobOutcome::Reply(Reply::Unsent(m), ..) => Err(TaskError::Decode(m)),
+    }
+}
+
+/// Decodes the encoded reply of a chunk of `len` items (what
+/// [`Pool::submit_encoded_chunk`] hands over) into one result per item.
+/// Not public API: the cluster's callers use it.
+#[doc(hidden)]
+pub fn decode_chunk_reply<R: DeserializeOwned>(
+    bytes: &[u8],
+    len: usize,
+) -> Vec<Result<R, TaskError>> {
+    match codec::decode::<ChunkReply<R>>(bytes) {
+        Ok(reply) => chunk_results(reply, len),
+        Err(e) => (0..len)
+            .map(|_| Err(TaskError::Decode(e.clone())))
+            .collect(),
     }
 }
 
@@ -438,6 +459,37 @@ impl Pool {
         )?;
         self.shared.submit(vec![job])?;
         Ok(AsyncResult::new(slot))
+    }
+
+    /// Runs a chunk job given as bytes: `payload` is the encoding of a
+    /// `Vec<(task, args)>` of the task registered as `name` with type
+    /// fingerprint `fingerprint` (as [`codec::encode_seq`] joins them).
+    /// `done` gets the encoded chunk reply (see [`decode_chunk_reply`]) or
+    /// the job's error, on the pool's supervisor thread. Not public API:
+    /// the cluster's workers run what they take from Redis through it.
+    ///
+    /// # Errors
+    /// [`TaskError::PoolClosed`] after `close`/`terminate` (`done` is not
+    /// called).
+    #[doc(hidden)]
+    pub fn submit_encoded_chunk(
+        &self,
+        name: &str,
+        fingerprint: u64,
+        payload: &[u8],
+        timeout: Option<Duration>,
+        done: Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>,
+    ) -> Result<(), TaskError> {
+        self.check_open()?;
+        let frame = worker::job_frame(0, KIND_CHUNK, name, fingerprint, payload);
+        self.shared.submit(vec![Job {
+            frame,
+            fds: Vec::new(),
+            timeout: timeout.or(self.task_timeout),
+            complete: Box::new(move |o| {
+                done(outcome_value(o).map(|(mut frame, at, _)| frame.split_off(at)))
+            }),
+        }])
     }
 
     /// Python's default chunk size: items split into about four chunks per

@@ -231,6 +231,23 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option
     })
 }
 
+/// The identity of this build's task table: a hash of every registered
+/// task's name and type fingerprint, in name order. Two binaries agree on
+/// it exactly when each task name means the same argument and result types
+/// in both (the cluster's build check).
+#[doc(hidden)]
+pub fn task_table_fingerprint() -> u64 {
+    let mut entries: Vec<(&str, u64)> = TASKS.iter().map(|t| (t.name, (t.fingerprint)())).collect();
+    entries.sort_unstable();
+    let hex: Vec<String> = entries.iter().map(|(_, f)| format!("{f:016x}")).collect();
+    let mut parts: Vec<&str> = Vec::with_capacity(entries.len() * 2);
+    for ((name, _), f) in entries.iter().zip(&hex) {
+        parts.push(name);
+        parts.push(f);
+    }
+    fnv1a(&parts)
+}
+
 /// Finds a registered task by name.
 pub(crate) fn lookup(name: &str) -> Result<&'static TaskEntry, String> {
     let mut found = TASKS.iter().filter(|t| t.name == name);

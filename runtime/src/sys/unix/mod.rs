@@ -20,7 +20,8 @@ pub(crate) use poll::{PollFd, peer_gone, poll, wait_readable};
 pub(super) use process::decode_wait_status;
 pub(crate) use process::{
     Forked, SIGKILL, SIGTERM, exit_now, fork, fork_single_threaded, getpid, is_no_such_process,
-    kill_and_reap, posix_spawn, process_exists, signal_default, wait_any_nohang, write_all_raw,
+    kill_and_reap, posix_spawn, process_exists, signal_default, stop_signal_flag, wait_any_nohang,
+    write_all_raw,
 };
 #[cfg(test)]
 pub(crate) use socket::is_bad_descriptor;

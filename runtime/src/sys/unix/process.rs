@@ -179,6 +179,34 @@ pub(crate) fn signal_default(sig: i32) {
     }
 }
 
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From the first call on, `SIGTERM` and `SIGINT` set the returned flag
+/// instead of ending the process (a server that drains before it exits).
+pub(crate) fn stop_signal_flag() -> &'static std::sync::atomic::AtomicBool {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores
+            // to an atomic, which is async-signal-safe; SA_RESTART keeps
+            // interrupted system calls going.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    });
+    &STOP
+}
+
 /// Kills our child `pid` with `SIGKILL` and reaps it: for a child we could
 /// not open a process handle for. Its pid cannot have been reused, since
 /// the child is not reaped yet.

@@ -266,6 +266,32 @@ pub(crate) fn getenv_early(name: &CStr) -> Option<String> {
     }
 }
 
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+unsafe extern "system" fn on_console_stop(event: u32) -> windows_sys::core::BOOL {
+    use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT};
+    if matches!(event, CTRL_C_EVENT | CTRL_BREAK_EVENT | CTRL_CLOSE_EVENT) {
+        STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        1
+    } else {
+        0
+    }
+}
+
+/// From the first call on, Ctrl-C, Ctrl-Break and closing the console set
+/// the returned flag instead of ending the process (Windows has no
+/// `SIGTERM`; `TerminateProcess` cannot be caught).
+pub(crate) fn stop_signal_flag() -> &'static std::sync::atomic::AtomicBool {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe {
+            windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_console_stop), 1);
+        }
+    });
+    &STOP
+}
+
 /// Removes an environment variable before `main`.
 pub(crate) fn unsetenv_early(name: &CStr) {
     let name = wide(name);
