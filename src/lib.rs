@@ -176,6 +176,16 @@
 //! [`legacy_md5(false)`](BaseManagerBuilder::legacy_md5) (the README's
 //! "Python peers and the authkey" says what each choice means).
 //!
+//! # Beyond one machine
+//!
+//! With the `cluster` feature, `mproc::cluster` runs the same tasks on many
+//! machines through Redis Streams: `ClusterPool::connect(url, options)` has
+//! `apply`, `apply_async`, `map`, `starmap` and `imap_unordered`, and
+//! worker machines run the same binary calling `mproc::cluster::serve`.
+//! Delivery is at least once, results reach the caller exactly once, and a
+//! task that keeps crashing ends in a dead-letter stream; the module's
+//! documentation states the whole contract.
+//!
 //! # Logging
 //!
 //! [`log_to_stderr`] prints `[LEVEL/ProcessName] message` lines in this

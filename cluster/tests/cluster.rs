@@ -427,3 +427,81 @@ fn bad_input_is_a_clear_error() {
     let e = pool.apply_async(takes_queue, q).unwrap_err();
     assert!(matches!(e, ClusterError::Encode(_)), "{e:?}");
 }
+
+#[test]
+fn the_password_travels_in_the_url_and_a_wrong_one_is_refused() {
+    let Some(redis) = RedisServer::start_with(false, Some("s3cret-key")) else {
+        return;
+    };
+    let w = start_worker(&redis.url(), &opts());
+    let pool = ClusterPool::connect(&redis.url(), opts()).unwrap();
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    let wrong = redis.url().replace("s3cret-key", "guess");
+    let e = ClusterPool::connect(&wrong, opts().reconnect_timeout(Duration::from_millis(300)))
+        .unwrap_err();
+    assert!(matches!(e, ClusterError::Redis(_)), "{e:?}");
+    let none = format!("redis://127.0.0.1:{}/", redis.port);
+    let e = ClusterPool::connect(&none, opts().reconnect_timeout(Duration::from_millis(300)))
+        .unwrap_err();
+    assert!(e.to_string().to_uppercase().contains("AUTH"), "{e}");
+    drop(pool);
+    stop_worker(w);
+}
+
+#[test]
+fn garbage_in_the_task_stream_is_dropped_and_the_worker_goes_on() {
+    let Some(redis) = RedisServer::start(false) else {
+        return;
+    };
+    let w = start_worker(&redis.url(), &opts());
+    let pool = ClusterPool::connect(&redis.url(), opts()).unwrap();
+    let mut con = redis.connection();
+    let key = pool.tasks_stream().to_owned();
+    // Not an entry of ours at all; one whose item bytes are not the
+    // task's types; one whose item ends run past its bytes.
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    // A live caller (this pool), so the worker does try the bad items.
+    let results: Vec<String> = redis::cmd("KEYS").arg("mproc:results:*").query(&mut con).unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    let caller = results[0].trim_start_matches("mproc:results:").to_owned();
+    let fields = |o: &[u8], p: &[u8]| {
+        let mut c = redis::cmd("XADD");
+        c.arg(&key).arg("*");
+        for (k, v) in [
+            ("c", caller.as_bytes()),
+            ("b", b"999"),
+            ("s", b"0"),
+            ("t", b"cluster::square"),
+            ("f", b"1"),
+            ("x", b"0"),
+            ("m", b"3"),
+            ("d", b"0"),
+            ("e", b""),
+            ("o", o),
+            ("p", p),
+        ] {
+            c.arg(k).arg(v);
+        }
+        c
+    };
+    let _: String = fields(&3u32.to_le_bytes(), b"\xff\xff\xff")
+        .query(&mut con)
+        .unwrap();
+    let _: String = fields(&900u32.to_le_bytes(), b"abc")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(pool.apply(square, 11).unwrap(), 121);
+    let t = Instant::now();
+    while util::xlen(&mut con, &key) > 0 && t.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(util::xlen(&mut con, &key), 0, "the garbage was not cleared");
+    drop(pool);
+    stop_worker(w);
+}

@@ -25,6 +25,8 @@ pub(crate) struct RedisServer {
     pub(crate) port: u16,
     dir: PathBuf,
     aof: bool,
+    extra: Vec<String>,
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -32,6 +34,12 @@ impl RedisServer {
     /// not installed and the cluster tests are not required. CI sets
     /// `MPROC_REQUIRE_REDIS=1`, and then a missing server fails the test.
     pub(crate) fn start(aof: bool) -> Option<RedisServer> {
+        Self::start_with(aof, None)
+    }
+
+    /// As [`start`](Self::start), with `requirepass` set when `password` is
+    /// given ([`url`](Self::url) then carries it).
+    pub(crate) fn start_with(aof: bool, password: Option<&str>) -> Option<RedisServer> {
         if cfg!(windows) {
             eprintln!("SKIPPED: the cluster tests start a Linux redis-server; not under Windows");
             return None;
@@ -60,6 +68,10 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 aof,
+                extra: password
+                    .map(|p| vec!["--requirepass".to_owned(), p.to_owned()])
+                    .unwrap_or_default(),
+                password: password.map(str::to_owned),
             };
             if s.launch() {
                 return Some(s);
@@ -77,6 +89,7 @@ impl RedisServer {
             .args(["--appendonly", if self.aof { "yes" } else { "no" }])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -105,7 +118,10 @@ impl RedisServer {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// A plain connection, for the test's own looks at the streams.
