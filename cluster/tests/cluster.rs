@@ -467,7 +467,10 @@ fn garbage_in_the_task_stream_is_dropped_and_the_worker_goes_on() {
         .query(&mut con)
         .unwrap();
     // A live caller (this pool), so the worker does try the bad items.
-    let results: Vec<String> = redis::cmd("KEYS").arg("mproc:results:*").query(&mut con).unwrap();
+    let results: Vec<String> = redis::cmd("KEYS")
+        .arg("mproc:results:*")
+        .query(&mut con)
+        .unwrap();
     assert_eq!(results.len(), 1, "{results:?}");
     let caller = results[0].trim_start_matches("mproc:results:").to_owned();
     let fields = |o: &[u8], p: &[u8]| {

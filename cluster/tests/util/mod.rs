@@ -27,6 +27,7 @@ pub(crate) struct RedisServer {
     aof: bool,
     extra: Vec<String>,
     password: Option<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -72,12 +73,59 @@ impl RedisServer {
                     .map(|p| vec!["--requirepass".to_owned(), p.to_owned()])
                     .unwrap_or_default(),
                 password: password.map(str::to_owned),
+                tls: false,
             };
             if s.launch() {
                 return Some(s);
             }
         }
         panic!("could not start redis-server on a free port");
+    }
+
+    /// A server that speaks TLS only, with the given PEM files (no client
+    /// certificates asked for). Its [`url`](Self::url) is `rediss://`.
+    pub(crate) fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+    ) -> Option<RedisServer> {
+        redis_binary()?;
+        let dir = std::env::temp_dir().join(format!(
+            "mproc-redis-tls-{}-{}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut s = RedisServer {
+                child: None,
+                port,
+                dir: dir.clone(),
+                aof: false,
+                extra: [
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    cert.display().to_string(),
+                    "--tls-key-file".into(),
+                    key.display().to_string(),
+                    "--tls-ca-cert-file".into(),
+                    ca.display().to_string(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+                .to_vec(),
+                password: None,
+                tls: true,
+            };
+            if s.launch() {
+                return Some(s);
+            }
+        }
+        panic!("could not start a TLS redis-server");
     }
 
     fn launch(&mut self) -> bool {
@@ -118,6 +166,9 @@ impl RedisServer {
     }
 
     pub(crate) fn url(&self) -> String {
+        if self.tls {
+            return format!("rediss://127.0.0.1:{}/", self.port);
+        }
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
             None => format!("redis://127.0.0.1:{}/", self.port),
