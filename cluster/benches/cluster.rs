@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mproc::Process;
-use mproc::cluster::{ClusterOptions, ClusterPool};
+use mproc_cluster::{ClusterOptions, ClusterPool};
 
 #[mproc::process]
 fn square(x: u64) -> u64 {
@@ -26,7 +26,7 @@ fn square(x: u64) -> u64 {
 
 #[mproc::process]
 fn worker(url: String, opts: ClusterOptions) -> Result<(), String> {
-    mproc::cluster::serve(&url, opts).map_err(|e| e.to_string())
+    mproc_cluster::serve(&url, opts).map_err(|e| e.to_string())
 }
 
 fn cluster_benches(c: &mut Criterion) {

@@ -6,7 +6,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use mproc::Process;
-use mproc::cluster::{ClusterError, ClusterOptions, ClusterPool};
+use mproc_cluster::{ClusterError, ClusterOptions, ClusterPool};
 use util::RedisServer;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -38,7 +38,7 @@ fn nap(ms: u64) -> u64 {
 /// A worker process serving the cluster until SIGTERM.
 #[mproc::process]
 fn worker(url: String, opts: ClusterOptions) -> Result<(), String> {
-    mproc::cluster::serve(&url, opts).map_err(|e| e.to_string())
+    mproc_cluster::serve(&url, opts).map_err(|e| e.to_string())
 }
 
 fn start_worker(url: &str, opts: &ClusterOptions) -> Process<Result<(), String>> {

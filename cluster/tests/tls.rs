@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mproc::Process;
-use mproc::cluster::{ClusterError, ClusterOptions, ClusterPool};
+use mproc_cluster::{ClusterError, ClusterOptions, ClusterPool};
 
 #[mproc::process]
 fn cube(x: u64) -> u64 {
@@ -20,7 +20,7 @@ fn cube(x: u64) -> u64 {
 
 #[mproc::process]
 fn worker(url: String, opts: ClusterOptions) -> Result<(), String> {
-    mproc::cluster::serve(&url, opts).map_err(|e| e.to_string())
+    mproc_cluster::serve(&url, opts).map_err(|e| e.to_string())
 }
 
 /// A CA and a server certificate for 127.0.0.1, made with `openssl`.

@@ -2,8 +2,12 @@
 //! this same binary serve it through Redis Streams.
 //!
 //! ```text
-//! cargo run --release --features cluster --example cluster_map
+//! cargo run --release -p mproc-cluster --example cluster_map
 //! ```
+//!
+//! (In your own crate, depend on `mproc` with the `cluster` feature and
+//! write `mproc::cluster::...` where this example, which lives in the
+//! cluster crate itself, writes `mproc_cluster::...`.)
 //!
 //! Run as is, it plays every part on this machine: it starts a private
 //! `redis-server` (unless `MPROC_REDIS_URL` names one), two workers
@@ -14,7 +18,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mproc::cluster::{ClusterOptions, ClusterPool};
+use mproc_cluster::{ClusterOptions, ClusterPool};
 
 #[mproc::process]
 fn collatz_steps(mut n: u64) -> u32 {
@@ -36,7 +40,7 @@ fn main() {
     match (role.as_str(), url) {
         ("worker", Some(url)) => {
             mproc::log_to_stderr(mproc::LevelFilter::Info);
-            if let Err(e) = mproc::cluster::serve(&url, options()) {
+            if let Err(e) = mproc_cluster::serve(&url, options()) {
                 eprintln!("worker: {e}");
                 std::process::exit(1);
             }
