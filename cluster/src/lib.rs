@@ -6,19 +6,23 @@
 //! would locally; workers are the same binary calling [`serve`] from `main`
 //! on as many machines as wanted, each running the tasks in a local pool.
 //!
+//! Users reach this crate as `mproc::cluster` (the `mproc` crate's
+//! `cluster` feature); the example names it `mproc_cluster`, as this
+//! crate's own tests do.
+//!
 //! ```no_run
-//! use mproc::cluster::{ClusterOptions, ClusterPool};
+//! use mproc_cluster::{ClusterError, ClusterOptions, ClusterPool};
 //!
 //! #[mproc::process]
 //! fn square(x: u64) -> u64 {
 //!     x * x
 //! }
 //!
-//! fn main() -> Result<(), mproc::cluster::ClusterError> {
+//! fn main() -> Result<(), ClusterError> {
 //!     let url = "redis://127.0.0.1:6379";
 //!     if std::env::args().nth(1).as_deref() == Some("worker") {
 //!         // On each worker machine: serve until SIGTERM.
-//!         return mproc::cluster::serve(url, ClusterOptions::new());
+//!         return mproc_cluster::serve(url, ClusterOptions::new());
 //!     }
 //!     let pool = ClusterPool::connect(url, ClusterOptions::new())?;
 //!     let squares = pool.map(square, 0..10_000)?;
