@@ -62,6 +62,13 @@ fn cluster_benches(c: &mut Criterion) {
             b.iter(|| black_box(pool.map(square, 0..n).unwrap()));
         });
     }
+    // One stream entry per task: what batching saves.
+    let single = ClusterPool::connect(&url, ClusterOptions::new().chunksize(1)).expect("connect");
+    g.throughput(Throughput::Elements(2_000));
+    g.bench_function("map_2000_trivial_2_workers_chunksize_1", |b| {
+        b.iter(|| black_box(single.map(square, 0..2_000u64).unwrap()));
+    });
+    drop(single);
     g.finish();
 
     // The same maps on a local pool of two processes.
