@@ -18,7 +18,8 @@ use crate::{ClusterError, ClusterOptions};
 /// Hands one answer (items `start..start + count` of a batch) to whoever
 /// waits for them, skipping items already answered; returns how many
 /// were new.
-type Deliver = Box<dyn FnMut(usize, usize, &Result<Vec<u8>, Failure>, &mut [bool]) -> usize + Send>;
+type Deliver =
+    Box<dyn FnMut(usize, usize, &Result<Vec<u8>, ClusterError>, &mut [bool]) -> usize + Send>;
 
 /// Hands item `i` of a batch its result.
 fn deliver_to<R, S>(mut sink: S) -> Deliver
@@ -32,7 +33,7 @@ where
                 .into_iter()
                 .map(|r| r.map_err(ClusterError::Task))
                 .collect(),
-            Err(f) => (0..count).map(|_| Err(f.clone().into_error())).collect(),
+            Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
         };
         let mut new = 0;
         for (i, r) in results.into_iter().enumerate() {
@@ -60,12 +61,8 @@ struct Batch {
 impl Batch {
     /// Fails every item not answered yet.
     fn fail_rest(&mut self, e: &ClusterError) {
-        let failure = match e {
-            ClusterError::Redis(m) => Failure::Decode(format!("redis: {m}")),
-            other => Failure::Decode(other.to_string()),
-        };
         let n = self.filled.len();
-        (self.deliver)(0, n, &Err(failure), &mut self.filled);
+        (self.deliver)(0, n, &Err(e.clone()), &mut self.filled);
         self.left = 0;
     }
 }
@@ -97,7 +94,12 @@ impl Inner {
 
     /// Registers batches (waiting for room as needed) and adds their
     /// entries in one round trip. Returns their numbers.
-    fn submit(&self, batches: Vec<(TaskMsg, Deliver)>) -> Result<Vec<u64>, ClusterError> {
+    /// `cancel`: a map whose consumer went away stops waiting for room.
+    fn submit(
+        &self,
+        batches: Vec<(TaskMsg, Deliver)>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Vec<u64>, ClusterError> {
         let mut numbers = Vec::with_capacity(batches.len());
         let mut batches = batches.into_iter().peekable();
         while batches.peek().is_some() {
@@ -114,7 +116,14 @@ impl Inner {
                     if st.batches.len() < self.opts.max_in_flight {
                         break;
                     }
-                    st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+                    if cancel.is_some_and(|c| c.load(Ordering::Acquire)) {
+                        return Err(ClusterError::Closed);
+                    }
+                    st = self
+                        .room
+                        .wait_timeout(st, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
                 while st.batches.len() < self.opts.max_in_flight {
                     let Some((mut msg, deliver)) = batches.next() else {
@@ -173,14 +182,20 @@ impl Inner {
     }
 
     /// Forgets batches `numbers` and deletes their entries that no worker
-    /// has taken (cancellation).
-    fn cancel(&self, numbers: &[u64]) {
+    /// has taken (cancellation). With `tell`, whoever waits for them gets
+    /// `tell` for each item not answered.
+    fn cancel(&self, numbers: &[u64], tell: Option<&ClusterError>) {
         let ids: Vec<String> = {
             let mut st = self.lock();
             let ids = numbers
                 .iter()
                 .filter_map(|n| st.batches.remove(n))
-                .filter_map(|b| b.entry)
+                .filter_map(|mut b| {
+                    if let Some(e) = tell {
+                        b.fail_rest(e);
+                    }
+                    b.entry
+                })
                 .collect();
             self.room.notify_all();
             ids
@@ -263,12 +278,8 @@ impl Inner {
             let Some(b) = st.batches.get_mut(&r.batch) else {
                 continue; // a duplicate, or a batch cancelled meanwhile
             };
-            let new = (b.deliver)(
-                r.start as usize,
-                r.count as usize,
-                &r.outcome,
-                &mut b.filled,
-            );
+            let outcome = r.outcome.map_err(Failure::into_error);
+            let new = (b.deliver)(r.start as usize, r.count as usize, &outcome, &mut b.filled);
             b.left -= new;
             if b.left == 0 {
                 st.batches.remove(&r.batch);
@@ -483,7 +494,7 @@ impl ClusterPool {
         let slot: Arc<OneShot<T::Output>> = Arc::new(OneShot::default());
         let fill = slot.clone();
         let deliver = deliver_to(move |_, r| fill.fill(r));
-        self.inner.submit(vec![(msg, deliver)])?;
+        self.inner.submit(vec![(msg, deliver)], None)?;
         Ok(ClusterResult { slot })
     }
 
@@ -606,6 +617,7 @@ impl ClusterPool {
                     }
                     // Up to 16 batches per round trip.
                     let mut group = Vec::new();
+                    let mut spans = Vec::new();
                     while group.len() < 16 && items.peek().is_some() {
                         let chunk: Vec<T::Args> = items.by_ref().take(size).collect();
                         let first = index;
@@ -613,13 +625,14 @@ impl ClusterPool {
                         let msg = match this.msg(&task, &chunk, None) {
                             Ok(m) => m,
                             Err(e) => {
-                                for k in 0..chunk.len() {
-                                    let _ = tx.send((first + k, Err(e.clone())));
+                                for k in first..index {
+                                    let _ = tx.send((k, Err(e.clone())));
                                 }
                                 continue;
                             }
                         };
                         let tx = tx.clone();
+                        spans.push(first..index);
                         group.push((
                             msg,
                             deliver_to(move |k, r| {
@@ -630,20 +643,18 @@ impl ClusterPool {
                             break;
                         }
                     }
-                    let firsts: Vec<usize> = group.iter().map(|(m, _)| m.len()).collect();
-                    match inner.submit(group) {
+                    match inner.submit(group, Some(&feeder_shared.cancelled)) {
                         Ok(numbers) => feeder_shared
                             .batches
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .extend(numbers),
                         Err(e) => {
-                            let mut at = index - firsts.iter().sum::<usize>();
-                            for n in firsts {
-                                for k in 0..n {
-                                    let _ = tx.send((at + k, Err(e.clone())));
-                                }
-                                at += n;
+                            // Batches of the group registered before the
+                            // failure were failed or cancelled there; tell
+                            // the rest.
+                            for k in spans.into_iter().flatten() {
+                                let _ = tx.send((k, Err(e.clone())));
                             }
                             break;
                         }
@@ -673,7 +684,7 @@ impl Drop for ClusterPool {
             st.closed = true;
             st.batches.keys().copied().collect()
         };
-        self.inner.cancel(&numbers);
+        self.inner.cancel(&numbers, Some(&ClusterError::Closed));
         self.inner.stop.store(true, Ordering::Release);
         let _ = reader.join();
         let mut link = self.inner.submit.lock().unwrap_or_else(|e| e.into_inner());
@@ -763,7 +774,7 @@ impl<R> Drop for Stream<R> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        self.inner.cancel(&numbers);
+        self.inner.cancel(&numbers, None);
     }
 }
 

@@ -508,3 +508,114 @@ fn garbage_in_the_task_stream_is_dropped_and_the_worker_goes_on() {
     drop(pool);
     stop_worker(w);
 }
+
+#[test]
+fn an_endless_imap_stays_bounded_and_dropping_it_with_no_worker_does_not_hang() {
+    let Some(redis) = RedisServer::start(false) else {
+        return;
+    };
+    let w = start_worker(&redis.url(), &opts());
+    let pool = ClusterPool::connect(&redis.url(), opts().chunksize(10).max_in_flight(8)).unwrap();
+    let mut con = redis.connection();
+    let mut most = 0;
+    let mut it = pool.imap_unordered(square, 0u64..).unwrap();
+    for i in 0..3_000 {
+        it.next().unwrap().unwrap();
+        if i % 100 == 0 {
+            most = most.max(util::xlen(&mut con, pool.tasks_stream()));
+        }
+    }
+    drop(it);
+    // Never more entries waiting than batches allowed in flight.
+    assert!(most <= 8, "{most} entries in the stream");
+    stop_worker(w);
+    // No worker at all: the feeder waits for room; dropping the iterator
+    // must still return at once, and the stream is cleared.
+    let mut it = pool.imap_unordered(square, 0u64..).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(util::xlen(&mut con, pool.tasks_stream()) >= 1);
+    let t = Instant::now();
+    drop(it);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(util::xlen(&mut con, pool.tasks_stream()), 0);
+}
+
+#[test]
+fn dropping_the_pool_fails_what_is_pending_with_closed() {
+    let Some(redis) = RedisServer::start(false) else {
+        return;
+    };
+    // No worker: nothing will answer.
+    let pool = ClusterPool::connect(&redis.url(), opts()).unwrap();
+    let r = pool.apply_async(square, 4).unwrap();
+    let mut con = redis.connection();
+    let stream = pool.tasks_stream().to_owned();
+    assert_eq!(util::xlen(&mut con, &stream), 1);
+    drop(pool);
+    assert_eq!(
+        r.get_timeout(Duration::from_secs(5)),
+        Err(ClusterError::Closed)
+    );
+    assert_eq!(util::xlen(&mut con, &stream), 0, "the task is cancelled");
+    let results: Vec<String> = redis::cmd("KEYS")
+        .arg("mproc:results:*")
+        .query(&mut con)
+        .unwrap();
+    assert!(results.is_empty(), "{results:?}");
+}
+
+#[test]
+fn a_worker_of_another_binary_leaves_the_tasks_and_says_so() {
+    let Some(redis) = RedisServer::start(false) else {
+        return;
+    };
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join("cluster_map");
+    assert!(example.exists(), "cargo test builds the examples");
+    let log = temp_log("binary");
+    let pool = ClusterPool::connect(&redis.url(), opts()).unwrap();
+    let r = pool.apply_async(counted, (log.clone(), 2, 0)).unwrap();
+    // The example is another binary: another task table, another build.
+    let mut other = std::process::Command::new(&example)
+        .arg("worker")
+        .env("MPROC_REDIS_URL", redis.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = other.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push(line);
+        }
+        seen
+    });
+    assert_eq!(
+        r.get_timeout(Duration::from_secs(3)),
+        Err(ClusterError::Timeout)
+    );
+    assert_eq!(runs(&log), 0);
+    // SIGTERM: it drains (nothing) and exits 0.
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(other.id() as i32, libc::SIGTERM) };
+    assert!(other.wait().unwrap().success());
+    let lines = lines.join().unwrap();
+    let wanted = format!("entries wait in {}, for another build", pool.tasks_stream());
+    assert!(
+        lines.iter().any(|l| l.contains(&wanted)),
+        "no log line about the waiting task:\n{}",
+        lines.join("\n")
+    );
+    drop(pool);
+    let _ = std::fs::remove_file(&log);
+}
