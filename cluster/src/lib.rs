@@ -50,9 +50,10 @@
 //!   fingerprint (its task table and [`build_tag`](ClusterOptions::build_tag));
 //!   a worker reads only its own build's stream, so a worker of another
 //!   build never runs them, and logs that they wait.
-//! * **Cancellation.** Dropping an [`ClusterIMapUnordered`] or the
+//! * **Cancellation.** Dropping a [`ClusterIMapUnordered`] or the
 //!   [`ClusterPool`] deletes the batches no worker has taken yet; a
-//!   worker skips tasks whose caller is gone.
+//!   worker skips tasks whose caller is gone. Results still awaited when
+//!   the pool is dropped fail with [`ClusterError::Closed`].
 //! * **Draining.** `SIGTERM` makes a worker stop taking tasks, finish the
 //!   running ones (up to [`drain_timeout`](ClusterOptions::drain_timeout))
 //!   and give back the rest.
