@@ -155,6 +155,11 @@ pub(crate) fn parse_pending(v: &Value) -> Vec<(String, String, u64, u64)> {
 /// Whether an error means the connection is gone (worth reconnecting),
 /// rather than a refused command.
 fn is_connection_error(e: &RedisError) -> bool {
+    // The redis crate counts a refused password as "reconnect"; for us it
+    // is a refusal.
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return false;
+    }
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_timeout()
@@ -209,7 +214,11 @@ impl Link {
                         self.connected_once = true;
                         self.con = Some(c);
                     }
-                    Err(e) if start.elapsed() >= self.window => return Err(e.into()),
+                    // A refusal (a wrong password, a bad URL) will not go
+                    // away by trying again.
+                    Err(e) if !is_connection_error(&e) || start.elapsed() >= self.window => {
+                        return Err(e.into());
+                    }
                     Err(_) => {}
                 }
             }
