@@ -332,6 +332,11 @@ fn reader_loop(
                 }
             }
         }
+        // Answers older than a second are asked again anyway: forget those
+        // older than ten, so that a long-lived worker does not remember
+        // every caller it ever served (this batch's callers were all
+        // checked within the last second, and stay).
+        live_callers.retain(|_, t| t.elapsed() <= Duration::from_secs(10));
         let mut dropped = redis::pipe();
         let mut any_dropped = false;
         for e in entries {
