@@ -103,7 +103,9 @@ impl Inner {
         let mut numbers = Vec::with_capacity(batches.len());
         let mut batches = batches.into_iter().peekable();
         while batches.peek().is_some() {
-            let mut msgs = Vec::new();
+            // The entries to add, and their batch numbers.
+            let mut pipe = redis::pipe();
+            let mut added = Vec::new();
             {
                 let mut st = self.lock();
                 loop {
@@ -133,7 +135,8 @@ impl Inner {
                     st.next += 1;
                     msg.batch = n;
                     let len = msg.len();
-                    msgs.push((n, msg.clone()));
+                    wire::xadd(&mut pipe, &self.tasks_key, false, None, &msg.fields());
+                    added.push(n);
                     st.batches.insert(
                         n,
                         Batch {
@@ -147,9 +150,9 @@ impl Inner {
                     numbers.push(n);
                 }
             }
-            let ids = self.add_entries(&msgs)?;
+            let ids = self.add_entries(&pipe)?;
             let mut st = self.lock();
-            for ((n, _), id) in msgs.iter().zip(ids) {
+            for (n, id) in added.iter().zip(ids) {
                 if let Some(b) = st.batches.get_mut(n) {
                     b.entry = Some(id);
                 }
@@ -158,12 +161,8 @@ impl Inner {
         Ok(numbers)
     }
 
-    /// `XADD`s the entries of `msgs` in one pipeline; their entry ids.
-    fn add_entries(&self, msgs: &[(u64, TaskMsg)]) -> Result<Vec<String>, ClusterError> {
-        let mut pipe = redis::pipe();
-        for (_, m) in msgs {
-            wire::xadd(&mut pipe, &self.tasks_key, false, None, &m.fields());
-        }
+    /// Runs a pipeline of `XADD`s; their entry ids.
+    fn add_entries(&self, pipe: &redis::Pipeline) -> Result<Vec<String>, ClusterError> {
         let mut link = self.submit.lock().unwrap_or_else(|e| e.into_inner());
         let ids: Vec<String> = link
             .run(|c| pipe.query(c))
@@ -302,17 +301,7 @@ impl Inner {
             .map(|b| b.msg.clone())
             .collect();
         log::info!(target: "mproc::cluster", "reconnected to redis; sending {} unanswered batches again", msgs.len());
-        let _ = link.ensure_group(&self.tasks_key);
-        let _ = link.run(|c| {
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&self.results_key)
-                .arg("readers")
-                .arg("$")
-                .arg("MKSTREAM")
-                .query::<Value>(c)
-                .or(Ok(Value::Nil))
-        });
+        let _ = open_streams(link, &self.tasks_key, &self.results_key);
         for chunk in msgs.chunks(32) {
             let mut pipe = redis::pipe();
             for m in chunk {
@@ -325,6 +314,22 @@ impl Inner {
 
 /// How long a result stream outlives its caller's last sign of life.
 const RESULTS_TTL: Duration = Duration::from_secs(600);
+
+/// Makes the task stream's consumer group and the caller's result stream,
+/// unless they are there, and (re)starts the result stream's expiry. From
+/// then on the result stream exists: workers add to it with `NOMKSTREAM`,
+/// so answers to a caller that is gone go nowhere. (Its group is only a way
+/// to create an empty stream.)
+fn open_streams(link: &mut Link, tasks_key: &str, results_key: &str) -> Result<(), ClusterError> {
+    link.ensure_group(tasks_key, wire::GROUP)?;
+    link.ensure_group(results_key, "readers")?;
+    link.run(|c| {
+        redis::cmd("EXPIRE")
+            .arg(results_key)
+            .arg(RESULTS_TTL.as_secs())
+            .query::<()>(c)
+    })
+}
 
 /// A pool whose workers are processes on other machines (or this one),
 /// fed through Redis Streams: the local [`Pool`](mproc_runtime::Pool)'s
@@ -362,24 +367,7 @@ impl ClusterPool {
         let tasks_key = wire::tasks_key(&options.namespace, build);
         let results_key = wire::results_key(&options.namespace, &caller);
         let mut submit = Link::open(url, options.reconnect_timeout)?;
-        submit.ensure_group(&tasks_key)?;
-        // The result stream exists from now on (workers add to it with
-        // NOMKSTREAM, so answers to a caller that is gone go nowhere).
-        submit.run(|c| {
-            redis::pipe()
-                .cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&results_key)
-                .arg("readers")
-                .arg("$")
-                .arg("MKSTREAM")
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&results_key)
-                .arg(RESULTS_TTL.as_secs())
-                .ignore()
-                .query::<()>(c)
-        })?;
+        open_streams(&mut submit, &tasks_key, &results_key)?;
         let reader_link = Link::open(url, options.reconnect_timeout)?;
         let inner = Arc::new(Inner {
             opts: options,

@@ -1,6 +1,7 @@
 //! Keys, stream entries and the Redis connection, shared by callers and
 //! workers. The layout is described in the crate's README.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, Value};
@@ -239,14 +240,14 @@ impl Link {
         }
     }
 
-    /// Creates the consumer group of `key` (and the stream) unless it is
+    /// Creates consumer group `group` of `key` (and the stream) unless it is
     /// there.
-    pub(crate) fn ensure_group(&mut self, key: &str) -> Result<(), ClusterError> {
+    pub(crate) fn ensure_group(&mut self, key: &str, group: &str) -> Result<(), ClusterError> {
         self.run(|c| {
             match redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(key)
-                .arg(GROUP)
+                .arg(group)
                 .arg("0")
                 .arg("MKSTREAM")
                 .query::<Value>(c)
@@ -257,6 +258,14 @@ impl Link {
         })
         .map(drop)
     }
+}
+
+/// One field of a stream entry: its name and its value, borrowed where the
+/// value is large.
+pub(crate) type Field<'a> = (&'static str, Cow<'a, [u8]>);
+
+fn number(n: impl ToString) -> Cow<'static, [u8]> {
+    n.to_string().into_bytes().into()
 }
 
 /// A batch of items of one task, as a task stream entry.
@@ -286,21 +295,21 @@ pub(crate) struct TaskMsg {
 }
 
 impl TaskMsg {
-    /// The fields of the stream entry.
-    pub(crate) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+    /// The fields of the stream entry (the items borrowed, not copied).
+    pub(crate) fn fields(&self) -> Vec<Field<'_>> {
         let ends: Vec<u8> = self.ends.iter().flat_map(|e| e.to_le_bytes()).collect();
         vec![
-            ("c", self.caller.clone().into_bytes()),
-            ("b", self.batch.to_string().into_bytes()),
-            ("s", self.start.to_string().into_bytes()),
-            ("t", self.task.clone().into_bytes()),
-            ("f", self.fingerprint.to_string().into_bytes()),
-            ("x", self.tries.to_string().into_bytes()),
-            ("m", self.max_deliveries.to_string().into_bytes()),
-            ("d", self.timeout_ms.to_string().into_bytes()),
-            ("e", self.last_error.clone().into_bytes()),
-            ("o", ends),
-            ("p", self.items.clone()),
+            ("c", self.caller.as_bytes().into()),
+            ("b", number(self.batch)),
+            ("s", number(self.start)),
+            ("t", self.task.as_bytes().into()),
+            ("f", number(self.fingerprint)),
+            ("x", number(self.tries)),
+            ("m", number(self.max_deliveries)),
+            ("d", number(self.timeout_ms)),
+            ("e", self.last_error.as_bytes().into()),
+            ("o", ends.into()),
+            ("p", self.items.as_slice().into()),
         ]
     }
 
@@ -371,7 +380,7 @@ pub(crate) fn xadd(
     key: &str,
     must_exist: bool,
     maxlen: Option<usize>,
-    fields: &[(&str, Vec<u8>)],
+    fields: &[Field<'_>],
 ) {
     let c = pipe.cmd("XADD").arg(key);
     if must_exist {
@@ -382,7 +391,7 @@ pub(crate) fn xadd(
     }
     c.arg("*");
     for (k, v) in fields {
-        c.arg(*k).arg(v.as_slice());
+        c.arg(*k).arg(v.as_ref());
     }
 }
 
@@ -396,16 +405,19 @@ pub(crate) struct ResultMsg {
 }
 
 impl ResultMsg {
-    pub(crate) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let (kind, payload) = match &self.outcome {
-            Ok(bytes) => ("ok", bytes.clone()),
-            Err(f) => ("err", mproc_runtime::codec::encode(f).unwrap_or_default()),
+    pub(crate) fn fields(&self) -> Vec<Field<'_>> {
+        let (kind, payload): (&str, Cow<'_, [u8]>) = match &self.outcome {
+            Ok(bytes) => ("ok", bytes.as_slice().into()),
+            Err(f) => (
+                "err",
+                mproc_runtime::codec::encode(f).unwrap_or_default().into(),
+            ),
         };
         vec![
-            ("b", self.batch.to_string().into_bytes()),
-            ("s", self.start.to_string().into_bytes()),
-            ("n", self.count.to_string().into_bytes()),
-            ("k", kind.as_bytes().to_vec()),
+            ("b", number(self.batch)),
+            ("s", number(self.start)),
+            ("n", number(self.count)),
+            ("k", kind.as_bytes().into()),
             ("p", payload),
         ]
     }

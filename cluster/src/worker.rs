@@ -116,9 +116,9 @@ impl Shared {
             msg.task, msg.batch, msg.caller, msg.start, self.dead_key
         );
         let mut fields = msg.fields();
-        fields.push(("error", error.as_bytes().to_vec()));
-        fields.push(("deliveries", deliveries.to_string().into_bytes()));
-        fields.push(("stream", self.tasks_key.clone().into_bytes()));
+        fields.push(("error", error.as_bytes().into()));
+        fields.push(("deliveries", deliveries.to_string().into_bytes().into()));
+        fields.push(("stream", self.tasks_key.as_bytes().into()));
         wire::xadd(pipe, &self.dead_key, false, Some(10_000), &fields);
         pipe.ignore();
         self.answer(
@@ -188,7 +188,7 @@ pub fn serve(url: &str, options: ClusterOptions) -> Result<(), ClusterError> {
     let build = wire::build_id(&options.build_tag);
     let tasks_key = wire::tasks_key(&options.namespace, build);
     let mut link = Link::open(url, options.reconnect_timeout)?;
-    link.ensure_group(&tasks_key)?;
+    link.ensure_group(&tasks_key, GROUP)?;
     let side = Link::open(url, options.reconnect_timeout)?;
     let pool = Pool::builder()
         .processes(options.processes)
@@ -297,7 +297,7 @@ fn reader_loop(
             Ok(v) => wire::parse_read(&v),
             // The group is gone (the server lost its data): make it again.
             Err(ClusterError::Redis(m)) if m.contains("NOGROUP") => {
-                link.ensure_group(&shared.tasks_key)?;
+                link.ensure_group(&shared.tasks_key, GROUP)?;
                 continue;
             }
             Err(e) => return Err(e),

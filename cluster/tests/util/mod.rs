@@ -56,30 +56,7 @@ impl RedisServer {
             );
             return None;
         };
-        let dir = std::env::temp_dir().join(format!(
-            "mproc-redis-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ (rand_u64() as u128)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        for _ in 0..5 {
-            let port = free_port();
-            let mut s = RedisServer {
-                child: None,
-                port,
-                dir: dir.clone(),
-                aof,
-                extra: password
-                    .map(|p| vec!["--requirepass".to_owned(), p.to_owned()])
-                    .unwrap_or_default(),
-                password: password.map(str::to_owned),
-                tls: false,
-            };
-            if s.launch() {
-                return Some(s);
-            }
-        }
-        panic!("could not start redis-server on a free port");
+        Some(Self::start_configured(aof, password, None))
     }
 
     /// A server that speaks TLS only, with the given PEM files (no client
@@ -90,42 +67,55 @@ impl RedisServer {
         ca: &std::path::Path,
     ) -> Option<RedisServer> {
         redis_binary()?;
-        let dir = std::env::temp_dir().join(format!(
-            "mproc-redis-tls-{}-{}",
-            std::process::id(),
-            rand_u64()
-        ));
+        Some(Self::start_configured(false, None, Some([cert, key, ca])))
+    }
+
+    /// Starts a server on a free port (trying again if the port is taken
+    /// meanwhile) in a new temporary directory.
+    fn start_configured(
+        aof: bool,
+        password: Option<&str>,
+        tls: Option<[&std::path::Path; 3]>,
+    ) -> RedisServer {
+        let dir =
+            std::env::temp_dir().join(format!("mproc-redis-{}-{}", std::process::id(), rand_u64()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         for _ in 0..5 {
             let port = free_port();
-            let mut s = RedisServer {
-                child: None,
-                port,
-                dir: dir.clone(),
-                aof: false,
-                extra: [
+            let mut extra: Vec<String> = Vec::new();
+            if let Some(p) = password {
+                extra.extend(["--requirepass".into(), p.into()]);
+            }
+            if let Some([cert, key, ca]) = tls {
+                extra.extend([
                     "--port".into(),
                     "0".into(),
                     "--tls-port".into(),
                     port.to_string(),
-                    "--tls-cert-file".into(),
-                    cert.display().to_string(),
-                    "--tls-key-file".into(),
-                    key.display().to_string(),
-                    "--tls-ca-cert-file".into(),
-                    ca.display().to_string(),
-                    "--tls-auth-clients".into(),
-                    "no".into(),
-                ]
-                .to_vec(),
-                password: None,
-                tls: true,
+                ]);
+                for (flag, path) in [
+                    ("--tls-cert-file", cert),
+                    ("--tls-key-file", key),
+                    ("--tls-ca-cert-file", ca),
+                ] {
+                    extra.extend([flag.into(), path.display().to_string()]);
+                }
+                extra.extend(["--tls-auth-clients".into(), "no".into()]);
+            }
+            let mut s = RedisServer {
+                child: None,
+                port,
+                dir: dir.clone(),
+                aof,
+                extra,
+                password: password.map(str::to_owned),
+                tls: tls.is_some(),
             };
             if s.launch() {
-                return Some(s);
+                return s;
             }
         }
-        panic!("could not start a TLS redis-server");
+        panic!("could not start redis-server on a free port");
     }
 
     fn launch(&mut self) -> bool {
