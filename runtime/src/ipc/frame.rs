@@ -6,7 +6,9 @@
 //! can speak it. Every reader checks a length against its limit here,
 //! before it allocates anything for the frame.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+
+use super::MESSAGE_LIMIT;
 
 /// The length prefix's size.
 pub(crate) const HEADER: usize = 4;
@@ -97,6 +99,36 @@ pub(crate) fn complete(
     };
     let len = order.checked_length(header.try_into().expect("4 bytes"), limit)?;
     Ok((avail.len() >= HEADER + len).then_some(len))
+}
+
+/// The largest frame before both handshakes of a connection have passed.
+pub(crate) const HANDSHAKE_LIMIT: usize = 256;
+
+/// Writes one big-endian (Python-style) frame of at most `MESSAGE_LIMIT`
+/// bytes, the format [`FrameDecoder`] reads.
+pub(crate) fn write_stream_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| l as usize <= MESSAGE_LIMIT)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a message of {} bytes exceeds the limit of {MESSAGE_LIMIT}",
+                    payload.len()
+                ),
+            )
+        })?;
+    let header = STREAM_ORDER.header(len);
+    if payload.len() <= 4096 {
+        let mut buf = Vec::with_capacity(HEADER + payload.len());
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(payload);
+        w.write_all(&buf)
+    } else {
+        w.write_all(&header)?;
+        w.write_all(payload)
+    }
 }
 
 /// Splits a byte stream with no descriptors (a manager connection, which

@@ -14,6 +14,7 @@
 /// before anything is allocated.
 pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
 
+pub(crate) mod auth;
 pub mod codec;
 pub(crate) mod frame;
 pub(crate) mod framed;

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::ManagerError;
-use super::auth::{self, AuthError};
 use super::fastpath::{Dir, FastPath, FdReader, Message};
 use super::wire::{self, FrameDecoder, MESSAGE_LIMIT, Request};
+use crate::ipc::auth::{self, AuthError};
 use crate::ipc::codec;
 use crate::sys;
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ManagerError;
-use super::auth;
 use super::conn::{Address, Endpoint, Handle, id_from};
 use super::objects;
 use super::proxy::{
@@ -22,6 +21,7 @@ use super::proxy::{
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
+use crate::ipc::auth;
 use crate::ipc::codec::{self, SharedFd};
 use crate::process::Process;
 use crate::process::StartMethod;

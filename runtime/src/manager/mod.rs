@@ -4,7 +4,6 @@
 
 #![forbid(unsafe_code)]
 
-mod auth;
 mod conn;
 mod error;
 mod fastpath;
@@ -34,5 +33,5 @@ pub use shared::{
 #[doc(hidden)]
 pub fn client_handshake<S: std::io::Read + std::io::Write>(stream: &mut S, authkey: &[u8]) -> bool {
     let mut decoder = wire::FrameDecoder::new(wire::HANDSHAKE_LIMIT);
-    auth::client_handshake(stream, &mut decoder, authkey).is_ok()
+    crate::ipc::auth::client_handshake(stream, &mut decoder, authkey).is_ok()
 }

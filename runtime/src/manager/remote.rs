@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::ManagerError;
-use super::auth;
 use super::conn::{Address, Conn, Endpoint, Handle, id_from};
 use super::server::{self, Listener, ServerState};
 use super::shared::{ObjectBox, Proxy, Shared};
 use super::wire::Request;
+use crate::ipc::auth;
 
 /// Python's `multiprocessing.managers.BaseManager` for the network: a
 /// namespace for [`bind`](BaseManager::bind) (the server) and

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::auth::{self, AuthError};
 use super::conn::{HANDSHAKE_TIMEOUT, Stream};
 use super::fastpath::{Dir, FastPath, Message};
 use super::objects;
 use super::shared::{self, Call, Object, ObjectBox};
 use super::wire::{self, CallFailure, Failure, FrameDecoder, MESSAGE_LIMIT, Request};
+use crate::ipc::auth::{self, AuthError};
 use crate::sys;
 
 /// The most connections served at once; more are closed at accept.

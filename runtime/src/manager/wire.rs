@@ -1,17 +1,16 @@
 //! The bytes on a manager connection: frames, requests and replies (see
 //! `README.md` beside this file).
 
-use std::io::{self, Write};
+use std::io;
 
-/// The largest frame before both handshakes have passed.
-pub(crate) const HANDSHAKE_LIMIT: usize = 256;
 /// The largest frame afterwards (mproc's one limit, 1 GiB).
 pub(crate) use crate::ipc::MESSAGE_LIMIT;
 use crate::ipc::codec;
 /// Frames on a manager connection: Python's `Connection` format, with
 /// big-endian lengths (the decoder is `ipc`'s one frame decoder).
 pub(crate) use crate::ipc::frame::FrameDecoder;
-use crate::ipc::frame::{HEADER, STREAM_ORDER, TooLarge};
+use crate::ipc::frame::TooLarge;
+pub(crate) use crate::ipc::frame::{HANDSHAKE_LIMIT, write_stream_frame as write_frame};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,32 +46,6 @@ impl From<TooLarge> for ProtocolError {
 impl From<ProtocolError> for io::Error {
     fn from(e: ProtocolError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-    }
-}
-
-/// Writes one frame.
-pub(crate) fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|&l| l as usize <= MESSAGE_LIMIT)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a message of {} bytes exceeds the manager's limit of {MESSAGE_LIMIT}",
-                    payload.len()
-                ),
-            )
-        })?;
-    let header = STREAM_ORDER.header(len);
-    if payload.len() <= 4096 {
-        let mut buf = Vec::with_capacity(HEADER + payload.len());
-        buf.extend_from_slice(&header);
-        buf.extend_from_slice(payload);
-        w.write_all(&buf)
-    } else {
-        w.write_all(&header)?;
-        w.write_all(payload)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The HMAC challenge both ends of a manager connection pass before any
+//! The HMAC challenge both ends of a connection (a manager's, or a
+//! `connection::Listener`'s) pass before any
 //! payload is decoded, as every CPython speaks it (`deliver_challenge`,
 //! `answer_challenge`, `_create_response` and `_verify_challenge` in
 //! `multiprocessing/connection.py`).
@@ -19,7 +20,7 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Sha256, Sha384};
 
-use super::wire::{FrameDecoder, HANDSHAKE_LIMIT, write_frame};
+use super::frame::{FrameDecoder, HANDSHAKE_LIMIT, write_stream_frame as write_frame};
 
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const WELCOME: &[u8] = b"#WELCOME#";
