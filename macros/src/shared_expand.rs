@@ -39,9 +39,12 @@ pub(crate) fn expand(s: &SharedImpl, errors: Vec<syn::Error>) -> TokenStream {
 
     let mut proxy_methods = Vec::new();
     let mut arms = Vec::new();
+    // The method names a Python client's `AutoProxy` may call.
+    let mut exposed = Vec::new();
     for m in s.methods() {
         let name = &m.sig.ident;
         let name_str = name.to_string();
+        exposed.push(name_str.clone());
         let vis = &m.vis;
         let docs = m.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let (names, types): (Vec<syn::Ident>, Vec<&syn::Type>) = m
@@ -108,6 +111,9 @@ pub(crate) fn expand(s: &SharedImpl, errors: Vec<syn::Error>) -> TokenStream {
                     #(#arms)*
                     _ => ::core::result::Result::Err(__call.unknown_method()),
                 }
+            }
+            fn __exposed() -> &'static [&'static str] {
+                &[#(#exposed),*]
             }
         }
     };

@@ -30,8 +30,8 @@ pub use error::ProcessError;
 pub use ipc::codec;
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
-    ListProxy, LockProxy, Manager, ManagerError, NamespaceProxy, Proxy, QueueProxy, Shared,
-    ValueProxy,
+    ListProxy, LockProxy, Manager, ManagerError, Namespace, NamespaceProxy, Proxy, QueueProxy,
+    Shared, ValueProxy,
 };
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
 pub use process::log;

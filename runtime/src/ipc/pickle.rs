@@ -179,7 +179,10 @@ fn walk<'a>(
         };
         pos += 1;
         let Some((name, shape)) = opcode(code) else {
-            return err(format!("unknown pickle opcode 0x{code:02x} at byte {}", pos - 1));
+            return err(format!(
+                "unknown pickle opcode 0x{code:02x} at byte {}",
+                pos - 1
+            ));
         };
         let (arg, arg2) = match shape {
             Arg::None => (&[][..], &[][..]),
@@ -370,6 +373,46 @@ pub(crate) fn body(pickle: &[u8]) -> &[u8] {
     inner.strip_suffix(b".").unwrap_or(inner)
 }
 
+/// A whole pickle around `body` (the opcodes that push one value).
+pub(crate) fn wrap(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 3);
+    out.extend(b"\x80\x03");
+    out.extend(body);
+    out.push(b'.');
+    out
+}
+
+/// The body of a list of values, each given as a body.
+pub(crate) fn list_body<I: IntoIterator<Item = Vec<u8>>>(items: I) -> Vec<u8> {
+    let mut out = vec![b']', b'('];
+    for i in items {
+        out.extend(i);
+    }
+    out.push(b'e');
+    out
+}
+
+/// The body of a tuple of values, each given as a body.
+pub(crate) fn tuple_body<I: IntoIterator<Item = Vec<u8>>>(items: I) -> Vec<u8> {
+    let mut out = vec![b'('];
+    for i in items {
+        out.extend(i);
+    }
+    out.push(b't');
+    out
+}
+
+/// The body of a dict of (key, value) bodies, in order.
+pub(crate) fn dict_body<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(pairs: I) -> Vec<u8> {
+    let mut out = vec![b'}', b'('];
+    for (k, v) in pairs {
+        out.extend(k);
+        out.extend(v);
+    }
+    out.push(b'u');
+    out
+}
+
 /// Writes a `str` push.
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'X');
@@ -485,7 +528,13 @@ mod tests {
 
     #[test]
     fn plain_data_round_trips() {
-        let v = (1i64, "two".to_string(), vec![3.5f64], Some(true), None::<u8>);
+        let v = (
+            1i64,
+            "two".to_string(),
+            vec![3.5f64],
+            Some(true),
+            None::<u8>,
+        );
         let p = encode(&v).unwrap();
         check(&p).unwrap();
         let back: (i64, String, Vec<f64>, Option<bool>, Option<u8>) = decode(&p).unwrap();
@@ -524,8 +573,17 @@ mod tests {
         let memo = b"\x80\x04\x8c\x08builtins\x94\x8c\x03set\x94\x93\x94]\x85R\x94h\x00\x8c\x04eval\x94\x93.";
         let e = check(memo).unwrap_err();
         assert!(e.0.contains("`builtins.eval`"), "{e}");
-        for builder in [&b"\x80\x02)\x81."[..], b"\x80\x02}}b.", b"(iposix\nsystem\n."] {
-            assert!(check(builder).unwrap_err().0.contains("builds a Python object"));
+        for builder in [
+            &b"\x80\x02)\x81."[..],
+            b"\x80\x02}}b.",
+            b"(iposix\nsystem\n.",
+        ] {
+            assert!(
+                check(builder)
+                    .unwrap_err()
+                    .0
+                    .contains("builds a Python object")
+            );
         }
     }
 

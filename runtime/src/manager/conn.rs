@@ -460,6 +460,12 @@ impl<'de> Deserialize<'de> for Handle {
 }
 
 impl Handle {
+    /// Whether the object is reached over TCP (a `BaseManager`'s), where
+    /// no descriptor can travel and Python clients may share it.
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self.endpoint.address, Address::Tcp(_))
+    }
+
     /// Calls `method` with `args` (a tuple of the parameters) and decodes
     /// its result. Handles inside the arguments or the result travel with
     /// them (local managers only).

@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod containers;
 mod error;
 mod fastpath;
 pub(crate) mod local;
 mod objects;
 mod proxy;
+mod python;
 mod queue;
 mod remote;
 mod server;
@@ -17,6 +19,7 @@ mod shared;
 mod wire;
 
 pub use conn::Handle;
+pub use containers::Namespace;
 pub use error::ManagerError;
 pub use local::Manager;
 pub use proxy::{

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{AsFd, OwnedFd};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::python::{self, Conv};
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
 use super::wire::{CallFailure, Failure};
 use crate::ipc::codec::SharedFd;
@@ -30,12 +34,20 @@ type Bytes = Vec<u8>;
 /// A stored key-less value: its encoded bytes and the descriptors of the
 /// handles inside it (local managers; see `README.md`).
 #[derive(Default)]
-struct Item {
-    bytes: Bytes,
+pub(super) struct Item {
+    pub(super) bytes: Bytes,
     fds: Vec<SharedFd>,
 }
 
 impl Item {
+    /// An item without handles (from a Python client or a TCP client).
+    pub(super) fn plain(bytes: Bytes) -> Item {
+        Item {
+            bytes,
+            fds: Vec::new(),
+        }
+    }
+
     /// The item a request carries: `bytes`, with the request's descriptors.
     fn from_call(call: &Call<'_>, bytes: Bytes) -> Item {
         Item {
@@ -176,18 +188,43 @@ fn deadline(nanos: Option<u64>) -> Option<Instant> {
 }
 
 /// A dict: key bytes → (insertion number, value). Iteration is in
-/// insertion order, as in Python.
+/// insertion order, as in Python. A dict registered with its Rust types
+/// also serves Python clients (the converters of its keys and values).
 #[derive(Default)]
-struct Dict(Mutex<DictInner>);
+pub(crate) struct Dict(Mutex<DictInner>, Option<(Conv, Conv)>);
 
 #[derive(Default)]
-struct DictInner {
-    map: HashMap<Bytes, (u64, Item)>,
-    next: u64,
+pub(super) struct DictInner {
+    pub(super) map: HashMap<Bytes, (u64, Item)>,
+    pub(super) next: u64,
+}
+
+impl Dict {
+    /// A dict of `K` to `V` holding `entries`, in their order.
+    pub(crate) fn typed<K, V>(entries: impl IntoIterator<Item = (K, V)>) -> Result<Dict, String>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        let mut inner = DictInner::default();
+        for (k, v) in entries {
+            let (k, v) = (
+                super::wire::encode_value(&k)?,
+                super::wire::encode_value(&v)?,
+            );
+            let n = inner.next;
+            inner.map.insert(k, (n, Item::plain(v)));
+            inner.next += 1;
+        }
+        Ok(Dict(
+            Mutex::new(inner),
+            Some((Conv::of::<K>(), Conv::of::<V>())),
+        ))
+    }
 }
 
 impl DictInner {
-    fn ordered(&self) -> Vec<(&Bytes, &Item)> {
+    pub(super) fn ordered(&self) -> Vec<(&Bytes, &Item)> {
         let mut v: Vec<_> = self.map.iter().map(|(k, (n, v))| (*n, k, v)).collect();
         v.sort_unstable_by_key(|e| e.0);
         v.into_iter().map(|(_, k, v)| (k, v)).collect()
@@ -197,6 +234,12 @@ impl DictInner {
 impl Object for Dict {
     fn kind(&self) -> &'static str {
         "dict"
+    }
+    fn call_python(&self, call: &mut Call<'_>) -> DispatchResult {
+        python::dict(&self.0, self.1.as_ref(), call)
+    }
+    fn exposed(&self) -> &'static [&'static str] {
+        python::DICT_EXPOSED
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
         match call.method() {
@@ -248,12 +291,32 @@ impl Object for Dict {
     }
 }
 
+/// A list; registered with its item type, it also serves Python clients.
 #[derive(Default)]
-struct List(Mutex<Vec<Item>>);
+pub(crate) struct List(Mutex<Vec<Item>>, Option<Conv>);
+
+impl List {
+    /// A list of `T` holding `items`.
+    pub(crate) fn typed<T: Serialize + DeserializeOwned>(
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<List, String> {
+        let items = items
+            .into_iter()
+            .map(|i| super::wire::encode_value(&i).map(Item::plain))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(List(Mutex::new(items), Some(Conv::of::<T>())))
+    }
+}
 
 impl Object for List {
     fn kind(&self) -> &'static str {
         "list"
+    }
+    fn call_python(&self, call: &mut Call<'_>) -> DispatchResult {
+        python::list(&self.0, self.1.as_ref(), call)
+    }
+    fn exposed(&self) -> &'static [&'static str] {
+        python::LIST_EXPOSED
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
         match call.method() {
@@ -296,13 +359,20 @@ impl Object for List {
     }
 }
 
-/// Attributes: name → (type name, value bytes).
+/// Attributes: name → (type name, value bytes); an attribute a Python
+/// client set is a pickle (type name `python::PICKLED`).
 #[derive(Default)]
-struct Namespace(Mutex<HashMap<String, (String, Item)>>);
+pub(crate) struct Namespace(Mutex<HashMap<String, (String, Item)>>);
 
 impl Object for Namespace {
     fn kind(&self) -> &'static str {
         "namespace"
+    }
+    fn call_python(&self, call: &mut Call<'_>) -> DispatchResult {
+        python::namespace(&self.0, call)
+    }
+    fn exposed(&self) -> &'static [&'static str] {
+        python::NAMESPACE_EXPOSED
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
         match call.method() {
@@ -312,11 +382,24 @@ impl Object for Namespace {
                 lock(&self.0).insert(name, (ty, item));
                 ok(())
             }
+            // Over TCP, a Rust client stores pickles, so that Python
+            // clients can read them too.
+            "set_pickled" => {
+                let (name, v): (String, Bytes) = call.args()?;
+                crate::ipc::pickle::check(&v).map_err(|e| {
+                    CallError(CallFailure::new(Failure::Decode, format!("`{name}`: {e}")))
+                })?;
+                lock(&self.0).insert(name, (python::PICKLED.to_string(), Item::plain(v)));
+                ok(())
+            }
+            // `(pickled, bytes)`: a pickle (set from Python, or over TCP)
+            // or mproc's encoding of a value of type `ty`.
             "get" => {
                 let (name, ty): (String, String) = call.args()?;
                 match lock(&self.0).get(&name) {
-                    None => ok(None::<Bytes>),
-                    Some((t, v)) if *t == ty => reply_opt(Some(v), call),
+                    None => ok(None::<(bool, Bytes)>),
+                    Some((t, v)) if t == python::PICKLED => ok(Some((true, &v.bytes))),
+                    Some((t, v)) if *t == ty => ok(Some((false, v.reply(call)?))),
                     Some((t, _)) => Err(CallError(CallFailure::new(
                         Failure::Decode,
                         format!("attribute `{name}` holds a `{t}`, not a `{ty}`"),

@@ -281,8 +281,14 @@ proxy_type! {
 }
 
 impl NamespaceProxy {
-    /// Sets attribute `name`.
+    /// Sets attribute `name`. Through a [`BaseManager`](crate::BaseManager)
+    /// (TCP) the value is stored as a pickle, so that Python clients can
+    /// read it too.
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<(), ManagerError> {
+        if self.handle.is_tcp() {
+            let v = crate::ipc::pickle::encode(&value).map_err(|e| ManagerError::Encode(e.0))?;
+            return self.handle.call("set_pickled", &(name, v));
+        }
         let (v, raw) = enc_item(&value)?;
         call_item(
             &self.handle,
@@ -294,15 +300,23 @@ impl NamespaceProxy {
     }
 
     /// Attribute `name`: `Ok(None)` if it is unset, an error if it holds
-    /// another type.
+    /// another type. (An attribute set from Python, or through a
+    /// `BaseManager`, is read from its pickle: any `T` its value fits is
+    /// accepted, as an `i64` 3 fits a `u8`.)
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
-        let (v, fds) = call_item(
+        let (v, fds): (Option<(bool, Vec<u8>)>, _) = call_item(
             &self.handle,
             "get",
             &(name, std::any::type_name::<T>()),
             &[],
         )?;
-        dec_opt(v, fds)
+        match v {
+            None => Ok(None),
+            Some((true, pickled)) => crate::ipc::pickle::decode(&pickled)
+                .map(Some)
+                .map_err(|e| ManagerError::Decode(format!("attribute `{name}`: {e}"))),
+            Some((false, bytes)) => dec_item(&bytes, fds).map(Some),
+        }
     }
 }
 

@@ -93,7 +93,9 @@ pub struct BaseManagerBuilder {
     addrs: io::Result<Vec<SocketAddr>>,
     authkey: Vec<u8>,
     policy: auth::Policy,
-    objects: Vec<(String, ObjectBox)>,
+    /// Each registered value as a server object, or why it could not be
+    /// made one (reported by `start`).
+    objects: Vec<(String, Result<ObjectBox, String>)>,
 }
 
 impl std::fmt::Debug for BaseManagerBuilder {
@@ -127,7 +129,7 @@ impl BaseManagerBuilder {
     /// this process keeps using).
     pub fn register<S: Shared>(mut self, name: &str, object: S) -> Self {
         self.objects
-            .push((name.to_string(), ObjectBox::shared(object)));
+            .push((name.to_string(), object.__into_object()));
         self
     }
 
@@ -135,12 +137,15 @@ impl BaseManagerBuilder {
         let addrs = std::mem::replace(&mut self.addrs, Ok(Vec::new())).map_err(ManagerError::Io)?;
         // std sets SO_REUSEADDR, so a port is free again right after a
         // shutdown even with connections in TIME_WAIT.
+        let objects = std::mem::take(&mut self.objects)
+            .into_iter()
+            .map(|(name, o)| {
+                o.map(|o| (name.clone(), o))
+                    .map_err(|e| ManagerError::Encode(format!("registering `{name}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let listener = TcpListener::bind(&addrs[..]).map_err(ManagerError::Io)?;
-        let state = ServerState::new(
-            std::mem::take(&mut self.authkey),
-            self.policy,
-            std::mem::take(&mut self.objects),
-        );
+        let state = ServerState::new(std::mem::take(&mut self.authkey), self.policy, objects);
         Ok((listener, state))
     }
 

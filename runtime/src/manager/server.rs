@@ -94,7 +94,22 @@ impl ServerState {
         id
     }
 
-    fn object(&self, id: u64) -> Option<Arc<dyn Object>> {
+    /// The object registered as `name`, with its id.
+    pub(super) fn named(&self, name: &str) -> Option<(u64, Arc<dyn Object>)> {
+        let id = *self
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)?;
+        Some((id, self.object(id)?))
+    }
+
+    /// How many objects the server holds.
+    pub(super) fn len(&self) -> usize {
+        self.objects.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub(super) fn object(&self, id: u64) -> Option<Arc<dyn Object>> {
         self.objects
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -195,6 +210,7 @@ impl ServerState {
                         alive,
                         fds_in: RefCell::new(fds),
                         fds_out: RefCell::new(Vec::new()),
+                        py: None,
                     };
                     let r = o.call(&mut call).map_err(|e| e.0);
                     if r.is_ok() {
@@ -383,6 +399,12 @@ fn serve_requests(
         let Some(frame) = decoder.read_frame(stream)? else {
             return Ok(());
         };
+        // A pickle (protocol 2 or newer starts with PROTO, 0x80; mproc's
+        // own request headers start with a small variant number): a
+        // Python client, for the rest of the connection.
+        if frame.first() == Some(&0x80) {
+            return super::python::serve(state, stream, decoder, frame, &alive, &mut cache);
+        }
         let req = Request::parse(&frame)?;
         if req == Request::FastPath && stream.carries_handles() {
             let (fast, fd) = FastPath::create()?;

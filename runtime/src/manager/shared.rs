@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::conn::Handle;
 use super::wire::{CallFailure, Failure};
 use crate::ipc::codec;
+use crate::ipc::pickle::{self, Value};
 
 /// A type a manager can hold, whose methods proxies call from other
 /// processes.
@@ -48,6 +49,27 @@ pub trait Shared: Serialize + DeserializeOwned + Send + 'static {
     /// Runs one call on the object (server side).
     #[doc(hidden)]
     fn __dispatch(cell: &Mutex<Self>, call: &mut Call<'_>) -> DispatchResult;
+
+    /// The method names a Python client's proxy may call (Python's
+    /// `exposed`).
+    #[doc(hidden)]
+    fn __exposed() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Runs one call of a Python client (arguments and result are
+    /// pickles; see `Call::python`). By default the Rust dispatch, which
+    /// decodes and encodes through the call's format.
+    #[doc(hidden)]
+    fn __dispatch_python(cell: &Mutex<Self>, call: &mut Call<'_>) -> DispatchResult {
+        Self::__dispatch(cell, call)
+    }
+
+    /// The server-side object this value becomes when registered.
+    #[doc(hidden)]
+    fn __into_object(self) -> Result<ObjectBox, String> {
+        Ok(ObjectBox::shared(self))
+    }
 }
 
 /// A handle on an object held by a manager, usable from any process and
@@ -98,6 +120,77 @@ pub struct Call<'a> {
     pub(crate) fds_in: RefCell<Vec<OwnedFd>>,
     /// Descriptors to send with the reply.
     pub(crate) fds_out: RefCell<Vec<OwnedFd>>,
+    /// A Python client's arguments; `None` for a Rust client, whose
+    /// arguments are `args`. The result of a Python call is a pickle.
+    pub(crate) py: Option<PyArgs>,
+}
+
+/// A Python client's arguments, positional and by keyword.
+#[derive(Debug, Default)]
+pub(crate) struct PyArgs {
+    pub(crate) args: Vec<Value>,
+    pub(crate) kwds: Vec<(String, Value)>,
+}
+
+impl PyArgs {
+    /// The argument at `index`, or the keyword `name`.
+    pub(crate) fn get(&self, index: usize, name: &str) -> Option<&Value> {
+        self.args
+            .get(index)
+            .or_else(|| self.kwds.iter().find(|(k, _)| k == name).map(|(_, v)| v))
+    }
+
+    /// Refuses more than `names.len()` positional arguments, keywords not
+    /// in `names`, and fewer than `required` arguments (Python's
+    /// `TypeError`).
+    pub(crate) fn expect(
+        &self,
+        method: &str,
+        names: &[&str],
+        required: usize,
+    ) -> Result<(), CallError> {
+        if self.args.len() > names.len() {
+            return Err(py_type_error(format!(
+                "{method}() takes at most {} arguments ({} given)",
+                names.len(),
+                self.args.len()
+            )));
+        }
+        if let Some((k, _)) = self.kwds.iter().find(|(k, _)| !names.contains(&k.as_str())) {
+            return Err(py_type_error(format!(
+                "{method}() got an unexpected keyword argument '{k}'"
+            )));
+        }
+        if let Some(missing) = names[..required]
+            .iter()
+            .enumerate()
+            .find(|&(i, n)| self.get(i, n).is_none())
+        {
+            return Err(py_type_error(format!(
+                "{method}() missing required argument '{}'",
+                missing.1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A failure a Python client sees as `module.class(message)`.
+pub(crate) fn py_error(
+    module: &'static str,
+    class: &'static str,
+    message: impl Into<String>,
+) -> CallError {
+    let message = message.into();
+    let arg = pickle::encode(&message)
+        .map(|p| pickle::body(&p).to_vec())
+        .unwrap_or_default();
+    CallError(CallFailure::python(module, class, vec![arg], message))
+}
+
+/// Python's `TypeError`: the call's arguments do not fit.
+pub(crate) fn py_type_error(message: impl Into<String>) -> CallError {
+    py_error("builtins", "TypeError", message)
 }
 
 impl Call<'_> {
@@ -117,8 +210,44 @@ impl Call<'_> {
         self.fds_out.borrow_mut().extend(fds);
     }
 
-    /// Decodes the arguments (bytes only; see `take_fds`).
+    /// A Python client's arguments (`None` for a Rust client).
+    pub(crate) fn python(&self) -> Option<&PyArgs> {
+        self.py.as_ref()
+    }
+
+    /// Encodes a result in the call's format (a pickle for a Python
+    /// client).
+    pub(crate) fn reply<R: Serialize + ?Sized>(&self, value: &R) -> DispatchResult {
+        match self.py {
+            None => encode_result(value),
+            Some(_) => pickle::encode(value).map_err(|e| {
+                CallError(CallFailure::new(
+                    Failure::Encode,
+                    format!("the result: {e}"),
+                ))
+            }),
+        }
+    }
+
+    /// Decodes the arguments (bytes only; see `take_fds`). A Python
+    /// client's positional arguments are read as the tuple `A`.
     pub fn args<A: DeserializeOwned>(&self) -> Result<A, CallError> {
+        if let Some(py) = &self.py {
+            if let Some((k, _)) = py.kwds.first() {
+                return Err(py_type_error(format!(
+                    "{}() takes no keyword arguments (got '{k}')",
+                    self.method
+                )));
+            }
+            // `()` is read from None, any other tuple from a tuple.
+            let tuple = if py.args.is_empty() {
+                Value::None
+            } else {
+                Value::Tuple(py.args.clone())
+            };
+            return pickle::from_value(tuple)
+                .map_err(|e| py_type_error(format!("the arguments of `{}`: {e}", self.method)));
+        }
         super::wire::decode_value(self.args).map_err(|e| {
             CallError(CallFailure::new(
                 Failure::Decode,
@@ -150,7 +279,7 @@ impl Call<'_> {
         R: Serialize,
     {
         let fds = self.take_fds();
-        let args: A = if fds.is_empty() {
+        let args: A = if self.py.is_some() || fds.is_empty() {
             self.args()?
         } else {
             codec::decode_with_fds(self.args, fds).map_err(|e| {
@@ -166,6 +295,7 @@ impl Call<'_> {
             f(&mut guard, args)
         });
         match result {
+            Ok(value) if self.py.is_some() => self.reply(&value),
             Ok(value) => {
                 let (bytes, raw) = codec::encode_with_fds(&value).map_err(|e| {
                     CallError(CallFailure::new(
@@ -215,6 +345,14 @@ pub(crate) trait Object: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Runs one call.
     fn call(&self, call: &mut Call<'_>) -> DispatchResult;
+    /// Runs one call of a Python client (`call.python()` is set).
+    fn call_python(&self, call: &mut Call<'_>) -> DispatchResult {
+        self.call(call)
+    }
+    /// The methods a Python client's proxy may call.
+    fn exposed(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A server-side object, type-erased.
@@ -236,6 +374,12 @@ impl<S: Shared> Object for SharedObject<S> {
     }
     fn call(&self, call: &mut Call<'_>) -> DispatchResult {
         S::__dispatch(&self.0, call)
+    }
+    fn call_python(&self, call: &mut Call<'_>) -> DispatchResult {
+        S::__dispatch_python(&self.0, call)
+    }
+    fn exposed(&self) -> &'static [&'static str] {
+        S::__exposed()
     }
 }
 

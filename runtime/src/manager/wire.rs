@@ -156,6 +156,19 @@ pub(crate) enum Failure {
 pub(crate) struct CallFailure {
     pub(crate) code: Failure,
     pub(crate) message: String,
+    /// For a Python client: the builtin exception that says it best
+    /// (`KeyError`, `queue.Empty`, …), raised there instead of a
+    /// `RemoteError`.
+    pub(crate) python: Option<PyException>,
+}
+
+/// A Python exception to raise in a Python client: `module.class(*args)`,
+/// each argument the body of a pickle (`ipc::pickle::body`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PyException {
+    pub(crate) module: &'static str,
+    pub(crate) class: &'static str,
+    pub(crate) args: Vec<Vec<u8>>,
 }
 
 impl CallFailure {
@@ -163,6 +176,25 @@ impl CallFailure {
         CallFailure {
             code,
             message: message.into(),
+            python: None,
+        }
+    }
+
+    /// A failure a Python client sees as `module.class(*args)` and a Rust
+    /// client as `Remote(message)`.
+    pub(crate) fn python(
+        module: &'static str,
+        class: &'static str,
+        args: Vec<Vec<u8>>,
+        message: impl Into<String>,
+    ) -> CallFailure {
+        CallFailure {
+            python: Some(PyException {
+                module,
+                class,
+                args,
+            }),
+            ..CallFailure::new(Failure::Remote, message)
         }
     }
 }
