@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 /// One interpreter: a label for messages and the program to run.
 #[derive(Debug, Clone)]
-pub struct Python {
-    pub label: String,
-    pub exe: PathBuf,
+pub(crate) struct Python {
+    pub(crate) label: String,
+    pub(crate) exe: PathBuf,
 }
 
 impl Python {
     /// Starts `script` (`-c`) with `args`, stdout piped, stderr inherited.
-    pub fn spawn(&self, script: &str, args: &[&str]) -> PyChild {
+    pub(crate) fn spawn(&self, script: &str, args: &[&str]) -> PyChild {
         let mut child = Command::new(&self.exe)
             .arg("-c")
             .arg(script)
@@ -32,18 +32,25 @@ impl Python {
 
     /// Runs `script` to its end (at most 60 s) and returns its stdout's
     /// lines; panics if it fails.
-    pub fn run(&self, script: &str, args: &[&str]) -> Vec<String> {
+    pub(crate) fn run(&self, script: &str, args: &[&str]) -> Vec<String> {
         let mut c = self.spawn(script, args);
         let lines: Vec<String> = c.lines.by_ref().map(|l| l.expect("read")).collect();
         let status = c.wait(Duration::from_secs(60));
-        assert!(status.success(), "{}: exited with {status}: {lines:?}", self.label);
+        assert!(
+            status.success(),
+            "{}: exited with {status}: {lines:?}",
+            self.label
+        );
         lines
     }
 
     /// The interpreter's `(major, minor)`.
-    pub fn version(&self) -> (u32, u32) {
+    pub(crate) fn version(&self) -> (u32, u32) {
         let out = Command::new(&self.exe)
-            .args(["-c", "import sys; print(sys.version_info[0], sys.version_info[1])"])
+            .args([
+                "-c",
+                "import sys; print(sys.version_info[0], sys.version_info[1])",
+            ])
             .output()
             .expect("run python");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -53,14 +60,14 @@ impl Python {
 }
 
 /// A running Python script.
-pub struct PyChild {
-    pub child: Child,
-    pub lines: Lines<BufReader<ChildStdout>>,
+pub(crate) struct PyChild {
+    pub(crate) child: Child,
+    pub(crate) lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl PyChild {
     /// The next line the script prints (panics at its end).
-    pub fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         match self.lines.next() {
             Some(l) => l.expect("read"),
             None => panic!("the python script ended early"),
@@ -68,13 +75,16 @@ impl PyChild {
     }
 
     /// Waits at most `limit` for the script to exit.
-    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(start.elapsed() < limit, "python did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "python did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -90,7 +100,7 @@ impl Drop for PyChild {
 /// `python3` (a loud message, and nothing, when it is missing), then the
 /// pyenv CPythons named in `minors` (such as `["3.8", "3.13"]`) that exist
 /// and start. `python3` is this machine's 3.11.
-pub fn pythons(test: &str, minors: &[&str]) -> Vec<Python> {
+pub(crate) fn pythons(test: &str, minors: &[&str]) -> Vec<Python> {
     let mut found = Vec::new();
     match Command::new("python3").arg("--version").output() {
         Ok(out) if out.status.success() => found.push(Python {

@@ -53,7 +53,7 @@ impl Conv {
     /// The stored bytes of a Python value; `TypeError` if it is not one.
     fn input(&self, v: &Value) -> Result<Vec<u8>, CallError> {
         (self.from_py)(v.clone())
-            .map_err(|e| py_type_error(format!("{v} is not a `{}`: {e}", self.name)))
+            .map_err(|e| py_type_error(format!("{} is not a `{}`: {e}", py_repr(v), self.name)))
     }
 
     /// The stored bytes of a Python value used as a key to look up: `None`
@@ -92,7 +92,7 @@ fn key_error(key: &Value) -> CallError {
         "builtins",
         "KeyError",
         vec![body_of(key)],
-        format!("KeyError: {key}"),
+        format!("KeyError: {}", py_repr(key)),
     ))
 }
 
@@ -346,11 +346,84 @@ impl Conv {
     }
 }
 
-/// `repr()` of a value given as a pickle body, Python-like.
+/// `repr()` of a value given as a pickle body.
 fn repr(body: Vec<u8>, call: &Call<'_>) -> DispatchResult {
     let v = pickle::decode_value(&pickle::wrap(&body))
         .map_err(|e| CallError(CallFailure::new(Failure::Encode, e.0)))?;
-    call.reply(&v.to_string())
+    call.reply(&py_repr(&v))
+}
+
+/// A value as Python's `repr()` writes it.
+pub(super) fn py_repr(v: &Value) -> String {
+    fn seq<'a>(items: impl Iterator<Item = String>, open: &str, close: &str) -> String {
+        let parts: Vec<String> = items.collect();
+        format!("{open}{}{close}", parts.join(", "))
+    }
+    fn text(s: &str) -> String {
+        let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+        let mut out = String::from(quote);
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c == quote => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push(quote);
+        out
+    }
+    match v {
+        Value::None => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::I64(i) => i.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::F64(f) if f.is_nan() => "nan".into(),
+        Value::F64(f) if f.is_infinite() => if *f > 0.0 { "inf" } else { "-inf" }.into(),
+        Value::F64(f) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
+        Value::F64(f) => f.to_string(),
+        Value::String(s) => text(s),
+        Value::Bytes(b) => {
+            let mut out = String::from("b'");
+            for &c in b {
+                match c {
+                    b'\\' => out.push_str("\\\\"),
+                    b'\'' => out.push_str("\\'"),
+                    b'\n' => out.push_str("\\n"),
+                    b'\r' => out.push_str("\\r"),
+                    b'\t' => out.push_str("\\t"),
+                    0x20..=0x7e => out.push(c as char),
+                    _ => out.push_str(&format!("\\x{c:02x}")),
+                }
+            }
+            out.push('\'');
+            out
+        }
+        Value::List(items) => seq(items.iter().map(py_repr), "[", "]"),
+        Value::Tuple(items) if items.len() == 1 => format!("({},)", py_repr(&items[0])),
+        Value::Tuple(items) => seq(items.iter().map(py_repr), "(", ")"),
+        Value::Set(items) if items.is_empty() => "set()".into(),
+        Value::Set(items) => seq(items.iter().map(|h| py_repr(&h.clone().into_value())), "{", "}"),
+        Value::FrozenSet(items) => seq(
+            items.iter().map(|h| py_repr(&h.clone().into_value())),
+            "frozenset({",
+            "})",
+        ),
+        Value::Dict(map) => seq(
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&k.clone().into_value()), py_repr(v))),
+            "{",
+            "}",
+        ),
+    }
 }
 
 // ----- list -----
