@@ -18,9 +18,12 @@ use crate::ipc::auth;
 /// namespace for [`bind`](BaseManager::bind) (the server) and
 /// [`connect`](BaseManager::connect) (a client).
 ///
-/// Every connection is mutually authenticated with an HMAC-SHA256
-/// challenge on the authkey before anything else is read (the handshake of
-/// CPython 3.12's `multiprocessing.connection`).
+/// Every connection is mutually authenticated with an HMAC challenge on
+/// the authkey before anything else is read (the handshake of CPython's
+/// `multiprocessing.connection`, in the forms of 3.12+ and of older
+/// versions). The same port serves Python programs: a CPython
+/// `BaseManager` client uses the registered objects through its own
+/// proxies (see [`register`](BaseManagerBuilder::register)).
 ///
 /// # Examples
 /// ```
@@ -124,9 +127,37 @@ impl BaseManagerBuilder {
     }
 
     /// Serves `object` under `name`; clients reach it with
-    /// [`BaseManagerClient::get`]. The object stays in this process (an
-    /// [`mproc::Queue`](crate::Queue) registered here is the same queue
-    /// this process keeps using).
+    /// [`BaseManagerClient::get`], and Python programs with their own
+    /// `BaseManager` (`M.register(name)`, then `m.name()`).
+    ///
+    /// What can be registered, and the proxy that reaches it: an
+    /// [`mproc::Queue<T>`](crate::Queue) ([`QueueProxy<T>`](crate::QueueProxy);
+    /// a `queue.Queue` to Python), a `HashMap<K, V>` or `BTreeMap<K, V>`
+    /// ([`DictProxy<K, V>`](crate::DictProxy); a dict), a `Vec<T>`
+    /// ([`ListProxy<T>`](crate::ListProxy); a list), a
+    /// [`Namespace`](crate::Namespace) ([`NamespaceProxy`](crate::NamespaceProxy)),
+    /// or a `#[mproc::shared]` type (its generated proxy; its methods by
+    /// name to Python). A queue stays in this process (the registered
+    /// `mproc::Queue` is the same queue this process keeps using); a map
+    /// or a `Vec` moves into the server with its contents. Values from
+    /// Python become these Rust types, or the Python client gets a
+    /// `TypeError` (see the README's "Mixing Python and Rust").
+    ///
+    /// # Examples
+    /// ```
+    /// use std::collections::HashMap;
+    /// let server = mproc::BaseManager::bind("127.0.0.1:0", b"k")
+    ///     .register("scores", HashMap::from([("ann".to_string(), 3_i64)]))
+    ///     .register("log", vec!["started".to_string()])
+    ///     .start()
+    ///     .unwrap();
+    /// let client = mproc::BaseManager::connect(server.address(), b"k").unwrap();
+    /// let scores: mproc::DictProxy<String, i64> = client.get("scores").unwrap();
+    /// assert_eq!(scores.get(&"ann".to_string()).unwrap(), Some(3));
+    /// let log: mproc::ListProxy<String> = client.get("log").unwrap();
+    /// log.push("more".into()).unwrap();
+    /// assert_eq!(log.to_vec().unwrap(), ["started", "more"]);
+    /// ```
     pub fn register<S: Shared>(mut self, name: &str, object: S) -> Self {
         self.objects
             .push((name.to_string(), object.__into_object()));
