@@ -8,9 +8,20 @@ use std::path::{Path, PathBuf};
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/runtime/src");
 
-const FOLDERS: [&str; 12] = [
-    "channel", "context", "error", "ipc", "manager", "pool", "process", "shm", "start", "sync",
-    "sys", "wait",
+const FOLDERS: [&str; 13] = [
+    "channel",
+    "connection",
+    "context",
+    "error",
+    "ipc",
+    "manager",
+    "pool",
+    "process",
+    "shm",
+    "start",
+    "sync",
+    "sys",
+    "wait",
 ];
 
 /// The table in `runtime/README.md` ("folder → folders it uses"), read

@@ -8,6 +8,9 @@
 #![deny(unsafe_code)]
 
 mod channel;
+/// Python's `multiprocessing.connection`: listeners, clients and
+/// connections on CPython's wire, with its authkey handshake.
+pub mod connection;
 mod context;
 mod error;
 mod ipc;

@@ -5,6 +5,13 @@
 //! Python's `multiprocessing.connection` writes them, so that Python peers
 //! can speak it. Every reader checks a length against its limit here,
 //! before it allocates anything for the frame.
+//!
+//! Python's framing has a second form, for messages over `i32::MAX` bytes:
+//! the 4-byte length reads as a *signed* number, and `-1` there means that
+//! an 8-byte big-endian length follows. [`python_header`] writes both forms
+//! and a decoder made with [`FrameDecoder::python`] reads both (the
+//! `connection` module's); the manager's decoders read the 4-byte form only,
+//! and refuse that prefix as oversized.
 
 use std::io::{self, Read, Write};
 
@@ -80,9 +87,13 @@ impl std::fmt::Display for TooLarge {
     }
 }
 
+impl std::error::Error for TooLarge {}
+
+/// The error keeps the `TooLarge` inside (its message is the same), so that
+/// a caller can tell it from other bad data with `get_ref`.
 impl From<TooLarge> for io::Error {
     fn from(e: TooLarge) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+        io::Error::new(io::ErrorKind::InvalidData, e)
     }
 }
 
@@ -99,6 +110,52 @@ pub(crate) fn complete(
     };
     let len = order.checked_length(header.try_into().expect("4 bytes"), limit)?;
     Ok((avail.len() >= HEADER + len).then_some(len))
+}
+
+/// The size of Python's long prefix: the marker `-1`, then an 8-byte length.
+pub(crate) const LONG_HEADER: usize = HEADER + 8;
+
+/// The 4-byte prefix (`-1`, signed) that announces the long form.
+const LONG_MARK: [u8; HEADER] = (-1i32).to_be_bytes();
+
+/// The prefix Python's `Connection` puts before `len` payload bytes: the
+/// 4-byte form up to `i32::MAX`, the long form above it. The second value
+/// says how many bytes of the array are the prefix.
+pub(crate) fn python_header(len: u64) -> ([u8; LONG_HEADER], usize) {
+    let mut out = [0u8; LONG_HEADER];
+    match i32::try_from(len) {
+        Ok(short) => {
+            out[..HEADER].copy_from_slice(&short.to_be_bytes());
+            (out, HEADER)
+        }
+        Err(_) => {
+            out[..HEADER].copy_from_slice(&LONG_MARK);
+            out[HEADER..].copy_from_slice(&len.to_be_bytes());
+            (out, LONG_HEADER)
+        }
+    }
+}
+
+/// Why a decoder refused a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Over the limit.
+    TooLarge(TooLarge),
+    /// Negative but not the long form's `-1` (Python's reading of the 4
+    /// bytes; only a decoder of the long form reads them signed).
+    Negative(i32),
+}
+
+impl From<Refused> for io::Error {
+    fn from(e: Refused) -> io::Error {
+        match e {
+            Refused::TooLarge(t) => t.into(),
+            Refused::Negative(n) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a message length of {n} in a frame header: the stream is corrupt"),
+            ),
+        }
+    }
 }
 
 /// The largest frame before both handshakes of a connection have passed.
@@ -140,6 +197,8 @@ pub(crate) struct FrameDecoder {
     buf: Vec<u8>,
     pos: usize,
     limit: usize,
+    /// Whether Python's long form is read (see [`FrameDecoder::python`]).
+    long_form: bool,
 }
 
 /// The byte order of the streams [`FrameDecoder`] reads: manager
@@ -154,7 +213,23 @@ impl FrameDecoder {
             buf: Vec::new(),
             pos: 0,
             limit,
+            long_form: false,
         }
+    }
+
+    /// A decoder of Python's framing in full: the 4-byte prefix read as a
+    /// signed number, and `-1` there followed by an 8-byte length. A
+    /// negative prefix other than `-1` is refused as corrupt.
+    pub(crate) fn python(limit: usize) -> FrameDecoder {
+        FrameDecoder {
+            long_form: true,
+            ..FrameDecoder::new(limit)
+        }
+    }
+
+    /// The limit frames are checked against.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Changes the limit (after the handshake).
@@ -182,14 +257,69 @@ impl FrameDecoder {
         self.pos < self.buf.len()
     }
 
-    /// The next complete frame, if one is buffered.
-    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, TooLarge> {
+    /// Where the first buffered frame stands once its prefix is in: the
+    /// prefix's size and the payload's length (checked against the limit).
+    fn locate(&self) -> Result<Option<(usize, usize)>, Refused> {
         let avail = &self.buf[self.pos..];
-        let Some(len) = complete(avail, STREAM_ORDER, self.limit)? else {
+        let Some(word) = avail.get(..HEADER) else {
             return Ok(None);
         };
-        let frame = avail[HEADER..HEADER + len].to_vec();
-        self.pos += HEADER + len;
+        let word: [u8; HEADER] = word.try_into().expect("4 bytes");
+        if !self.long_form {
+            return match STREAM_ORDER.checked_length(word, self.limit) {
+                Ok(len) => Ok(Some((HEADER, len))),
+                Err(e) => Err(Refused::TooLarge(e)),
+            };
+        }
+        let (size, len) = match i32::from_be_bytes(word) {
+            -1 => {
+                let Some(long) = avail.get(HEADER..LONG_HEADER) else {
+                    return Ok(None);
+                };
+                (
+                    LONG_HEADER,
+                    u64::from_be_bytes(long.try_into().expect("8 bytes")),
+                )
+            }
+            n if n < 0 => return Err(Refused::Negative(n)),
+            n => (HEADER, n as u64),
+        };
+        match usize::try_from(len).ok().filter(|&l| l <= self.limit) {
+            Some(len) => Ok(Some((size, len))),
+            None => Err(Refused::TooLarge(TooLarge {
+                len,
+                limit: self.limit,
+            })),
+        }
+    }
+
+    /// The next complete frame, if one is buffered. (A decoder of the long
+    /// form reports a negative prefix as the 4-byte form would read it.)
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, TooLarge> {
+        let located = self.locate().map_err(|e| match e {
+            Refused::TooLarge(t) => t,
+            Refused::Negative(n) => TooLarge {
+                len: u64::from(n as u32),
+                limit: self.limit,
+            },
+        })?;
+        let Some((size, len)) = located else {
+            return Ok(None);
+        };
+        let avail = &self.buf[self.pos..];
+        if avail.len() < size + len {
+            return Ok(None);
+        }
+        if self.pos == 0 && avail.len() == size + len && len > CHUNK {
+            // A large frame alone in the buffer (as the large-frame reads
+            // below leave it): hand the buffer itself over rather than
+            // copying it, and keep none of its memory.
+            let mut frame = std::mem::take(&mut self.buf);
+            frame.drain(..size);
+            return Ok(Some(frame));
+        }
+        let frame = avail[size..size + len].to_vec();
+        self.pos += size + len;
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -203,10 +333,26 @@ impl FrameDecoder {
     /// Reads from `r` until a frame is complete. `Ok(None)`: the peer
     /// closed the stream between frames.
     pub(crate) fn read_frame(&mut self, r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+        if !self.fill_frame(r)? {
+            return Ok(None);
+        }
+        Ok(self.next_frame()?)
+    }
+
+    /// Reads from `r` until a whole frame is buffered (`Ok(true)`; take it
+    /// with [`next_frame`](Self::next_frame)) or the peer closed the stream
+    /// between frames (`Ok(false)`). A prefix over the limit, or corrupt, is
+    /// an `InvalidData` error before anything is read for it; a stream that
+    /// ends inside a frame is `UnexpectedEof`. An error from `r` (a timeout
+    /// included) loses nothing: the bytes that arrived stay buffered, and a
+    /// later call goes on from there.
+    pub(crate) fn fill_frame(&mut self, r: &mut impl Read) -> io::Result<bool> {
         let mut chunk = [0u8; 4096];
         loop {
-            if let Some(frame) = self.next_frame()? {
-                return Ok(Some(frame));
+            if let Some((size, len)) = self.locate()? {
+                if self.buf.len() - self.pos >= size + len {
+                    return Ok(true);
+                }
             }
             // Large frames: read straight into the buffer, in CHUNK steps.
             let want = self
@@ -230,17 +376,30 @@ impl FrameDecoder {
                         "the peer closed the connection in the middle of a message",
                     ));
                 }
-                return Ok(None);
+                return Ok(false);
             }
         }
     }
 
-    /// The bytes still missing from a frame whose header has arrived.
+    /// A frame cut short: how many of its payload bytes are buffered, and
+    /// how many its prefix announced (`None` while the prefix itself is
+    /// incomplete). `None` between frames.
+    pub(crate) fn partial_frame(&self) -> Option<(u64, Option<u64>)> {
+        let avail = self.buf.len() - self.pos;
+        if avail == 0 {
+            return None;
+        }
+        Some(match self.locate() {
+            Ok(Some((size, len))) => ((avail - size) as u64, Some(len as u64)),
+            _ => (0, None),
+        })
+    }
+
+    /// The bytes still missing from a frame whose prefix has arrived.
     fn pending_len(&self) -> Option<usize> {
-        let avail = &self.buf[self.pos..];
-        let header = avail.get(..HEADER)?.try_into().expect("4 bytes");
-        let len = STREAM_ORDER.length(header);
-        Some((HEADER + len).saturating_sub(avail.len()))
+        let (size, len) = self.locate().ok()??;
+        let avail = self.buf.len() - self.pos;
+        Some((size + len).saturating_sub(avail))
     }
 }
 
@@ -300,5 +459,104 @@ mod tests {
         let err = d.read_frame(&mut src).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(d.buf.capacity() < 2 * CHUNK, "{}", d.buf.capacity());
+    }
+
+    #[test]
+    fn the_writer_switches_to_the_long_form_only_past_i32_max() {
+        let (h, n) = python_header(0);
+        assert_eq!(&h[..n], [0, 0, 0, 0]);
+        let (h, n) = python_header(5);
+        assert_eq!(&h[..n], [0, 0, 0, 5]);
+        let (h, n) = python_header(0x7fff_ffff);
+        assert_eq!(&h[..n], [0x7f, 0xff, 0xff, 0xff]);
+        let (h, n) = python_header(0x8000_0000);
+        assert_eq!(&h[..n], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0]);
+        let (h, n) = python_header(u64::MAX);
+        assert_eq!(n, LONG_HEADER);
+        assert_eq!(h[HEADER..], [0xff; 8]);
+    }
+
+    #[test]
+    fn the_python_decoder_reads_both_forms_of_any_length() {
+        let mut d = FrameDecoder::python(100);
+        // The long form is legal for any length, 5 included.
+        let mut bytes = vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5];
+        bytes.extend(b"hello");
+        bytes.extend([0, 0, 0, 2, b'h', b'i']);
+        // Fed a byte at a time, nothing comes out early.
+        let mut got = Vec::new();
+        for b in &bytes {
+            d.feed(std::slice::from_ref(b));
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, [b"hello".to_vec(), b"hi".to_vec()]);
+        assert!(!d.in_frame());
+    }
+
+    #[test]
+    fn the_python_decoder_checks_the_long_length_before_allocating() {
+        let mut d = FrameDecoder::python(1000);
+        let mut src: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 9];
+        let err = d.fill_frame(&mut src).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let inner = err.get_ref().and_then(|e| e.downcast_ref::<TooLarge>());
+        assert_eq!(
+            inner,
+            Some(&TooLarge {
+                len: 1 << 32,
+                limit: 1000
+            })
+        );
+        assert!(d.buf.capacity() < 2 * CHUNK);
+    }
+
+    #[test]
+    fn a_negative_length_is_corrupt_for_the_python_decoder_only() {
+        let mut d = FrameDecoder::python(usize::MAX);
+        let mut src: &[u8] = &[0xff, 0xff, 0xff, 0xfe, 1, 2];
+        let err = d.fill_frame(&mut src).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("-2"), "{err}");
+        // The manager's decoder reads the same bytes as a 4 GiB length.
+        let mut d = FrameDecoder::new(MESSAGE_LIMIT);
+        d.feed(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            d.next_frame(),
+            Err(TooLarge {
+                len: u32::MAX as u64,
+                limit: MESSAGE_LIMIT
+            })
+        );
+    }
+
+    #[test]
+    fn a_cut_frame_reports_what_arrived() {
+        let mut d = FrameDecoder::python(MESSAGE_LIMIT);
+        let mut src: &[u8] = &[0, 0, 1, 0, 1, 2, 3];
+        let err = d.fill_frame(&mut src).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(d.partial_frame(), Some((3, Some(256))));
+        let mut d = FrameDecoder::python(MESSAGE_LIMIT);
+        let mut src: &[u8] = &[0, 0];
+        assert!(d.fill_frame(&mut src).is_err());
+        assert_eq!(d.partial_frame(), Some((0, None)));
+        let mut empty: &[u8] = &[];
+        let mut d = FrameDecoder::python(MESSAGE_LIMIT);
+        assert!(!d.fill_frame(&mut empty).unwrap());
+        assert_eq!(d.partial_frame(), None);
+    }
+
+    #[test]
+    fn a_large_frame_comes_out_whole_and_the_buffer_is_let_go() {
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Order::Big.header(payload.len() as u32).to_vec();
+        bytes.extend(&payload);
+        let mut src: &[u8] = &bytes;
+        let mut d = FrameDecoder::python(MESSAGE_LIMIT);
+        assert_eq!(d.read_frame(&mut src).unwrap(), Some(payload));
+        assert_eq!(d.buf.capacity(), 0);
+        assert_eq!(d.read_frame(&mut src).unwrap(), None);
     }
 }

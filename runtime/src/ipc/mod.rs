@@ -16,7 +16,7 @@ pub(crate) const MESSAGE_LIMIT: usize = 1 << 30;
 
 pub(crate) mod auth;
 pub mod codec;
-pub(crate) mod pickle;
 pub(crate) mod frame;
 pub(crate) mod framed;
+pub(crate) mod pickle;
 pub(crate) mod transport;

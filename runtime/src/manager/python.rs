@@ -355,12 +355,16 @@ fn repr(body: Vec<u8>, call: &Call<'_>) -> DispatchResult {
 
 /// A value as Python's `repr()` writes it.
 pub(super) fn py_repr(v: &Value) -> String {
-    fn seq<'a>(items: impl Iterator<Item = String>, open: &str, close: &str) -> String {
+    fn seq(items: impl Iterator<Item = String>, open: &str, close: &str) -> String {
         let parts: Vec<String> = items.collect();
         format!("{open}{}{close}", parts.join(", "))
     }
     fn text(s: &str) -> String {
-        let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+        let quote = if s.contains('\'') && !s.contains('"') {
+            '"'
+        } else {
+            '\''
+        };
         let mut out = String::from(quote);
         for c in s.chars() {
             match c {
@@ -411,7 +415,11 @@ pub(super) fn py_repr(v: &Value) -> String {
         Value::Tuple(items) if items.len() == 1 => format!("({},)", py_repr(&items[0])),
         Value::Tuple(items) => seq(items.iter().map(py_repr), "(", ")"),
         Value::Set(items) if items.is_empty() => "set()".into(),
-        Value::Set(items) => seq(items.iter().map(|h| py_repr(&h.clone().into_value())), "{", "}"),
+        Value::Set(items) => seq(
+            items.iter().map(|h| py_repr(&h.clone().into_value())),
+            "{",
+            "}",
+        ),
         Value::FrozenSet(items) => seq(
             items.iter().map(|h| py_repr(&h.clone().into_value())),
             "frozenset({",

@@ -50,7 +50,7 @@ fn py_wait(block: Option<&Value>, timeout: Option<&Value>) -> Result<Option<Dura
             )));
         }
     };
-    if !(secs >= 0.0) {
+    if secs.is_nan() || secs < 0.0 {
         return Err(py_error(
             "builtins",
             "ValueError",

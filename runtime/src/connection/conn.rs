@@ -1,0 +1,456 @@
+//! `Connection`: messages over a connected socket, in Python's framing.
+
+use std::fmt;
+use std::io::{self, IoSlice, Write};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::ConnectionError;
+use super::stream::Stream;
+use crate::ipc::codec;
+use crate::ipc::frame::{self, FrameDecoder, TooLarge};
+
+/// Payloads up to this size go out in one write with their prefix (as
+/// Python does); larger ones in one vectored write, finished as needed.
+const SMALL: usize = 16 * 1024;
+
+/// One end of a connection made by a [`Listener`](super::Listener) or a
+/// [`Client`](super::Client): Python's
+/// `multiprocessing.connection.Connection`, on the same wire, so that the
+/// other end may be a Python program.
+///
+/// Messages are byte strings ([`send_bytes`](Connection::send_bytes),
+/// [`recv_bytes`](Connection::recv_bytes)); [`send`](Connection::send) and
+/// [`recv`](Connection::recv) carry typed values, encoded by
+/// [`mproc::codec`](crate::codec) (bincode), for a Rust program at each
+/// end. Python's `send`/`recv` pickle instead: between Rust and Python,
+/// send bytes.
+///
+/// Calls take `&mut self`: one thread uses a connection at a time (move it
+/// to another thread freely). Dropping it closes it.
+///
+/// # Examples
+/// ```
+/// use mproc::connection::{Client, Listener};
+///
+/// let listener = Listener::bind("127.0.0.1:0", b"key")?;
+/// let address = listener.address();
+/// let server = std::thread::spawn(move || -> Result<u64, mproc::connection::ConnectionError> {
+///     let mut conn = listener.accept()?;
+///     let numbers: Vec<u64> = conn.recv()?;
+///     Ok(numbers.iter().sum())
+/// });
+/// let mut conn = Client::connect(address, b"key")?;
+/// conn.send(&vec![1u64, 2, 3])?;
+/// assert_eq!(server.join().unwrap()?, 6);
+/// # Ok::<(), mproc::connection::ConnectionError>(())
+/// ```
+pub struct Connection {
+    /// `None` once closed.
+    stream: Option<Stream>,
+    decoder: FrameDecoder,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("stream", &self.stream)
+            .field("limit", &self.decoder.limit())
+            .finish()
+    }
+}
+
+fn closed_here() -> ConnectionError {
+    ConnectionError::Io(io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the connection is closed",
+    ))
+}
+
+impl Connection {
+    /// A connection whose handshake (if any) has passed; `decoder` may hold
+    /// bytes the peer sent right after it.
+    pub(super) fn new(stream: Stream, mut decoder: FrameDecoder) -> Connection {
+        decoder.set_limit(crate::ipc::MESSAGE_LIMIT);
+        Connection {
+            stream: Some(stream),
+            decoder,
+        }
+    }
+
+    /// Sends one message: the whole of `message`, framed. Python's
+    /// `send_bytes`.
+    ///
+    /// There is no limit on what is sent (the receiver has its own); a
+    /// message over `i32::MAX` bytes gets Python's long prefix. A peer that
+    /// has gone is an [`Io`](ConnectionError::Io) error (a broken pipe or
+    /// a reset).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send_bytes(b"hello")?;
+    /// a.send_bytes(b"")?;
+    /// assert_eq!(b.recv_bytes()?, b"hello");
+    /// assert_eq!(b.recv_bytes()?, b"");
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn send_bytes(&mut self, message: &[u8]) -> Result<(), ConnectionError> {
+        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        stream.set_deadline(None);
+        let (header, used) = frame::python_header(message.len() as u64);
+        write_message(stream, &header[..used], message)?;
+        Ok(())
+    }
+
+    /// Receives one message, waiting for it as long as it takes. Python's
+    /// `recv_bytes`.
+    ///
+    /// A peer that closed the connection between messages is
+    /// [`Closed`](ConnectionError::Closed); in the middle of one,
+    /// [`ClosedMidFrame`](ConnectionError::ClosedMidFrame). A length prefix
+    /// over the [limit](Connection::set_limit) is
+    /// [`TooLarge`](ConnectionError::TooLarge), found before anything is
+    /// allocated for the message, and closes the connection (as Python
+    /// does): nothing after such a prefix can be told apart from garbage.
+    /// Memory for a message grows only as its bytes arrive, so a peer that
+    /// announces a large message and sends little costs little.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send_bytes(&[7; 100_000])?;
+    /// drop(a);
+    /// assert_eq!(b.recv_bytes()?, vec![7; 100_000]);
+    /// assert!(matches!(b.recv_bytes(), Err(ConnectionError::Closed)));
+    /// # Ok::<(), ConnectionError>(())
+    /// ```
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, ConnectionError> {
+        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        stream.set_deadline(None);
+        match self.decoder.fill_frame(stream) {
+            Ok(true) => Ok(self
+                .decoder
+                .next_frame()
+                .ok()
+                .flatten()
+                .expect("fill_frame buffered a whole frame and checked its prefix")),
+            Ok(false) => Err(ConnectionError::Closed),
+            Err(e) => Err(self.read_failed(e)),
+        }
+    }
+
+    /// Receives one message into `buf` and returns its length. Python's
+    /// `recv_bytes_into` (pass `&mut buf[offset..]` for its `offset`).
+    ///
+    /// A message longer than `buf` is
+    /// [`BufferTooShort`](ConnectionError::BufferTooShort), which carries
+    /// the whole message: nothing is lost, and the next call receives the
+    /// next message. Other errors are [`recv_bytes`](Connection::recv_bytes)'s.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send_bytes(b"four")?;
+    /// a.send_bytes(b"too long")?;
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(b.recv_bytes_into(&mut buf)?, 4);
+    /// assert_eq!(&buf, b"four");
+    /// match b.recv_bytes_into(&mut buf) {
+    ///     Err(ConnectionError::BufferTooShort(message)) => assert_eq!(message, b"too long"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), ConnectionError>(())
+    /// ```
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, ConnectionError> {
+        let message = self.recv_bytes()?;
+        let Some(dest) = buf.get_mut(..message.len()) else {
+            return Err(ConnectionError::BufferTooShort(message));
+        };
+        dest.copy_from_slice(&message);
+        Ok(message.len())
+    }
+
+    /// Whether [`recv_bytes`](Connection::recv_bytes) would return without
+    /// blocking: a whole message has arrived, or the peer closed the
+    /// connection (or broke the framing), which `recv_bytes` then reports.
+    /// Python's `poll`.
+    ///
+    /// Waits up to `timeout` for that (`None`: as long as it takes;
+    /// `Some(Duration::ZERO)`: not at all). Bytes that arrive meanwhile are
+    /// kept for the next `recv_bytes`, so a message that has only partly
+    /// arrived reads `false`, unlike Python, whose `poll` is true as soon as
+    /// any byte is there. Only a failing socket is an error.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # use std::time::Duration;
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send_bytes(b"ping")?;
+    /// assert!(b.poll(Some(Duration::from_secs(10)))?);
+    /// assert_eq!(b.recv_bytes()?, b"ping");
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
+        // A timeout too long to add to now waits for ever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        stream.set_deadline(deadline);
+        loop {
+            match self.decoder.fill_frame(stream) {
+                // A whole message, or the end of the stream.
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    if deadline.is_none_or(|d| Instant::now() >= d) {
+                        return Ok(false);
+                    }
+                }
+                // Cut short, or a prefix the decoder refused: `recv_bytes`
+                // reports it at once.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    return Ok(true);
+                }
+                Err(e) => return Err(ConnectionError::Io(e)),
+            }
+        }
+    }
+
+    /// Sends `value`, encoded by [`mproc::codec`](crate::codec), as one
+    /// message: for a Rust peer, which reads it with
+    /// [`recv`](Connection::recv). A value holding an mproc handle (a
+    /// queue, a lock) cannot travel this way and is an
+    /// [`Encode`](ConnectionError::Encode) error.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send(&("answer", 42u32))?;
+    /// let (what, n): (String, u32) = b.recv()?;
+    /// assert_eq!((what.as_str(), n), ("answer", 42));
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ConnectionError> {
+        let bytes = codec::encode(value).map_err(ConnectionError::Encode)?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives a message sent by [`send`](Connection::send) and decodes it
+    /// as a `T`. A message that does not decode as a `T` is a
+    /// [`Decode`](ConnectionError::Decode) error; it is consumed, and the
+    /// connection stays usable. Other errors are
+    /// [`recv_bytes`](Connection::recv_bytes)'s.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send(&vec![1.5f64, 2.5])?;
+    /// a.send("text")?;
+    /// assert_eq!(b.recv::<Vec<f64>>()?, [1.5, 2.5]);
+    /// assert!(matches!(b.recv::<u8>(), Err(ConnectionError::Decode(_))));
+    /// # Ok::<(), ConnectionError>(())
+    /// ```
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ConnectionError> {
+        let bytes = self.recv_bytes()?;
+        codec::decode(&bytes).map_err(ConnectionError::Decode)
+    }
+
+    /// Sets the largest message this end accepts (by default
+    /// 1 GiB, mproc's one message limit). A longer one is
+    /// [`TooLarge`](ConnectionError::TooLarge) and closes the connection;
+    /// see [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// assert_eq!(b.limit(), 1 << 30);
+    /// b.set_limit(4);
+    /// a.send_bytes(b"12345")?;
+    /// assert!(matches!(b.recv_bytes(), Err(ConnectionError::TooLarge { len: 5, limit: 4 })));
+    /// assert!(b.is_closed());
+    /// # Ok::<(), ConnectionError>(())
+    /// ```
+    pub fn set_limit(&mut self, limit: usize) {
+        self.decoder.set_limit(limit);
+    }
+
+    /// The largest message this end accepts.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// a.set_limit(1000);
+    /// assert_eq!(a.limit(), 1000);
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn limit(&self) -> usize {
+        self.decoder.limit()
+    }
+
+    /// Closes the connection: the peer reads the end of the stream, and
+    /// every later call here fails with an [`Io`](ConnectionError::Io)
+    /// error of kind `NotConnected`. Messages that had arrived but were not
+    /// received are dropped. Closing twice does nothing; dropping the
+    /// connection closes it too. Python's `close`.
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.close();
+    /// assert!(a.is_closed());
+    /// assert!(a.send_bytes(b"late").is_err());
+    /// assert!(matches!(b.recv_bytes(), Err(ConnectionError::Closed)));
+    /// # Ok::<(), ConnectionError>(())
+    /// ```
+    pub fn close(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.shutdown();
+        }
+        self.decoder = FrameDecoder::python(self.decoder.limit());
+    }
+
+    /// Whether [`close`](Connection::close) was called, or the connection
+    /// closed itself after a length prefix it refused. (That the *peer*
+    /// closed shows as [`Closed`](ConnectionError::Closed) from a
+    /// receive.)
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// let mut conn = Client::connect_without_auth(listener.address())?;
+    /// assert!(!conn.is_closed());
+    /// conn.close();
+    /// assert!(conn.is_closed());
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// What a failed read means.
+    fn read_failed(&mut self, e: io::Error) -> ConnectionError {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                if let Some((received, expected)) = self.decoder.partial_frame() {
+                    return ConnectionError::ClosedMidFrame { received, expected };
+                }
+            }
+            // The decoder refused a prefix (sockets do not report bad data):
+            // nothing after it can be framed, so the connection ends here,
+            // as Python's does.
+            io::ErrorKind::InvalidData => {
+                let too_large = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<TooLarge>())
+                    .copied();
+                self.close();
+                if let Some(TooLarge { len, limit }) = too_large {
+                    return ConnectionError::TooLarge { len, limit };
+                }
+            }
+            _ => {}
+        }
+        ConnectionError::Io(e)
+    }
+}
+
+/// Writes a prefix and its payload: one write for a small payload, else a
+/// vectored write of both, finished by plain writes.
+fn write_message(w: &mut impl Write, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    if payload.len() <= SMALL {
+        let mut buf = Vec::with_capacity(header.len() + payload.len());
+        buf.extend_from_slice(header);
+        buf.extend_from_slice(payload);
+        return w.write_all(&buf);
+    }
+    let mut sent = 0;
+    while sent < header.len() {
+        let bufs = [IoSlice::new(&header[sent..]), IoSlice::new(payload)];
+        match w.write_vectored(&bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    w.write_all(&payload[sent - header.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `step` bytes per call.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_message_is_written_whole_however_the_writer_splits_it() {
+        for len in [0, 1, SMALL, SMALL + 1, 100_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let (header, used) = frame::python_header(len as u64);
+            for step in [1, 3, 4096, usize::MAX] {
+                let mut w = Trickle {
+                    out: Vec::new(),
+                    step,
+                };
+                write_message(&mut w, &header[..used], &payload).unwrap();
+                assert_eq!(w.out[..4], (len as u32).to_be_bytes(), "{len} {step}");
+                assert_eq!(w.out[4..], payload, "{len} {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_connection_can_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<Connection>();
+    }
+}
