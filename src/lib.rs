@@ -176,6 +176,19 @@
 //! [`legacy_md5(false)`](BaseManagerBuilder::legacy_md5) (the README's
 //! "Python peers and the authkey" says what each choice means).
 //!
+//! # Python peers
+//!
+//! mproc speaks CPython's own wire, with every CPython from 3.6 on. A
+//! Python program is a client of a [`BaseManager`] through Python's own
+//! `BaseManager` and proxies: what Rust registers — an [`mproc::Queue`](Queue),
+//! a `HashMap` or `BTreeMap` (a dict), a `Vec` (a list), a [`Namespace`],
+//! a `#[mproc::shared]` type — fixes the types, and values cross through
+//! serde's data model as pickles. A pickle that names a Python class or
+//! function is refused before it is decoded; nothing is ever created from
+//! the wire. [`connection`] has `Listener`, `Client` and `Connection` on
+//! the framing of `multiprocessing.connection`. The README's "Mixing
+//! Python and Rust" shows both sides.
+//!
 //! # Beyond one machine
 //!
 //! With the `cluster` feature, `mproc::cluster` runs the same tasks on many
