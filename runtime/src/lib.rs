@@ -36,6 +36,7 @@ pub use manager::{
     ListProxy, LockProxy, Manager, ManagerError, Namespace, NamespaceProxy, Proxy, QueueProxy,
     Shared, ValueProxy,
 };
+pub use manager::{PyDict, PyList, PyManager, PyQueue};
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
 pub use process::log;
 pub use process::log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};

@@ -451,6 +451,19 @@ pub(crate) fn exception_body(module: &str, class: &str, args: &[&[u8]]) -> Vec<u
     out
 }
 
+/// The tag of a reply pickle `(tag, …)`, read leniently (whatever the
+/// rest names becomes `None`; nothing is created): to tell an exception
+/// (`#ERROR`, which always names its class) from a refused result.
+pub(crate) fn tag_of(reply: &[u8]) -> Option<String> {
+    let lenient = DeOptions::new()
+        .replace_unresolved_globals()
+        .keep_restore_state()
+        .replace_recursive_structures();
+    serde_pickle::from_slice::<(String, serde::de::IgnoredAny)>(reply, lenient)
+        .ok()
+        .map(|(tag, _)| tag)
+}
+
 /// An exception a CPython peer sent (`('#ERROR', exc)`), as data.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PyException {

@@ -11,6 +11,7 @@ mod fastpath;
 pub(crate) mod local;
 mod objects;
 mod proxy;
+mod pyclient;
 mod python;
 mod queue;
 mod remote;
@@ -25,6 +26,7 @@ pub use local::Manager;
 pub use proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
+pub use pyclient::{PyDict, PyList, PyManager, PyQueue};
 pub use remote::{BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer};
 pub use shared::{
     Call, CallError, DispatchResult, ObjectBox, Proxy, SHARED_TYPES, Shared, SharedEntry,
