@@ -185,7 +185,8 @@
 //! a `#[mproc::shared]` type — fixes the types, and values cross through
 //! serde's data model as pickles. A pickle that names a Python class or
 //! function is refused before it is decoded; nothing is ever created from
-//! the wire. [`connection`] has `Listener`, `Client` and `Connection` on
+//! the wire. The other way round, [`PyManager`] is a Rust client of a
+//! server that Python runs. [`connection`] has `Listener`, `Client` and `Connection` on
 //! the framing of `multiprocessing.connection`. The README's "Mixing
 //! Python and Rust" shows both sides.
 //!

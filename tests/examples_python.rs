@@ -122,3 +122,14 @@ fn a_rust_master_with_a_python_worker() {
         check(&m, &w);
     }
 }
+
+#[test]
+fn a_python_master_with_a_rust_worker() {
+    for py in pyutil::pythons("examples_python", &["3.8", "3.13"]) {
+        let master = script("task_master.py");
+        let (m, w) = run_pair(python(&py.exe, &[&master]), |port| {
+            example("py_task_worker", &[&port])
+        });
+        check(&m, &w);
+    }
+}
