@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 const KEY: &str = "bench-key";
 const OPS: &str = "20000";
-const CLIENTS: &str = "2";
+const CLIENTS: &str = "2,4";
 
 /// A child killed (by its pid) and reaped when dropped.
 struct Reaped(Child);

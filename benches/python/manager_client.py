@@ -1,9 +1,10 @@
 """A Python client of a manager, timed: the same script against mproc's
 BaseManager and CPython's (benches/python_clients.rs runs both).
 
-Usage: manager_client.py PORT KEY OPS CLIENTS
+Usage: manager_client.py PORT KEY OPS CLIENTS  (CLIENTS: counts, "2,4")
 Prints one JSON line per measurement: calls per second, the median of five
-rounds, for one client and for CLIENTS client processes at once."""
+rounds for one client, of three for each count of client processes at
+once."""
 import json
 import multiprocessing as mp
 import statistics
@@ -80,12 +81,14 @@ def aggregate(port, key, n, what, k):
 
 
 if __name__ == "__main__":
-    port, key, n, k = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3]), int(sys.argv[4])
+    port, key, n = int(sys.argv[1]), sys.argv[2].encode(), int(sys.argv[3])
+    counts = [int(c) for c in sys.argv[4].split(",")]
     m = connect(port, key)
     for what in ["dict", "queue", "list", "namespace"]:
         run(what, m, n // 10, 0)  # warm up
         single = statistics.median(n / run(what, m, n, 0) for _ in range(5))
         print(json.dumps({"what": what, "clients": 1, "value": round(single), "unit": "calls/s"}), flush=True)
-    for what in ["dict", "queue"]:
-        many = statistics.median(aggregate(port, key, n, what, k) for _ in range(3))
-        print(json.dumps({"what": what, "clients": k, "value": round(many), "unit": "calls/s"}), flush=True)
+    for k in counts:
+        for what in ["dict", "queue"]:
+            many = statistics.median(aggregate(port, key, n, what, k) for _ in range(3))
+            print(json.dumps({"what": what, "clients": k, "value": round(many), "unit": "calls/s"}), flush=True)
