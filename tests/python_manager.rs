@@ -240,6 +240,18 @@ print(kind, "refused" in text)
 c.send_bytes(b"\x80\x04garbage")
 kind, text = c.recv()
 print(kind)
+# Nested 300 deep, and 64**6 values from a few hundred bytes of memo
+# references: refused before decoding.
+deep = []
+for _ in range(300):
+    deep = [deep]
+laughs = [0] * 64
+for _ in range(5):
+    laughs = [laughs] * 64
+for value in (deep, laughs):
+    c.send_bytes(pickle.dumps((None, "dummy", (value,), {})))
+    kind, text = c.recv()
+    print(kind, "refused" in text)
 # The same connection still serves.
 c.send((None, "dummy", (), {}))
 print(c.recv())
@@ -271,6 +283,8 @@ fn a_malicious_pickle_is_refused_and_the_server_goes_on() {
                 "#TRACEBACK True",
                 "#TRACEBACK True",
                 "#TRACEBACK",
+                "#TRACEBACK True",
+                "#TRACEBACK True",
                 "('#RETURN', None)",
                 "{'n': 1, 'name': 'after'}",
             ],

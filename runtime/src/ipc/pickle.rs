@@ -295,7 +295,9 @@ impl Names {
 /// stream is referred to. The error names what the pickle asked for.
 pub(crate) fn check(data: &[u8]) -> Result<(), PickleError> {
     let mut names = Names::default();
+    let mut shape = Shape::default();
     walk(data, |op| {
+        shape.see(op)?;
         match op.name {
             "INST" | "OBJ" | "NEWOBJ" | "NEWOBJ_EX" | "BUILD" | "PERSID" | "BINPERSID" | "EXT1"
             | "EXT2" | "EXT4" | "NEXT_BUFFER" | "READONLY_BUFFER" => {
@@ -331,7 +333,238 @@ pub(crate) fn check(data: &[u8]) -> Result<(), PickleError> {
             )),
             None => Ok(()),
         }
-    })
+    })?;
+    shape.finish()
+}
+
+/// How deep a decoded value may nest: decoding and dropping recurse once
+/// per level. (CPython's own pickler stops near 1000 levels; data nested
+/// this deep is not what the manager's objects hold.)
+const MAX_DEPTH: u32 = 256;
+/// How many values a pickle may expand to beyond its own size: memo
+/// fetches (`BINGET`) let a few bytes stand for a whole earlier value,
+/// which decoding copies, so a small pickle could otherwise unfold into
+/// billions of values. Up to this many are allowed in any case …
+const EXPANSION_FLOOR: u64 = 1 << 20;
+/// … and beyond it, this many per object and reference the pickle holds.
+const EXPANSION_PER_ITEM: u64 = 64;
+
+/// The values a pickle builds, as a graph: each push is a node, each
+/// value put into a container an edge, and a memo fetch pushes the node
+/// again. [`Shape::finish`] measures the value the graph unfolds to: its
+/// depth and its size once every shared part is copied, which is what a
+/// decoder builds.
+#[derive(Default)]
+struct Shape {
+    /// Each node's children, in the order they were added.
+    children: Vec<Vec<u32>>,
+    stack: Vec<u32>,
+    marks: Vec<usize>,
+    memo: std::collections::HashMap<u64, u32>,
+    next_memo: u64,
+    edges: u64,
+}
+
+impl Shape {
+    fn node(&mut self) -> u32 {
+        self.children.push(Vec::new());
+        (self.children.len() - 1) as u32
+    }
+
+    fn push_new(&mut self) {
+        let n = self.node();
+        self.stack.push(n);
+    }
+
+    fn pop(&mut self) -> Result<u32, PickleError> {
+        if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
+            return err("the pickle pops past a mark");
+        }
+        self.stack
+            .pop()
+            .ok_or_else(|| PickleError("the pickle's stack underflows".into()))
+    }
+
+    fn top(&self) -> Result<u32, PickleError> {
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| PickleError("the pickle's stack underflows".into()))
+    }
+
+    /// The nodes pushed since the last mark, which is removed.
+    fn pop_mark(&mut self) -> Result<Vec<u32>, PickleError> {
+        let m = self
+            .marks
+            .pop()
+            .ok_or_else(|| PickleError("the pickle has no mark to pop to".into()))?;
+        Ok(self.stack.split_off(m.min(self.stack.len())))
+    }
+
+    fn adopt(&mut self, parent: u32, kids: impl IntoIterator<Item = u32>) {
+        for k in kids {
+            self.children[parent as usize].push(k);
+            self.edges += 1;
+        }
+    }
+
+    fn memo_index(op: &Op<'_>) -> Result<u64, PickleError> {
+        if matches!(op.name, "PUT" | "GET") {
+            return String::from_utf8_lossy(op.arg)
+                .trim()
+                .parse()
+                .map_err(|_| PickleError("a memo index in the pickle is not a number".into()));
+        }
+        let mut le = [0u8; 8];
+        le[..op.arg.len()].copy_from_slice(op.arg);
+        Ok(u64::from_le_bytes(le))
+    }
+
+    fn see(&mut self, op: &Op<'_>) -> Result<(), PickleError> {
+        match op.name {
+            "MARK" => self.marks.push(self.stack.len()),
+            "STOP" | "PROTO" | "FRAME" => {}
+            "POP" => {
+                if self.marks.last().is_some_and(|&m| m == self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop()?;
+                }
+            }
+            "POP_MARK" => {
+                self.pop_mark()?;
+            }
+            "DUP" => {
+                let t = self.top()?;
+                self.stack.push(t);
+            }
+            "APPEND" => {
+                let item = self.pop()?;
+                let list = self.top()?;
+                self.adopt(list, [item]);
+            }
+            "SETITEM" => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                let dict = self.top()?;
+                self.adopt(dict, [k, v]);
+            }
+            "APPENDS" | "SETITEMS" | "ADDITEMS" => {
+                let items = self.pop_mark()?;
+                let container = self.top()?;
+                self.adopt(container, items);
+            }
+            "LIST" | "DICT" | "TUPLE" | "FROZENSET" => {
+                let items = self.pop_mark()?;
+                let n = self.node();
+                self.adopt(n, items);
+                self.stack.push(n);
+            }
+            "TUPLE1" | "TUPLE2" | "TUPLE3" => {
+                let count = usize::from(op.code - 0x84);
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                let n = self.node();
+                self.adopt(n, items);
+                self.stack.push(n);
+            }
+            // A call of one of the allowed builtins: its value is made of
+            // its arguments.
+            "REDUCE" => {
+                let args = self.pop()?;
+                self.pop()?;
+                let n = self.node();
+                self.adopt(n, [args]);
+                self.stack.push(n);
+            }
+            "STACK_GLOBAL" => {
+                self.pop()?;
+                self.pop()?;
+                self.push_new();
+            }
+            "MEMOIZE" => {
+                let t = self.top()?;
+                self.memo.insert(self.next_memo, t);
+                self.next_memo += 1;
+            }
+            "PUT" | "BINPUT" | "LONG_BINPUT" => {
+                let t = self.top()?;
+                self.memo.insert(Self::memo_index(op)?, t);
+            }
+            "GET" | "BINGET" | "LONG_BINGET" => {
+                let i = Self::memo_index(op)?;
+                let n = *self.memo.get(&i).ok_or_else(|| {
+                    PickleError(format!("the pickle fetches memo {i}, never stored"))
+                })?;
+                self.stack.push(n);
+            }
+            // Everything else pushes one new value (the opcodes that build
+            // objects are refused before this is reached).
+            _ => self.push_new(),
+        }
+        Ok(())
+    }
+
+    /// Checks the depth and the unfolded size of everything built, with
+    /// an iterative walk (the graph may be deep) that refuses cycles.
+    fn finish(self) -> Result<(), PickleError> {
+        let n = self.children.len();
+        let budget = EXPANSION_FLOOR.max(EXPANSION_PER_ITEM * (n as u64 + self.edges));
+        // Per node: 0 unseen, 1 on the walk's path, 2 done.
+        let mut state = vec![0u8; n];
+        let mut depth = vec![0u32; n];
+        let mut size = vec![0u64; n];
+        for root in 0..n {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                if let Some(&child) = self.children[node].get(*next) {
+                    *next += 1;
+                    let child = child as usize;
+                    match state[child] {
+                        0 => {
+                            state[child] = 1;
+                            path.push((child, 0));
+                        }
+                        1 => return err("refused a pickle holding a value that contains itself"),
+                        _ => {}
+                    }
+                    continue;
+                }
+                let kids = &self.children[node];
+                let d = kids
+                    .iter()
+                    .map(|&k| depth[k as usize] + 1)
+                    .max()
+                    .unwrap_or(0);
+                let z = kids
+                    .iter()
+                    .fold(1u64, |acc, &k| acc.saturating_add(size[k as usize]));
+                if d > MAX_DEPTH {
+                    return err(format!(
+                        "refused a pickle nesting values more than {MAX_DEPTH} levels deep"
+                    ));
+                }
+                if z > budget {
+                    return err(format!(
+                        "refused a pickle that unfolds to more than {budget} values (memo \
+                         references copied over and over)"
+                    ));
+                }
+                depth[node] = d;
+                size[node] = z;
+                state[node] = 2;
+                path.pop();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a checked pickle as `T`.
@@ -597,6 +830,56 @@ mod tests {
                     .0
                     .contains("builds a Python object")
             );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_unfolding_memo_references_are_refused() {
+        // 300 one-tuples inside each other.
+        let mut deep = b"\x80\x02N".to_vec();
+        deep.extend(std::iter::repeat_n(0x85u8, 300));
+        deep.push(b'.');
+        assert!(check(&deep).unwrap_err().0.contains("levels deep"));
+        let mut fine = b"\x80\x02N".to_vec();
+        fine.extend(std::iter::repeat_n(0x85u8, 200));
+        fine.push(b'.');
+        check(&fine).unwrap();
+        // A list of 64 ints, then lists of 64 references to the previous
+        // list, five times: 64^6 values from a few hundred bytes.
+        let mut laughs = b"\x80\x02](".to_vec();
+        for _ in 0..64 {
+            laughs.extend(b"K\x01");
+        }
+        laughs.extend(b"eq\x00");
+        for level in 1..=5u8 {
+            laughs.extend(b"](");
+            for _ in 0..64 {
+                laughs.extend([b'h', level - 1]);
+            }
+            laughs.extend([b'e', b'q', level]);
+        }
+        laughs.push(b'.');
+        assert!(
+            check(&laughs).unwrap_err().0.contains("unfolds"),
+            "{laughs:?}"
+        );
+        // Sharing that stays small is fine: `[[0] * 100] * 1000`.
+        let mut shared = b"\x80\x02](](".to_vec();
+        for _ in 0..100 {
+            shared.extend(b"K\x00");
+        }
+        shared.extend(b"eq\x01");
+        for _ in 0..999 {
+            shared.extend(b"h\x01");
+        }
+        shared.extend(b"e.");
+        let v = decode_value(&shared).unwrap();
+        assert!(matches!(&v, Value::List(l) if l.len() == 1000), "{v:?}");
+        // A list appended to itself.
+        let cycle = b"\x80\x02]q\x00h\x00a.";
+        assert!(check(cycle).unwrap_err().0.contains("contains itself"));
+        for bad in [&b"\x80\x02h\x07."[..], b"\x80\x020.", b"\x80\x02a."] {
+            assert!(check(bad).is_err(), "{bad:?}");
         }
     }
 
