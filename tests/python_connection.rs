@@ -358,3 +358,66 @@ fn a_listener_refusing_md5_turns_away_old_pythons_only() {
         assert_eq!(got, expected, "{} {:?}", py.label, py.version());
     }
 }
+
+/// Python's `conn.send(obj)` / `conn.recv()` against `send_pickled` /
+/// `recv_pickled`: a Rust struct arrives as a dict, Python's answer comes
+/// back typed, and a pickled class instance is refused by name.
+const PICKLES: &str = r#"
+import signal, sys, datetime
+signal.alarm(45)
+from multiprocessing.connection import Client
+conn = Client(("127.0.0.1", int(sys.argv[1])), authkey=b"pk")
+job = conn.recv()
+print(type(job).__name__, sorted(job.items()), flush=True)
+conn.send({"name": job["name"].upper(), "tags": [t * 2 for t in job["tags"]], "size": None})
+conn.send(datetime.date(2026, 12, 7))
+conn.send(("still", "here"))
+conn.close()
+"#;
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Job {
+    name: String,
+    tags: Vec<u8>,
+    size: Option<u64>,
+}
+
+#[test]
+fn pickled_values_cross_as_plain_data() {
+    for py in pyutil::pythons("python_connection", &["3.8", "3.13"]) {
+        let listener = Listener::bind("127.0.0.1:0", b"pk").unwrap();
+        let Address::Tcp(addr) = listener.address() else {
+            panic!("a TCP address")
+        };
+        let mut child = py.spawn(PICKLES, &[&addr.port().to_string()]);
+        let mut conn = within(move || listener.accept()).unwrap();
+        conn.send_pickled(&Job {
+            name: "ab".into(),
+            tags: vec![1, 2],
+            size: Some(9),
+        })
+        .unwrap();
+        assert_eq!(
+            child.line(),
+            "dict [('name', 'ab'), ('size', 9), ('tags', [1, 2])]",
+            "{}",
+            py.label
+        );
+        let back: Job = conn.recv_pickled().unwrap();
+        assert_eq!(
+            back,
+            Job {
+                name: "AB".into(),
+                tags: vec![2, 4],
+                size: None
+            }
+        );
+        match conn.recv_pickled::<(u16, u8, u8)>() {
+            Err(ConnectionError::Decode(m)) => assert!(m.contains("datetime.date"), "{m}"),
+            other => panic!("{}: {other:?}", py.label),
+        }
+        let (a, b): (String, String) = conn.recv_pickled().unwrap();
+        assert_eq!((a.as_str(), b.as_str()), ("still", "here"));
+        assert!(child.wait(PATIENCE).success());
+    }
+}

@@ -280,6 +280,40 @@ impl Connection {
         codec::decode(&bytes).map_err(ConnectionError::Decode)
     }
 
+    /// Sends `value` as a pickle, for a Python peer's `conn.recv()`: what
+    /// serde's data model makes of it (a struct is a dict, a `Vec` a list,
+    /// `None` is `None`).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// a.send_pickled(&("job", 7u32))?;       // Python: kind, n = conn.recv()
+    /// let (what, n): (String, u32) = b.recv_pickled()?;
+    /// assert_eq!((what.as_str(), n), ("job", 7));
+    /// # Ok::<(), mproc::connection::ConnectionError>(())
+    /// ```
+    pub fn send_pickled<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ConnectionError> {
+        let bytes = crate::ipc::pickle::encode(value).map_err(|e| ConnectionError::Encode(e.0))?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Receives what a Python peer sent with `conn.send(obj)` and decodes
+    /// it as a `T`. Only plain data is accepted (`None`, `bool`, `int`,
+    /// `float`, `str`, `bytes`, lists, tuples, dicts, sets): a pickle that
+    /// names a class or a function, or builds an instance, is a
+    /// [`Decode`](ConnectionError::Decode) error naming what it asked for,
+    /// and nothing is created. The message is consumed either way.
+    pub fn recv_pickled<T: DeserializeOwned>(&mut self) -> Result<T, ConnectionError> {
+        let bytes = self.recv_bytes()?;
+        crate::ipc::pickle::decode(&bytes).map_err(|e| ConnectionError::Decode(e.0))
+    }
+
     /// Sets the largest message this end accepts (by default
     /// 1 GiB, mproc's one message limit). A longer one is
     /// [`TooLarge`](ConnectionError::TooLarge) and closes the connection;
