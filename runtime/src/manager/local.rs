@@ -161,6 +161,48 @@ impl Manager {
         self.make(objects::DICT, &[], &[])
     }
 
+    /// A new dict holding `entries`, in their order (Python's
+    /// `manager.dict(mapping)`).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let d = m.dict_from([("a".to_string(), 1), ("b".to_string(), 2)]).unwrap();
+    /// assert_eq!(d.keys().unwrap(), ["a", "b"]);
+    /// ```
+    pub fn dict_from<K, V>(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<DictProxy<K, V>, ManagerError>
+    where
+        K: Serialize + serde::de::DeserializeOwned + Eq + std::hash::Hash + Send + 'static,
+        V: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let d = self.dict()?;
+        d.update(entries)?;
+        Ok(d)
+    }
+
+    /// A new list holding `items` (Python's `manager.list(sequence)`).
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let l = m.list_from(vec![3, 1, 2]).unwrap();
+    /// assert_eq!(l.to_vec().unwrap(), [3, 1, 2]);
+    /// ```
+    pub fn list_from<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ListProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let l = self.list()?;
+        l.extend(items)?;
+        Ok(l)
+    }
+
     /// A new, empty list in the server (Python's `manager.list()`).
     pub fn list<T>(&self) -> Result<ListProxy<T>, ManagerError>
     where

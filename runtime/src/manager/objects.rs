@@ -56,6 +56,26 @@ impl Item {
         }
     }
 
+    /// The items a request carries, each `(bytes, how many descriptors)`,
+    /// sharing the request's descriptors out in order.
+    fn many_from_call(call: &Call<'_>, items: Vec<(Bytes, u32)>) -> Result<Vec<Item>, CallError> {
+        let mut fds = call.take_fds().into_iter();
+        let out: Vec<Item> = items
+            .into_iter()
+            .map(|(bytes, n)| Item {
+                bytes,
+                fds: fds.by_ref().take(n as usize).map(SharedFd::new).collect(),
+            })
+            .collect();
+        if fds.next().is_some() {
+            return Err(CallError(CallFailure::new(
+                Failure::Protocol,
+                "more descriptors than the items hold",
+            )));
+        }
+        Ok(out)
+    }
+
     /// Queues copies of the item's descriptors for the reply; returns how
     /// many.
     fn send_fds(&self, call: &Call<'_>) -> Result<u32, CallError> {
@@ -224,6 +244,18 @@ impl Dict {
 }
 
 impl DictInner {
+    /// Inserts, keeping an existing key's position (as Python does).
+    fn put(&mut self, k: Bytes, item: Item) {
+        match self.map.get_mut(&k) {
+            Some(slot) => slot.1 = item,
+            None => {
+                let n = self.next;
+                self.map.insert(k, (n, item));
+                self.next += 1;
+            }
+        }
+    }
+
     pub(super) fn ordered(&self) -> Vec<(&Bytes, &Item)> {
         let mut v: Vec<_> = self.map.iter().map(|(k, (n, v))| (*n, k, v)).collect();
         v.sort_unstable_by_key(|e| e.0);
@@ -285,6 +317,51 @@ impl Object for Dict {
                     out.push((k, &v.bytes, v.send_fds(call)?));
                 }
                 ok(out)
+            }
+            "values" => {
+                let d = lock(&self.0);
+                let mut out = Vec::new();
+                for (_, v) in d.ordered() {
+                    out.push((&v.bytes, v.send_fds(call)?));
+                }
+                ok(out)
+            }
+            // Entries `(key, value, descriptors)`, inserted in order.
+            "update" => {
+                let entries: Vec<(Bytes, Bytes, u32)> = call.args()?;
+                let (keys, values): (Vec<Bytes>, Vec<(Bytes, u32)>) =
+                    entries.into_iter().map(|(k, v, n)| (k, (v, n))).unzip();
+                let items = Item::many_from_call(call, values)?;
+                let mut d = lock(&self.0);
+                for (k, item) in keys.into_iter().zip(items) {
+                    d.put(k, item);
+                }
+                ok(())
+            }
+            // The value of `key`, inserting `default` first if absent.
+            "setdefault" => {
+                let (k, v): (Bytes, Bytes) = call.args()?;
+                let mut d = lock(&self.0);
+                if !d.map.contains_key(&k) {
+                    let item = Item::from_call(call, v);
+                    d.put(k.clone(), item);
+                }
+                ok(d.map[&k].1.reply(call)?)
+            }
+            // The entry inserted last, removed.
+            "popitem" => {
+                let mut d = lock(&self.0);
+                let last = d.map.iter().max_by_key(|e| e.1.0).map(|e| e.0.clone());
+                let Some(k) = last else {
+                    return ok(None::<(Bytes, Bytes)>);
+                };
+                let (_, v) = d.map.remove(&k).expect("present");
+                v.send_fds(call)?;
+                ok(Some((k, v.bytes)))
+            }
+            "clear" => {
+                lock(&self.0).map.clear();
+                ok(())
             }
             _ => Err(call.unknown_method()),
         }
@@ -353,6 +430,72 @@ impl Object for List {
                     out.push((&i.bytes, i.send_fds(call)?));
                 }
                 ok(out)
+            }
+            // Items `start..end` (clamped to the list, as a Python slice).
+            "slice" => {
+                let (start, end): (u64, u64) = call.args()?;
+                let l = lock(&self.0);
+                let end = (end as usize).min(l.len());
+                let start = (start as usize).min(end);
+                let mut out = Vec::with_capacity(end - start);
+                for i in &l[start..end] {
+                    out.push((&i.bytes, i.send_fds(call)?));
+                }
+                ok(out)
+            }
+            "extend" => {
+                let items: Vec<(Bytes, u32)> = call.args()?;
+                let items = Item::many_from_call(call, items)?;
+                lock(&self.0).extend(items);
+                ok(())
+            }
+            // Python's `insert(i, x)`: a negative index counts from the
+            // end, and an index past either end means that end.
+            "insert" => {
+                let (i, item): (i64, Bytes) = call.args()?;
+                let item = Item::from_call(call, item);
+                let mut l = lock(&self.0);
+                let len = l.len() as i64;
+                let at = if i < 0 { i + len } else { i }.clamp(0, len);
+                l.insert(at as usize, item);
+                ok(())
+            }
+            // Python's `pop(i)`: `None` when the index is out of range.
+            "pop" => {
+                let i: i64 = call.args()?;
+                let mut l = lock(&self.0);
+                let len = l.len() as i64;
+                let at = if i < 0 { i + len } else { i };
+                if !(0..len).contains(&at) {
+                    return ok(None::<Bytes>);
+                }
+                let item = l.remove(at as usize);
+                reply_opt(Some(&item), call)
+            }
+            // The first item equal to the argument: its index, how many
+            // there are, or removed (equal = the same encoding).
+            "index" | "count" | "remove" => {
+                let probe: Bytes = call.args()?;
+                let mut l = lock(&self.0);
+                match call.method() {
+                    "index" => ok(l.iter().position(|i| i.bytes == probe).map(|i| i as u64)),
+                    "count" => ok(l.iter().filter(|i| i.bytes == probe).count() as u64),
+                    _ => match l.iter().position(|i| i.bytes == probe) {
+                        Some(at) => {
+                            l.remove(at);
+                            ok(true)
+                        }
+                        None => ok(false),
+                    },
+                }
+            }
+            "reverse" => {
+                lock(&self.0).reverse();
+                ok(())
+            }
+            "clear" => {
+                lock(&self.0).clear();
+                ok(())
             }
             _ => Err(call.unknown_method()),
         }

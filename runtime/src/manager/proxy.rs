@@ -195,6 +195,61 @@ where
             .map(|((k, v, _), fds)| Ok((dec(k)?, dec_item(v, fds)?)))
             .collect()
     }
+
+    /// The values, in insertion order (Python's `values()`).
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        let (items, fds): (Vec<(Vec<u8>, u32)>, _) = call_item(&self.handle, "values", &(), &[])?;
+        let fds = split_fds(fds, items.iter().map(|i| i.1))?;
+        items
+            .iter()
+            .zip(fds)
+            .map(|((v, _), fds)| dec_item(v, fds))
+            .collect()
+    }
+
+    /// A copy of the whole dict (Python's `copy()`), in one round trip.
+    pub fn to_hash_map(&self) -> Result<std::collections::HashMap<K, V>, ManagerError> {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// Inserts every entry, in one round trip (Python's `update`); a key
+    /// already present keeps its place and takes the new value.
+    pub fn update(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
+        let mut raw = Vec::new();
+        let mut wire = Vec::new();
+        let mut keep = Vec::new();
+        for (k, v) in entries {
+            let (bytes, fds) = enc_item(&v)?;
+            wire.push((enc(&k)?, bytes, fds.len() as u32));
+            raw.extend(fds);
+            keep.push(v);
+        }
+        call_item(&self.handle, "update", &wire, &raw).map(|((), _)| ())
+    }
+
+    /// The value of `key`; if absent, `default` is inserted first and
+    /// returned (Python's `setdefault`).
+    pub fn setdefault(&self, key: K, default: V) -> Result<V, ManagerError> {
+        let (v, raw) = enc_item(&default)?;
+        let (bytes, fds): (Vec<u8>, _) =
+            call_item(&self.handle, "setdefault", &(enc(&key)?, v), &raw)?;
+        dec_item(&bytes, fds)
+    }
+
+    /// Removes and returns the entry inserted last (Python's `popitem`);
+    /// `None` when the dict is empty.
+    pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
+        let (entry, fds): (Option<(Vec<u8>, Vec<u8>)>, _) =
+            call_item(&self.handle, "popitem", &(), &[])?;
+        entry
+            .map(|(k, v)| Ok((dec(&k)?, dec_item(&v, fds)?)))
+            .transpose()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.handle.call("clear", &())
+    }
 }
 
 proxy_type! {
@@ -249,15 +304,89 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
         self.len().map(|n| n == 0)
     }
 
-    /// A copy of every item, in order.
+    /// A copy of every item, in order (Python's `l[:]` or `list(l)`).
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
-        let (items, fds): (Vec<(Vec<u8>, u32)>, _) = call_item(&self.handle, "to_vec", &(), &[])?;
+        self.items_of("to_vec", &())
+    }
+
+    /// Items `range` (clamped to the list, as a Python slice `l[a:b]`).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>, ManagerError> {
+        self.items_of("slice", &(range.start as u64, range.end as u64))
+    }
+
+    fn items_of(&self, method: &str, args: &impl Serialize) -> Result<Vec<T>, ManagerError> {
+        let (items, fds): (Vec<(Vec<u8>, u32)>, _) = call_item(&self.handle, method, args, &[])?;
         let fds = split_fds(fds, items.iter().map(|i| i.1))?;
         items
             .iter()
             .zip(fds)
             .map(|((v, _), fds)| dec_item(v, fds))
             .collect()
+    }
+
+    /// Appends every item, in one round trip (Python's `extend`).
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
+        let mut raw = Vec::new();
+        let mut wire = Vec::new();
+        let mut keep = Vec::new();
+        for item in items {
+            let (bytes, fds) = enc_item(&item)?;
+            wire.push((bytes, fds.len() as u32));
+            raw.extend(fds);
+            keep.push(item);
+        }
+        call_item(&self.handle, "extend", &wire, &raw).map(|((), _)| ())
+    }
+
+    /// Inserts `item` before `index` (Python's `insert`: a negative index
+    /// counts from the end; one past either end means that end).
+    pub fn insert(&self, index: isize, item: T) -> Result<(), ManagerError> {
+        let (v, raw) = enc_item(&item)?;
+        call_item(&self.handle, "insert", &(index as i64, v), &raw).map(|((), _)| ())
+    }
+
+    /// Removes and returns the last item (Python's `pop()`); `None` when
+    /// the list is empty.
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        self.pop_at(-1)
+    }
+
+    /// Removes and returns the item at `index` (Python's `pop(i)`, negative
+    /// from the end); `None` when out of range.
+    pub fn pop_at(&self, index: isize) -> Result<Option<T>, ManagerError> {
+        let (v, fds) = call_item(&self.handle, "pop", &(index as i64), &[])?;
+        dec_opt(v, fds)
+    }
+
+    /// The index of the first item equal to `item` (Python's `index`, with
+    /// `None` for its `ValueError`). Items are equal when their encodings
+    /// are, as dict keys are.
+    pub fn index(&self, item: &T) -> Result<Option<usize>, ManagerError> {
+        let i: Option<u64> = self.handle.call("index", &enc(item)?)?;
+        Ok(i.map(|i| i as usize))
+    }
+
+    /// How many items equal `item` (Python's `count`).
+    pub fn count(&self, item: &T) -> Result<usize, ManagerError> {
+        self.handle
+            .call::<_, u64>("count", &enc(item)?)
+            .map(|n| n as usize)
+    }
+
+    /// Removes the first item equal to `item` (Python's `remove`); `false`
+    /// where Python raises `ValueError`.
+    pub fn remove(&self, item: &T) -> Result<bool, ManagerError> {
+        self.handle.call("remove", &enc(item)?)
+    }
+
+    /// Reverses the list in place.
+    pub fn reverse(&self) -> Result<(), ManagerError> {
+        self.handle.call("reverse", &())
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.handle.call("clear", &())
     }
 }
 

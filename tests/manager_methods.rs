@@ -1,0 +1,146 @@
+//! The whole method set of the dict and list proxies (Python's `dict` and
+//! `list` methods), each one round trip: values, order, the "not there"
+//! cases, from another process, with handles inside values, and on a
+//! `BaseManager`'s registered dict and list.
+
+use std::collections::HashMap;
+
+use mproc::{DictProxy, ListProxy, Manager};
+
+#[test]
+fn dict_methods() {
+    let m = Manager::start().unwrap();
+    let d = m
+        .dict_from([("a".to_string(), 1), ("b".to_string(), 2)])
+        .unwrap();
+    assert_eq!(d.keys().unwrap(), ["a", "b"]);
+    // update keeps an existing key's place and takes the new value.
+    d.update([("c".to_string(), 3), ("a".to_string(), 10)])
+        .unwrap();
+    assert_eq!(
+        d.items().unwrap(),
+        [
+            ("a".to_string(), 10),
+            ("b".to_string(), 2),
+            ("c".to_string(), 3)
+        ]
+    );
+    assert_eq!(d.values().unwrap(), [10, 2, 3]);
+    assert_eq!(d.setdefault("b".into(), 99).unwrap(), 2);
+    assert_eq!(d.setdefault("z".into(), 26).unwrap(), 26);
+    assert_eq!(d.get(&"z".into()).unwrap(), Some(26));
+    // popitem takes the entry inserted last.
+    assert_eq!(d.popitem().unwrap(), Some(("z".to_string(), 26)));
+    assert_eq!(d.remove(&"c".into()).unwrap(), Some(3));
+    assert_eq!(d.remove(&"c".into()).unwrap(), None);
+    let copy: HashMap<String, i32> = d.to_hash_map().unwrap();
+    assert_eq!(copy, HashMap::from([("a".into(), 10), ("b".into(), 2)]));
+    d.clear().unwrap();
+    assert_eq!((d.len().unwrap(), d.popitem().unwrap()), (0, None));
+    d.update(Vec::new()).unwrap();
+    assert!(d.is_empty().unwrap());
+}
+
+#[test]
+fn list_methods() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from(vec![1, 2, 3]).unwrap();
+    l.extend([4, 5, 2]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3, 4, 5, 2]);
+    assert_eq!(l.slice(1..3).unwrap(), [2, 3]);
+    assert_eq!(l.slice(4..100).unwrap(), [5, 2]);
+    assert_eq!(l.slice(9..12).unwrap(), Vec::<i32>::new());
+    // insert: negative from the end, past either end means that end.
+    l.insert(0, 0).unwrap();
+    l.insert(-1, 9).unwrap();
+    l.insert(100, 7).unwrap();
+    l.insert(-100, -1).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [-1, 0, 1, 2, 3, 4, 5, 9, 2, 7]);
+    assert_eq!(
+        (l.index(&2).unwrap(), l.index(&42).unwrap()),
+        (Some(3), None)
+    );
+    assert_eq!((l.count(&2).unwrap(), l.count(&42).unwrap()), (2, 0));
+    assert!(l.remove(&2).unwrap());
+    assert!(!l.remove(&42).unwrap());
+    assert_eq!(l.pop().unwrap(), Some(7));
+    assert_eq!(l.pop_at(0).unwrap(), Some(-1));
+    assert_eq!(l.pop_at(-2).unwrap(), Some(9));
+    assert_eq!(l.pop_at(50).unwrap(), None);
+    assert_eq!(l.to_vec().unwrap(), [0, 1, 3, 4, 5, 2]);
+    l.reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [2, 5, 4, 3, 1, 0]);
+    l.clear().unwrap();
+    assert_eq!((l.len().unwrap(), l.pop().unwrap()), (0, None));
+}
+
+#[mproc::process]
+fn edit_from_a_child(d: DictProxy<String, Vec<u8>>, l: ListProxy<String>) -> usize {
+    d.update([("child".to_string(), vec![1, 2]), ("x".to_string(), vec![])])
+        .unwrap();
+    let _ = d.setdefault("x".into(), vec![9]).unwrap();
+    l.extend(["c1".to_string(), "c2".to_string()]).unwrap();
+    l.insert(0, "first".into()).unwrap();
+    l.len().unwrap()
+}
+
+#[test]
+fn the_methods_work_from_a_child_process() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, Vec<u8>>().unwrap();
+    let l = m.list_from(["p".to_string()]).unwrap();
+    let n = mproc::spawn(edit_from_a_child, (d.clone(), l.clone()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(l.to_vec().unwrap(), ["first", "p", "c1", "c2"]);
+    assert_eq!(d.get(&"x".into()).unwrap(), Some(vec![]));
+    assert_eq!(d.values().unwrap(), [vec![1, 2], vec![]]);
+}
+
+#[test]
+fn handles_inside_values_travel_through_update_and_extend() {
+    let m = Manager::start().unwrap();
+    let queues: Vec<mproc::Queue<u32>> = (0..3).map(|_| mproc::Queue::new().unwrap()).collect();
+    let d = m.dict::<u32, mproc::Queue<u32>>().unwrap();
+    d.update(
+        queues
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, q)| (i as u32, q)),
+    )
+    .unwrap();
+    let l = m.list_from(queues.clone()).unwrap();
+    // Each stored queue is the same queue: what goes in one way comes out
+    // the other.
+    for (i, q) in d.values().unwrap().into_iter().enumerate() {
+        q.put(i as u32 * 10).unwrap();
+    }
+    for (i, q) in l.to_vec().unwrap().into_iter().enumerate() {
+        assert_eq!(q.get().unwrap(), i as u32 * 10);
+    }
+    let (k, last) = d.popitem().unwrap().unwrap();
+    last.put(7).unwrap();
+    assert_eq!((k, queues[2].get().unwrap()), (2, 7));
+}
+
+#[test]
+fn a_registered_dict_and_list_have_the_same_methods() {
+    let server = mproc::BaseManager::bind("127.0.0.1:0", b"k")
+        .register("d", HashMap::from([(1u8, "one".to_string())]))
+        .register("l", vec![3u8, 1])
+        .start()
+        .unwrap();
+    let c = mproc::BaseManager::connect(server.address(), b"k").unwrap();
+    let d: DictProxy<u8, String> = c.get("d").unwrap();
+    d.update([(2, "two".to_string())]).unwrap();
+    assert_eq!(d.popitem().unwrap(), Some((2, "two".to_string())));
+    assert_eq!(d.values().unwrap(), ["one"]);
+    let l: ListProxy<u8> = c.get("l").unwrap();
+    l.extend([4, 1]).unwrap();
+    assert_eq!((l.count(&1).unwrap(), l.index(&4).unwrap()), (2, Some(2)));
+    assert_eq!(l.slice(0..2).unwrap(), [3, 1]);
+    server.shutdown().unwrap();
+}
