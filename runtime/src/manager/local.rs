@@ -18,6 +18,7 @@ use super::objects;
 use super::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
+use super::proxy_sync::{ArrayProxy, BarrierProxy, JoinableQueueProxy, SemaphoreProxy};
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
@@ -227,6 +228,56 @@ impl Manager {
     /// A new, unlocked lock (Python's `manager.Lock()`).
     pub fn lock(&self) -> Result<LockProxy, ManagerError> {
         self.make(objects::LOCK, &[], &[])
+    }
+
+    /// A new semaphore with count `value` (Python's
+    /// `manager.Semaphore(value)`).
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
+        let init = super::wire::encode_value(&value).map_err(ManagerError::Encode)?;
+        self.make(objects::SEMAPHORE, &init, &[])
+    }
+
+    /// A new semaphore that may not be released past `value` (Python's
+    /// `manager.BoundedSemaphore(value)`).
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy, ManagerError> {
+        let init = super::wire::encode_value(&value).map_err(ManagerError::Encode)?;
+        self.make(objects::BOUNDED_SEMAPHORE, &init, &[])
+    }
+
+    /// A new, empty joinable queue (Python's `manager.JoinableQueue()`).
+    pub fn joinable_queue<T>(&self) -> Result<JoinableQueueProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.make(objects::JOINABLE_QUEUE, &[], &[])
+    }
+
+    /// A new barrier for `parties` callers (Python's
+    /// `manager.Barrier(parties)`).
+    ///
+    /// # Errors
+    /// [`ManagerError::Remote`] for zero parties.
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy, ManagerError> {
+        let init = super::wire::encode_value(&(parties as u64)).map_err(ManagerError::Encode)?;
+        self.make(objects::BARRIER, &init, &[])
+    }
+
+    /// A new fixed-length array holding `items` (Python's
+    /// `manager.Array(typecode, sequence)`).
+    pub fn array<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ArrayProxy<T>, ManagerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let items = items
+            .into_iter()
+            .map(|i| super::wire::encode_value(&i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ManagerError::Encode)?;
+        let init = super::wire::encode_value(&items).map_err(ManagerError::Encode)?;
+        self.make(objects::ARRAY, &init, &[])
     }
 
     /// A new, clear event (Python's `manager.Event()`).

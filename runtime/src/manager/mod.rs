@@ -11,12 +11,14 @@ mod fastpath;
 pub(crate) mod local;
 mod objects;
 mod proxy;
+mod proxy_sync;
 mod pyclient;
 mod python;
 mod queue;
 mod remote;
 mod server;
 mod shared;
+mod sync_objects;
 mod wire;
 
 pub use conn::Handle;
@@ -26,6 +28,7 @@ pub use local::Manager;
 pub use proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
+pub use proxy_sync::{ArrayProxy, BarrierProxy, JoinableQueueProxy, SemaphoreProxy};
 pub use pyclient::{PyDict, PyList, PyManager, PyQueue};
 pub use remote::{BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer};
 pub use shared::{

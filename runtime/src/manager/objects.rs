@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::python::{self, Conv};
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
+use super::sync_objects;
 use super::wire::{CallFailure, Failure};
 use crate::ipc::codec::SharedFd;
 
@@ -24,6 +25,11 @@ pub(crate) const QUEUE: u8 = 4;
 pub(crate) const LOCK: u8 = 5;
 pub(crate) const EVENT: u8 = 6;
 pub(crate) const VALUE: u8 = 7;
+pub(crate) const SEMAPHORE: u8 = 8;
+pub(crate) const BOUNDED_SEMAPHORE: u8 = 9;
+pub(crate) const JOINABLE_QUEUE: u8 = 10;
+pub(crate) const BARRIER: u8 = 11;
+pub(crate) const ARRAY: u8 = 12;
 
 /// How long a blocking method waits before checking that its caller is
 /// still there.
@@ -145,6 +151,28 @@ pub(crate) fn create(
             no_init()?;
             Arc::new(Flag::event())
         }
+        SEMAPHORE | BOUNDED_SEMAPHORE => {
+            let value: u64 = super::wire::decode_value(init)
+                .map_err(|e| CallFailure::new(Failure::Decode, e))?;
+            Arc::new(sync_objects::Semaphore::new(
+                value,
+                kind == BOUNDED_SEMAPHORE,
+            ))
+        }
+        JOINABLE_QUEUE => {
+            no_init()?;
+            Arc::new(sync_objects::JoinableQueue::default())
+        }
+        BARRIER => {
+            let parties: u64 = super::wire::decode_value(init)
+                .map_err(|e| CallFailure::new(Failure::Decode, e))?;
+            Arc::new(sync_objects::Barrier::new(parties)?)
+        }
+        ARRAY => {
+            let items: Vec<Bytes> = super::wire::decode_value(init)
+                .map_err(|e| CallFailure::new(Failure::Decode, e))?;
+            Arc::new(sync_objects::Array::new(items))
+        }
         VALUE => Arc::new(Value(Mutex::new(Item {
             bytes: init.to_vec(),
             fds: fds.into_iter().map(SharedFd::new).collect(),
@@ -158,7 +186,7 @@ pub(crate) fn create(
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -16,11 +16,11 @@ use super::conn::{Handle, decode_with};
 use super::shared::Proxy;
 use crate::ipc::codec;
 
-fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
+pub(super) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
     super::wire::encode_value(v).map_err(ManagerError::Encode)
 }
 
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {
+pub(super) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, ManagerError> {
     super::wire::decode_value(b).map_err(ManagerError::Decode)
 }
 
@@ -76,7 +76,7 @@ fn split_fds(
 /// the value has.
 type Entry = (Vec<u8>, Vec<u8>, u32);
 
-fn nanos(d: Duration) -> u64 {
+pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -113,6 +113,7 @@ macro_rules! proxy_type {
         }
     };
 }
+pub(super) use proxy_type;
 
 proxy_type! {
     /// A dict held by a manager (Python's `manager.dict()`), made by
