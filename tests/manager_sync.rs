@@ -143,3 +143,81 @@ fn an_array_is_shared_and_keeps_its_length() {
     assert!(matches!(a.set(5, 1), Err(mproc::ManagerError::Remote(_))));
     assert_eq!((a.get(4).unwrap(), a.get(5).unwrap()), (Some(16), None));
 }
+
+#[mproc::process]
+fn take_and_die(r: mproc::RLockProxy) {
+    r.acquire().unwrap();
+    r.acquire().unwrap();
+    std::process::exit(3);
+}
+
+#[mproc::process]
+fn take_and_report(r: mproc::RLockProxy) -> bool {
+    r.try_acquire().unwrap()
+}
+
+#[test]
+fn an_rlock_is_reentrant_owned_and_freed_when_its_holder_dies() {
+    let m = Manager::start().unwrap();
+    let r = m.rlock().unwrap();
+    r.acquire().unwrap();
+    r.acquire().unwrap();
+    // Another process is not the owner: it neither takes nor releases it.
+    assert!(
+        !mproc::spawn(take_and_report, r.clone())
+            .unwrap()
+            .join()
+            .unwrap()
+    );
+    r.release().unwrap();
+    assert!(
+        !mproc::spawn(take_and_report, r.clone())
+            .unwrap()
+            .join()
+            .unwrap()
+    );
+    r.release().unwrap();
+    assert!(matches!(r.release(), Err(mproc::ManagerError::Remote(_))));
+    // A holder that exits holding it twice lets it go.
+    let mut p = mproc::spawn(take_and_die, r.clone()).unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(3));
+    assert!(r.acquire_timeout(Duration::from_secs(10)).unwrap());
+    r.release().unwrap();
+}
+
+#[mproc::process]
+fn wait_for_ready(c: mproc::ConditionProxy, flag: mproc::ValueProxy<bool>) -> bool {
+    c.acquire().unwrap();
+    while !flag.get().unwrap() {
+        c.wait().unwrap();
+    }
+    c.release().unwrap();
+    true
+}
+
+#[test]
+fn a_condition_wakes_waiting_processes() {
+    let m = Manager::start().unwrap();
+    let c = m.condition().unwrap();
+    let flag = m.value(false).unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|_| mproc::spawn(wait_for_ready, (c.clone(), flag.clone())).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    c.acquire().unwrap();
+    flag.set(true).unwrap();
+    c.notify_all().unwrap();
+    c.release().unwrap();
+    for k in kids {
+        assert!(k.join().unwrap());
+    }
+    // Waiting without the lock is an error; a timed wait comes back with
+    // the lock held.
+    assert!(c.wait_timeout(Duration::from_millis(10)).is_err());
+    c.acquire().unwrap();
+    let t = Instant::now();
+    assert!(!c.wait_timeout(Duration::from_millis(100)).unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    c.notify(1).unwrap(); // still held
+    c.release().unwrap();
+}

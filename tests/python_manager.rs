@@ -105,6 +105,8 @@ fn a_python_master_and_a_rust_worker_share_queue_dict_list_and_namespace() {
                 squares.insert(job.name.clone(), job.n * job.n).unwrap();
                 log.push(format!("{} done", job.name)).unwrap();
                 seen.push(job.name.clone());
+                // Before the result: once Python has all five, it reads 5.
+                status.set("seen", seen.len() as u32).unwrap();
                 results
                     .put(Done {
                         name: job.name,
@@ -113,7 +115,6 @@ fn a_python_master_and_a_rust_worker_share_queue_dict_list_and_namespace() {
                     })
                     .unwrap();
             }
-            status.set("seen", seen.len() as u32).unwrap();
             (c, status)
         });
         let port = addr.port().to_string();

@@ -31,7 +31,9 @@ pub use channel::{
 pub use context::{Context, get_context};
 pub use error::ProcessError;
 pub use ipc::codec;
-pub use manager::{ArrayProxy, BarrierProxy, JoinableQueueProxy, SemaphoreProxy};
+pub use manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, JoinableQueueProxy, RLockProxy, SemaphoreProxy,
+};
 pub use manager::{
     BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer, DictProxy, EventProxy,
     ListProxy, LockProxy, Manager, ManagerError, Namespace, NamespaceProxy, Proxy, QueueProxy,

@@ -18,7 +18,9 @@ use super::objects;
 use super::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
-use super::proxy_sync::{ArrayProxy, BarrierProxy, JoinableQueueProxy, SemaphoreProxy};
+use super::proxy_sync::{
+    ArrayProxy, BarrierProxy, ConditionProxy, JoinableQueueProxy, RLockProxy, SemaphoreProxy,
+};
 use super::server::{self, Listener, ServerState};
 use super::shared::{self, Proxy, Shared};
 use super::wire::Request;
@@ -228,6 +230,17 @@ impl Manager {
     /// A new, unlocked lock (Python's `manager.Lock()`).
     pub fn lock(&self) -> Result<LockProxy, ManagerError> {
         self.make(objects::LOCK, &[], &[])
+    }
+
+    /// A new, free reentrant lock (Python's `manager.RLock()`).
+    pub fn rlock(&self) -> Result<RLockProxy, ManagerError> {
+        self.make(objects::RLOCK, &[], &[])
+    }
+
+    /// A new condition over its own reentrant lock (Python's
+    /// `manager.Condition()`).
+    pub fn condition(&self) -> Result<ConditionProxy, ManagerError> {
+        self.make(objects::CONDITION, &[], &[])
     }
 
     /// A new semaphore with count `value` (Python's

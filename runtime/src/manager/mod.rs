@@ -28,7 +28,9 @@ pub use local::Manager;
 pub use proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, QueueProxy, ValueProxy,
 };
-pub use proxy_sync::{ArrayProxy, BarrierProxy, JoinableQueueProxy, SemaphoreProxy};
+pub use proxy_sync::{
+    ArrayProxy, BarrierProxy, ConditionProxy, JoinableQueueProxy, RLockProxy, SemaphoreProxy,
+};
 pub use pyclient::{PyDict, PyList, PyManager, PyQueue};
 pub use remote::{BaseManager, BaseManagerBuilder, BaseManagerClient, BaseManagerServer};
 pub use shared::{

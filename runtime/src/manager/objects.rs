@@ -30,6 +30,8 @@ pub(crate) const BOUNDED_SEMAPHORE: u8 = 9;
 pub(crate) const JOINABLE_QUEUE: u8 = 10;
 pub(crate) const BARRIER: u8 = 11;
 pub(crate) const ARRAY: u8 = 12;
+pub(crate) const RLOCK: u8 = 13;
+pub(crate) const CONDITION: u8 = 14;
 
 /// How long a blocking method waits before checking that its caller is
 /// still there.
@@ -158,6 +160,10 @@ pub(crate) fn create(
                 value,
                 kind == BOUNDED_SEMAPHORE,
             ))
+        }
+        RLOCK | CONDITION => {
+            no_init()?;
+            Arc::new(sync_objects::RLock::new(kind == CONDITION))
         }
         JOINABLE_QUEUE => {
             no_init()?;

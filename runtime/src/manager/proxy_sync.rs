@@ -1,5 +1,5 @@
 //! The proxies of `sync_objects.rs`: a semaphore, a joinable queue, a
-//! barrier and an array held by a manager.
+//! barrier, an array, a reentrant lock and a condition held by a manager.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -266,5 +266,122 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ArrayProxy<T> {
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
         let items: Vec<Vec<u8>> = self.handle.call("to_vec", &())?;
         items.iter().map(|b| dec(b)).collect()
+    }
+}
+
+proxy_type! {
+    /// A reentrant lock held by a manager (Python's `manager.RLock()`),
+    /// made by [`Manager::rlock`](crate::Manager::rlock). Its owner is the
+    /// thread that took it: each thread of each process reaches the
+    /// manager on its own connection, and only the owner may release it;
+    /// the owner may take it again, and must release it as many times.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let r = m.rlock().unwrap();
+    /// r.acquire().unwrap();
+    /// r.acquire().unwrap(); // again, by its owner
+    /// let other = r.clone();
+    /// let taken = std::thread::spawn(move || other.try_acquire().unwrap()).join().unwrap();
+    /// assert!(!taken); // another thread is not the owner
+    /// r.release().unwrap();
+    /// r.release().unwrap();
+    /// assert!(r.release().is_err()); // not held any more
+    /// ```
+    RLockProxy [] "rlock"
+}
+
+impl RLockProxy {
+    /// Waits until the lock is free (or held by this thread) and takes it.
+    pub fn acquire(&self) -> Result<(), ManagerError> {
+        self.handle
+            .call::<_, bool>("acquire", &None::<u64>)
+            .map(drop)
+    }
+
+    /// [`acquire`](Self::acquire) for at most `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        self.handle.call("acquire", &Some(nanos(timeout)))
+    }
+
+    /// Takes the lock if that needs no wait.
+    pub fn try_acquire(&self) -> Result<bool, ManagerError> {
+        self.handle.call("acquire", &Some(0u64))
+    }
+
+    /// Releases one level of this thread's hold.
+    ///
+    /// # Errors
+    /// [`ManagerError::Remote`] if this thread does not hold it (Python's
+    /// `RuntimeError`).
+    pub fn release(&self) -> Result<(), ManagerError> {
+        self.handle.call("release", &())
+    }
+}
+
+proxy_type! {
+    /// A condition variable held by a manager (Python's
+    /// `manager.Condition()`, over a reentrant lock), made by
+    /// [`Manager::condition`](crate::Manager::condition). Take the lock,
+    /// check the state, [`wait`](ConditionProxy::wait) (which lets the
+    /// lock go while waiting and takes it back), or change the state and
+    /// [`notify`](ConditionProxy::notify) while holding it.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let m = mproc::Manager::start().unwrap();
+    /// let c = m.condition().unwrap();
+    /// c.acquire().unwrap();
+    /// assert!(!c.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notified
+    /// c.notify_all().unwrap();
+    /// c.release().unwrap();
+    /// assert!(c.notify(1).is_err()); // not held
+    /// ```
+    ConditionProxy [] "condition"
+}
+
+impl ConditionProxy {
+    /// Takes the underlying lock (reentrant, owned by this thread).
+    pub fn acquire(&self) -> Result<(), ManagerError> {
+        self.handle
+            .call::<_, bool>("acquire", &None::<u64>)
+            .map(drop)
+    }
+
+    /// [`acquire`](Self::acquire) for at most `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        self.handle.call("acquire", &Some(nanos(timeout)))
+    }
+
+    /// Releases one level of this thread's hold.
+    pub fn release(&self) -> Result<(), ManagerError> {
+        self.handle.call("release", &())
+    }
+
+    /// Lets the lock go, waits for a notify, and takes the lock back (as
+    /// deeply as it was held).
+    ///
+    /// # Errors
+    /// [`ManagerError::Remote`] if this thread does not hold the lock.
+    pub fn wait(&self) -> Result<(), ManagerError> {
+        self.handle.call::<_, bool>("wait", &None::<u64>).map(drop)
+    }
+
+    /// [`wait`](Self::wait) for at most `timeout`: whether it was
+    /// notified (the lock is taken back either way).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
+        self.handle.call("wait", &Some(nanos(timeout)))
+    }
+
+    /// Wakes up to `n` waiters, the longest-waiting first. Hold the lock.
+    pub fn notify(&self, n: usize) -> Result<(), ManagerError> {
+        self.handle.call("notify", &(n as u64))
+    }
+
+    /// Wakes every waiter. Hold the lock.
+    pub fn notify_all(&self) -> Result<(), ManagerError> {
+        self.handle.call("notify", &u64::MAX)
     }
 }

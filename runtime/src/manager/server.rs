@@ -153,6 +153,7 @@ impl ServerState {
     /// so it never goes stale), sparing the shared table's lock.
     fn execute(
         &self,
+        conn: u64,
         req: Request<'_>,
         fds: Vec<OwnedFd>,
         alive: &dyn Fn() -> bool,
@@ -211,6 +212,7 @@ impl ServerState {
                         fds_in: RefCell::new(fds),
                         fds_out: RefCell::new(Vec::new()),
                         py: None,
+                        conn,
                     };
                     let r = o.call(&mut call).map_err(|e| e.0);
                     if r.is_ok() {
@@ -366,7 +368,7 @@ fn connection(state: Arc<ServerState>, mut stream: Stream) {
     if state.is_stopping() {
         stream.shutdown(Shutdown::Both);
     }
-    if let Err(e) = serve_requests(&state, &mut stream, &mut decoder) {
+    if let Err(e) = serve_requests(&state, id, &mut stream, &mut decoder) {
         log::debug!(target: "mproc", "manager: dropping a connection: {e}");
     }
 }
@@ -387,6 +389,7 @@ impl Drop for Leave<'_> {
 
 fn serve_requests(
     state: &ServerState,
+    conn: u64,
     stream: &mut Stream,
     decoder: &mut FrameDecoder,
 ) -> io::Result<()> {
@@ -395,6 +398,23 @@ fn serve_requests(
     let probe = stream.try_clone()?;
     let alive = move || !state.is_stopping() && !sys::peer_gone(probe.fd());
     let mut cache = HashMap::new();
+    let served = serve_loop(state, conn, stream, decoder, &alive, &mut cache);
+    // What this client held (a reentrant lock) is let go: its thread, or
+    // its process, is gone.
+    for o in cache.values() {
+        o.disconnected(conn);
+    }
+    served
+}
+
+fn serve_loop(
+    state: &ServerState,
+    conn: u64,
+    stream: &mut Stream,
+    decoder: &mut FrameDecoder,
+    alive: &dyn Fn() -> bool,
+    cache: &mut HashMap<u64, Arc<dyn Object>>,
+) -> io::Result<()> {
     loop {
         let Some(frame) = decoder.read_frame(stream)? else {
             return Ok(());
@@ -403,7 +423,7 @@ fn serve_requests(
         // own request headers start with a small variant number): a
         // Python client, for the rest of the connection.
         if frame.first() == Some(&0x80) {
-            return super::python::serve(state, stream, decoder, frame, &alive, &mut cache);
+            return super::python::serve(state, conn, stream, decoder, frame, alive, cache);
         }
         let req = Request::parse(&frame)?;
         if req == Request::FastPath && stream.carries_handles() {
@@ -412,16 +432,17 @@ fn serve_requests(
             // A one-byte reply frame carrying the memory's descriptor.
             super::fastpath::send_frame(stream.fd(), &[0], &[fd.as_raw_fd()])?;
             drop(fd);
-            return serve_fast(state, stream, decoder, fast, &alive, &mut cache);
+            return serve_fast(state, conn, stream, decoder, fast, alive, cache);
         }
         // Descriptors travel only on the fast path (a local manager).
-        let (reply, _) = state.execute(req, Vec::new(), &alive, &mut cache);
+        let (reply, _) = state.execute(conn, req, Vec::new(), alive, cache);
         wire::write_frame(stream, &reply)?;
     }
 }
 
 fn serve_fast(
     state: &ServerState,
+    conn: u64,
     stream: &mut Stream,
     decoder: &mut FrameDecoder,
     mut fast: FastPath,
@@ -434,7 +455,7 @@ fn serve_fast(
             return Ok(());
         };
         let req = Request::parse(&frame)?;
-        let (reply, reply_fds) = state.execute(req, fds, alive, cache);
+        let (reply, reply_fds) = state.execute(conn, req, fds, alive, cache);
         let raw: Vec<RawFd> = reply_fds.iter().map(AsRawFd::as_raw_fd).collect();
         fast.send(Dir::Reply, stream.fd(), &reply, &raw)?;
     }

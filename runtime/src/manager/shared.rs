@@ -123,6 +123,9 @@ pub struct Call<'a> {
     /// A Python client's arguments; `None` for a Rust client, whose
     /// arguments are `args`. The result of a Python call is a pickle.
     pub(crate) py: Option<PyArgs>,
+    /// The connection the call came on: a client thread's identity, for
+    /// objects with an owner (an `RLock`), as Python's server threads are.
+    pub(crate) conn: u64,
 }
 
 /// A Python client's arguments, positional and by keyword.
@@ -353,6 +356,8 @@ pub(crate) trait Object: Send + Sync {
     fn exposed(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Connection `conn`, which used this object, has ended.
+    fn disconnected(&self, _conn: u64) {}
 }
 
 /// A server-side object, type-erased.

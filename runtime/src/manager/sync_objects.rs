@@ -1,5 +1,8 @@
 //! More of the objects Python's `SyncManager` serves: a semaphore (plain
-//! or bounded), a joinable queue, a barrier and a fixed-length array. Like
+//! or bounded), a joinable queue, a barrier, a fixed-length array, and a
+//! reentrant lock and a condition, whose owner is the connection a call
+//! came on (a client thread: each has its own connection, as in Python,
+//! where the owner is the server thread serving that connection). Like
 //! the other built-in objects they are type-erased stores; typing lives in
 //! the proxies (`proxy_sync.rs`).
 
@@ -307,6 +310,150 @@ impl Object for Array {
             }
             "len" => ok(lock(&self.0).len() as u64),
             "to_vec" => ok(&*lock(&self.0)),
+            _ => Err(call.unknown_method()),
+        }
+    }
+}
+
+/// Who holds a reentrant lock, and how many times.
+#[derive(Default)]
+struct Owner {
+    conn: Option<u64>,
+    count: u64,
+}
+
+/// A reentrant lock owned by a connection (Python's `manager.RLock()`),
+/// and the condition built on it (Python's `manager.Condition()`): waiters
+/// take a ticket and are released in order by `notify`.
+#[derive(Default)]
+pub(crate) struct RLock {
+    state: Mutex<RLockState>,
+    cv: Condvar,
+    condition: bool,
+}
+
+#[derive(Default)]
+struct RLockState {
+    owner: Owner,
+    /// Condition waiters' tickets not yet notified, oldest first.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+impl RLock {
+    pub(crate) fn new(condition: bool) -> RLock {
+        RLock {
+            condition,
+            ..RLock::default()
+        }
+    }
+
+    fn not_owner() -> CallError {
+        remote("cannot release un-acquired lock")
+    }
+
+    /// Takes the lock for `conn` (again, if it holds it), waiting until
+    /// `until`; whether it got it.
+    fn take(
+        &self,
+        conn: u64,
+        until: Option<Instant>,
+        call: &Call<'_>,
+        count: u64,
+    ) -> Result<bool, CallError> {
+        let g = lock(&self.state);
+        let (mut g, got) = wait_until(&self.cv, g, until, call, |s| {
+            s.owner.conn.is_none() || s.owner.conn == Some(conn)
+        })?;
+        if got {
+            g.owner.conn = Some(conn);
+            g.owner.count += count;
+        }
+        Ok(got)
+    }
+}
+
+impl Object for RLock {
+    fn kind(&self) -> &'static str {
+        if self.condition { "condition" } else { "rlock" }
+    }
+    /// A holder that is gone (its thread or process ended, and with it
+    /// its connection) lets the lock go, so nobody waits for it forever.
+    fn disconnected(&self, conn: u64) {
+        let mut g = lock(&self.state);
+        if g.owner.conn == Some(conn) {
+            g.owner = Owner::default();
+            self.cv.notify_all();
+        }
+    }
+    fn call(&self, call: &mut Call<'_>) -> DispatchResult {
+        let me = call.conn;
+        match call.method() {
+            "acquire" => {
+                let nanos: Option<u64> = call.args()?;
+                ok(self.take(me, deadline(nanos), call, 1)?)
+            }
+            "release" => {
+                let mut g = lock(&self.state);
+                if g.owner.conn != Some(me) {
+                    return Err(RLock::not_owner());
+                }
+                g.owner.count -= 1;
+                if g.owner.count == 0 {
+                    g.owner.conn = None;
+                    self.cv.notify_all();
+                }
+                ok(())
+            }
+            "owned" => ok(lock(&self.state).owner.conn == Some(me)),
+            // Releases the lock entirely, waits for a notify (or the
+            // timeout), takes the lock back as deeply as it was held;
+            // whether it was notified.
+            "wait" if self.condition => {
+                let nanos: Option<u64> = call.args()?;
+                let until = deadline(nanos);
+                let (ticket, depth) = {
+                    let mut g = lock(&self.state);
+                    if g.owner.conn != Some(me) {
+                        return Err(remote("cannot wait on un-acquired lock"));
+                    }
+                    let depth = g.owner.count;
+                    g.owner = Owner::default();
+                    let ticket = g.next_ticket;
+                    g.next_ticket += 1;
+                    g.waiting.push_back(ticket);
+                    self.cv.notify_all();
+                    (ticket, depth)
+                };
+                let g = lock(&self.state);
+                let waited = wait_until(&self.cv, g, until, call, |s| !s.waiting.contains(&ticket));
+                let notified = match waited {
+                    Ok((mut g, notified)) => {
+                        g.waiting.retain(|&t| t != ticket);
+                        notified
+                    }
+                    Err(e) => {
+                        lock(&self.state).waiting.retain(|&t| t != ticket);
+                        return Err(e);
+                    }
+                };
+                // The lock comes back whatever happened, as in Python.
+                if !self.take(me, None, call, depth)? {
+                    return Err(remote("could not take the lock back"));
+                }
+                ok(notified)
+            }
+            "notify" if self.condition => {
+                let n: u64 = call.args()?;
+                let mut g = lock(&self.state);
+                if g.owner.conn != Some(me) {
+                    return Err(remote("cannot notify on un-acquired lock"));
+                }
+                let n = (n as usize).min(g.waiting.len());
+                g.waiting.drain(..n);
+                self.cv.notify_all();
+                ok(())
+            }
             _ => Err(call.unknown_method()),
         }
     }

@@ -19,6 +19,7 @@ use crate::sys::AsRawFd;
 /// Serves a Python client on `stream`, whose first request is `first`.
 pub(crate) fn serve(
     state: &ServerState,
+    conn: u64,
     stream: &mut Stream,
     decoder: &mut FrameDecoder,
     first: Vec<u8>,
@@ -28,7 +29,7 @@ pub(crate) fn serve(
     let me = NEXT_CONN.fetch_add(1, Ordering::Relaxed) & 0xffff;
     let mut frame = first;
     loop {
-        let reply = request(state, &frame, alive, cache);
+        let reply = request(state, conn, &frame, alive, cache);
         wire::write_frame(stream, &reply)?;
         replied(me);
         // A client's next call usually comes a few microseconds after our
@@ -104,6 +105,7 @@ fn returned(value: &[u8]) -> Vec<u8> {
 /// Answers one request `(ident, methodname, args, kwds)`.
 fn request(
     state: &ServerState,
+    conn: u64,
     frame: &[u8],
     alive: &dyn Fn() -> bool,
     cache: &mut HashMap<u64, Arc<dyn Object>>,
@@ -158,6 +160,7 @@ fn request(
                 fds_in: Default::default(),
                 fds_out: Default::default(),
                 py: Some(PyArgs { args, kwds }),
+                conn,
             };
             match obj.call_python(&mut call) {
                 Ok(value) => returned(&value),
