@@ -144,3 +144,60 @@ fn a_registered_dict_and_list_have_the_same_methods() {
     assert_eq!(l.slice(0..2).unwrap(), [3, 1]);
     server.shutdown().unwrap();
 }
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    name: String,
+    n: i64,
+}
+
+#[mproc::shared]
+impl Tally {
+    pub(crate) fn add(&mut self, by: i64) -> String {
+        self.n += by;
+        format!("{}={}", self.name, self.n)
+    }
+}
+
+#[test]
+fn a_factory_makes_a_new_object_per_request() {
+    let server = mproc::BaseManager::bind("127.0.0.1:0", b"k")
+        .register_with("tally", |(name, n): (String, i64)| Tally { name, n })
+        .register_with("log", |()| Vec::<String>::new())
+        .start()
+        .unwrap();
+    let c = mproc::BaseManager::connect(server.address(), b"k").unwrap();
+    let a: TallyProxy = c.create("tally", ("a".to_string(), 10i64)).unwrap();
+    let b: TallyProxy = c.create("tally", ("b".to_string(), 0i64)).unwrap();
+    assert_eq!(a.add(1).unwrap(), "a=11");
+    assert_eq!(b.add(1).unwrap(), "b=1");
+    assert_eq!(a.add(1).unwrap(), "a=12");
+    let l1: ListProxy<String> = c.create("log", ()).unwrap();
+    let l2: ListProxy<String> = c.create("log", ()).unwrap();
+    l1.push("x".into()).unwrap();
+    assert_eq!((l1.len().unwrap(), l2.len().unwrap()), (1, 0));
+    // Wrong arguments, wrong kind, no such factory, and `get` on one.
+    assert!(matches!(
+        c.create::<TallyProxy, _>("tally", 5u8),
+        Err(mproc::ManagerError::Decode(_))
+    ));
+    assert!(matches!(
+        c.create::<ListProxy<String>, _>("tally", ("a".to_string(), 1i64)),
+        Err(mproc::ManagerError::NotFound(_))
+    ));
+    assert!(matches!(
+        c.create::<ListProxy<String>, _>("nope", ()),
+        Err(mproc::ManagerError::NotFound(_))
+    ));
+    match c.get::<ListProxy<String>>("log") {
+        Err(mproc::ManagerError::NotFound(m)) => assert!(m.contains("factory"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().unwrap();
+    // One name, twice.
+    let twice = mproc::BaseManager::bind("127.0.0.1:0", b"k")
+        .register("x", Vec::<u8>::new())
+        .register_with("x", |()| Vec::<u8>::new())
+        .start();
+    assert!(matches!(twice, Err(mproc::ManagerError::Encode(_))));
+}

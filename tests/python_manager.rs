@@ -341,3 +341,41 @@ fn a_python_client_needs_the_right_key() {
         server.shutdown().unwrap();
     }
 }
+
+const FACTORY: &str = r#"
+import sys
+from multiprocessing.managers import BaseManager
+class M(BaseManager): pass
+M.register("counter"); M.register("names")
+m = M(address=("127.0.0.1", int(sys.argv[1])), authkey=b"k")
+m.connect()
+a, b = m.counter(10), m.counter(0)
+print(a.add(1), b.add(1), a.add(1), a.value(), b.value())
+n1, n2 = m.names(), m.names()
+n1.append("x")
+print(len(n1), len(n2))
+try:
+    m.counter("ten")
+    print("no error")
+except Exception as e:
+    print(type(e).__name__)
+"#;
+
+#[test]
+fn python_clients_call_factories_with_arguments() {
+    for py in pyutil::pythons("python_manager", &["3.8", "3.13"]) {
+        let server = BaseManager::bind("127.0.0.1:0", b"k")
+            .register_with("counter", |n: i64| Counter { n })
+            .register_with("names", |()| Vec::<String>::new())
+            .start()
+            .unwrap();
+        let port = server.address().port().to_string();
+        assert_eq!(
+            py.run(FACTORY, &[&port]),
+            ["11 1 12 12 1", "1 0", "RemoteError"],
+            "{}",
+            py.label
+        );
+        server.shutdown().unwrap();
+    }
+}

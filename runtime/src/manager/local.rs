@@ -497,7 +497,12 @@ impl Task for ManagerServer {
             }
         };
         log::info!(target: "mproc", "manager {} serving", args.name);
-        let state = ServerState::new(args.authkey, auth::Policy::default(), Vec::new());
+        let state = ServerState::new(
+            args.authkey,
+            auth::Policy::default(),
+            Vec::new(),
+            Vec::new(),
+        );
         server::serve(state, listener, None);
     }
 }

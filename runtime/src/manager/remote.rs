@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use super::ManagerError;
 use super::conn::{Address, Conn, Endpoint, Handle, id_from};
 use super::server::{self, Listener, ServerState};
-use super::shared::{ObjectBox, Proxy, Shared};
+use super::shared::{Factory, ObjectBox, Proxy, Shared};
 use super::wire::Request;
 use crate::ipc::auth;
 
@@ -56,6 +56,7 @@ impl BaseManager {
             authkey: authkey.to_vec(),
             policy: auth::Policy::default(),
             objects: Vec::new(),
+            factories: Vec::new(),
         }
     }
 
@@ -99,6 +100,8 @@ pub struct BaseManagerBuilder {
     /// Each registered value as a server object, or why it could not be
     /// made one (reported by `start`).
     objects: Vec<(String, Result<ObjectBox, String>)>,
+    /// Factories: a new object per request.
+    factories: Vec<(String, Factory)>,
 }
 
 impl std::fmt::Debug for BaseManagerBuilder {
@@ -164,6 +167,38 @@ impl BaseManagerBuilder {
         self
     }
 
+    /// Registers a factory under `name`: each request makes a new object
+    /// by calling `factory` with the request's arguments (Python's
+    /// `register(typeid, callable)`, whose every `manager.typeid(args)`
+    /// makes a new object). Rust clients call
+    /// [`BaseManagerClient::create`]; Python clients `m.name(*args)`, their
+    /// arguments decoded as `A`.
+    ///
+    /// # Examples
+    /// ```
+    /// let server = mproc::BaseManager::bind("127.0.0.1:0", b"k")
+    ///     .register_with("counters", |start: i64| mproc::Queue::<i64>::new().map(|q| {
+    ///         q.put(start).unwrap();
+    ///         q
+    ///     }).unwrap())
+    ///     .start()
+    ///     .unwrap();
+    /// let client = mproc::BaseManager::connect(server.address(), b"k").unwrap();
+    /// let a: mproc::QueueProxy<i64> = client.create("counters", (1_i64,)).unwrap();
+    /// let b: mproc::QueueProxy<i64> = client.create("counters", (2_i64,)).unwrap();
+    /// assert_eq!((a.get().unwrap(), b.get().unwrap()), (1, 2)); // two objects
+    /// ```
+    pub fn register_with<A, S, F>(mut self, name: &str, factory: F) -> Self
+    where
+        A: serde::de::DeserializeOwned,
+        S: Shared,
+        F: Fn(A) -> S + Send + Sync + 'static,
+    {
+        self.factories
+            .push((name.to_string(), Factory::new(factory)));
+        self
+    }
+
     fn listen(&mut self) -> Result<(TcpListener, Arc<ServerState>), ManagerError> {
         let addrs = std::mem::replace(&mut self.addrs, Ok(Vec::new())).map_err(ManagerError::Io)?;
         // std sets SO_REUSEADDR, so a port is free again right after a
@@ -176,7 +211,24 @@ impl BaseManagerBuilder {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let listener = TcpListener::bind(&addrs[..]).map_err(ManagerError::Io)?;
-        let state = ServerState::new(std::mem::take(&mut self.authkey), self.policy, objects);
+        let names: Vec<&String> = objects
+            .iter()
+            .map(|o| &o.0)
+            .chain(self.factories.iter().map(|f| &f.0))
+            .collect();
+        if let Some(dup) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+        {
+            return Err(ManagerError::Encode(format!("`{dup}` is registered twice")));
+        }
+        let state = ServerState::new(
+            std::mem::take(&mut self.authkey),
+            self.policy,
+            objects,
+            std::mem::take(&mut self.factories),
+        );
         Ok((listener, state))
     }
 
@@ -276,6 +328,34 @@ pub struct BaseManagerClient {
 }
 
 impl BaseManagerClient {
+    /// A new object from the factory registered as `name` (with
+    /// [`register_with`](BaseManagerBuilder::register_with)), made with
+    /// `args` (a tuple of the factory's arguments, or its one argument).
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] if no factory has that name or it makes
+    /// another kind than `P`; [`ManagerError::Decode`] if `args` do not
+    /// fit the factory.
+    pub fn create<P: Proxy, A: serde::Serialize>(
+        &self,
+        name: &str,
+        args: A,
+    ) -> Result<P, ManagerError> {
+        let args = super::wire::encode_value(&args).map_err(ManagerError::Encode)?;
+        let body = self.endpoint.request(
+            &Request::Make {
+                name,
+                kind: P::__KIND,
+                args: &args,
+            }
+            .encode(),
+        )?;
+        Ok(P::__from_handle(Handle {
+            endpoint: Arc::clone(&self.endpoint),
+            id: id_from(&body[1..])?,
+        }))
+    }
+
     /// A proxy to the object registered as `name`.
     ///
     /// # Errors

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::conn::{HANDSHAKE_TIMEOUT, Stream};
 use super::fastpath::{Dir, FastPath, Message};
 use super::objects;
-use super::shared::{self, Call, Object, ObjectBox};
+use super::shared::{self, Call, Factory, MakeArgs, Object, ObjectBox};
 use super::wire::{self, CallFailure, Failure, FrameDecoder, MESSAGE_LIMIT, Request};
 use crate::ipc::auth::{self, AuthError};
 use crate::sys;
@@ -33,6 +33,8 @@ pub(crate) struct ServerState {
     policy: auth::Policy,
     objects: RwLock<HashMap<u64, Arc<dyn Object>>>,
     names: RwLock<HashMap<String, u64>>,
+    /// Factories by name: each request makes a new object.
+    factories: HashMap<String, Factory>,
     next_id: AtomicU64,
     stopping: AtomicBool,
     /// A clone of each live connection's socket, to shut it down on stop.
@@ -58,12 +60,14 @@ impl ServerState {
         authkey: Vec<u8>,
         policy: auth::Policy,
         named: Vec<(String, ObjectBox)>,
+        factories: Vec<(String, Factory)>,
     ) -> Arc<ServerState> {
         let state = ServerState {
             authkey,
             policy,
             objects: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
+            factories: factories.into_iter().collect(),
             // Ids start at a random point, so that a stale proxy of an
             // earlier server at the same address finds nothing here
             // rather than another object.
@@ -102,6 +106,36 @@ impl ServerState {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)?;
         Some((id, self.object(id)?))
+    }
+
+    /// A new object from the factory registered as `name`, and its id.
+    pub(super) fn make(
+        &self,
+        name: &str,
+        kind: Option<&str>,
+        args: MakeArgs<'_>,
+    ) -> Result<(u64, Arc<dyn Object>), CallFailure> {
+        let Some(f) = self.factories.get(name) else {
+            return Err(CallFailure::new(
+                Failure::NotFound,
+                format!("no factory is registered as `{name}`"),
+            ));
+        };
+        if let Some(kind) = kind.filter(|&k| k != f.kind) {
+            return Err(CallFailure::new(
+                Failure::NotFound,
+                format!("`{name}` makes a {}, not a {kind}", f.kind),
+            ));
+        }
+        let obj = (f.make)(args)
+            .map_err(|m| CallFailure::new(Failure::Decode, format!("`{name}`: {m}")))?;
+        let id = self.insert(Arc::clone(&obj.0));
+        Ok((id, obj.0))
+    }
+
+    /// Whether `name` is a factory.
+    pub(super) fn is_factory(&self, name: &str) -> bool {
+        self.factories.contains_key(name)
     }
 
     /// How many objects the server holds.
@@ -188,6 +222,10 @@ impl ServerState {
                     .get(name)
                     .copied();
                 match id.and_then(|id| Some((id, self.object(id)?))) {
+                    None if self.is_factory(name) => Err(CallFailure::new(
+                        Failure::NotFound,
+                        format!("`{name}` is a factory: call `create` to make an object"),
+                    )),
                     None => Err(CallFailure::new(
                         Failure::NotFound,
                         format!("no object is registered as `{name}`"),
@@ -221,6 +259,9 @@ impl ServerState {
                     r
                 }
             },
+            Request::Make { name, kind, args } => self
+                .make(name, Some(kind), MakeArgs::Rust(args))
+                .map(|(id, _)| id.to_be_bytes().to_vec()),
             Request::FastPath => Err(CallFailure::new(
                 Failure::Protocol,
                 "the fast path is only offered once, on a Unix socket",

@@ -470,3 +470,56 @@ pub(crate) fn lookup(name: &str) -> Result<&'static SharedEntry, String> {
         )),
     }
 }
+
+/// The arguments a factory gets: mproc's encoding from a Rust client, a
+/// Python client's positional arguments as pickle values.
+pub(crate) enum MakeArgs<'a> {
+    Rust(&'a [u8]),
+    Python(Vec<crate::ipc::pickle::Value>),
+}
+
+/// A registered factory: makes a new object per request (Python's
+/// `register(typeid, callable)`).
+pub(crate) struct Factory {
+    /// The proxy kind its objects answer to.
+    pub(crate) kind: &'static str,
+    #[allow(clippy::type_complexity)]
+    pub(crate) make: Box<dyn Fn(MakeArgs<'_>) -> Result<ObjectBox, String> + Send + Sync>,
+}
+
+impl Factory {
+    /// The factory calling `f` with arguments decoded as `A`.
+    pub(crate) fn new<A, S, F>(f: F) -> Factory
+    where
+        A: DeserializeOwned,
+        S: Shared,
+        F: Fn(A) -> S + Send + Sync + 'static,
+    {
+        Factory {
+            kind: <S::Proxy as Proxy>::__KIND,
+            make: Box::new(move |args| {
+                let args: A = match args {
+                    MakeArgs::Rust(bytes) => super::wire::decode_value(bytes)
+                        .map_err(|e| format!("the factory's arguments: {e}"))?,
+                    // No arguments are `()`; one is the argument itself
+                    // (or a one-tuple); more are a tuple.
+                    MakeArgs::Python(mut values) => {
+                        use crate::ipc::pickle::{Value, from_value};
+                        let lone = (values.len() == 1).then(|| values[0].clone());
+                        let whole = match values.len() {
+                            0 => Value::None,
+                            1 => Value::Tuple(std::mem::take(&mut values)),
+                            _ => Value::Tuple(values),
+                        };
+                        match lone.map(from_value::<A>) {
+                            Some(Ok(a)) => a,
+                            _ => from_value(whole)
+                                .map_err(|e| format!("the factory's arguments: {e}"))?,
+                        }
+                    }
+                };
+                f(args).__into_object()
+            }),
+        }
+    }
+}

@@ -73,6 +73,13 @@ pub(crate) enum Request<'a> {
         args: &'a [u8],
     },
     FastPath,
+    /// A new object from the factory registered as `name`, made with
+    /// `args`, for a proxy of `kind`.
+    Make {
+        name: &'a str,
+        kind: &'a str,
+        args: &'a [u8],
+    },
 }
 
 /// A request's header, encoded with the codec; the request's body (an
@@ -84,6 +91,7 @@ enum Header<'a> {
     Lookup { name: &'a str, kind: &'a str },
     Call { id: u64, method: &'a str },
     FastPath,
+    Make { name: &'a str, kind: &'a str },
 }
 
 impl<'a> Request<'a> {
@@ -102,6 +110,11 @@ impl<'a> Request<'a> {
             Header::Call { id, method } => Request::Call {
                 id,
                 method,
+                args: body,
+            },
+            Header::Make { name, kind } => Request::Make {
+                name,
+                kind,
                 args: body,
             },
             Header::Lookup { .. } | Header::FastPath if !body.is_empty() => {
@@ -124,11 +137,12 @@ impl<'a> Request<'a> {
             Request::Lookup { name, kind } => (Header::Lookup { name, kind }, &[]),
             Request::Call { id, method, args } => (Header::Call { id, method }, args),
             Request::FastPath => (Header::FastPath, &[]),
+            Request::Make { name, kind, args } => (Header::Make { name, kind }, args),
         };
         // Room for the header (a tag, a name or a method, an id) and the body.
         let names = match header {
             Header::Share { name, .. } => name.len(),
-            Header::Lookup { name, kind } => name.len() + kind.len(),
+            Header::Lookup { name, kind } | Header::Make { name, kind } => name.len() + kind.len(),
             Header::Call { method, .. } => method.len(),
             Header::Create { .. } | Header::FastPath => 0,
         };

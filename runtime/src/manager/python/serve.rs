@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::super::conn::Stream;
 use super::super::server::ServerState;
-use super::super::shared::{Call, CallError, Object, PyArgs};
+use super::super::shared::{Call, CallError, MakeArgs, Object, PyArgs};
 use super::super::wire::{self, CallFailure, Failure, FrameDecoder};
 use crate::ipc::pickle::{self, Value};
 use crate::sys::AsRawFd;
@@ -217,26 +217,21 @@ fn public(state: &ServerState, method: &str, args: &[Value]) -> Vec<u8> {
             let Some(Value::String(typeid)) = args.first() else {
                 return traceback("create: the typeid must be a str");
             };
+            if state.is_factory(typeid) {
+                return match state.make(typeid, None, MakeArgs::Python(args[1..].to_vec())) {
+                    Ok((id, obj)) => created(id, &*obj),
+                    Err(f) => traceback(&f.message),
+                };
+            }
             if args.len() > 1 {
                 return traceback(&format!(
-                    "create: `{typeid}` is registered by a Rust program, which takes no \
-                     arguments to create it"
+                    "create: `{typeid}` is one object registered by a Rust program, which \
+                     takes no arguments"
                 ));
             }
             match state.named(typeid) {
                 None => traceback(&format!("KeyError: '{typeid}' is not registered")),
-                Some((id, obj)) => {
-                    let exposed = obj
-                        .exposed()
-                        .iter()
-                        .map(|m| Value::String((*m).to_string()))
-                        .collect();
-                    let v = Value::Tuple(vec![
-                        Value::String(format!("{id:x}")),
-                        Value::Tuple(exposed),
-                    ]);
-                    returned(&pickle::encode_value(&v).expect("plain values pickle"))
-                }
+                Some((id, obj)) => created(id, &*obj),
             }
         }
         "number_of_objects" => {
@@ -254,3 +249,17 @@ fn public(state: &ServerState, method: &str, args: &[Value]) -> Vec<u8> {
 }
 
 const NONE_PICKLE: &[u8] = b"\x80\x03N.";
+
+/// `create`'s reply: the object's ident and the methods its proxy may call.
+fn created(id: u64, obj: &dyn Object) -> Vec<u8> {
+    let exposed = obj
+        .exposed()
+        .iter()
+        .map(|m| Value::String((*m).to_string()))
+        .collect();
+    let v = Value::Tuple(vec![
+        Value::String(format!("{id:x}")),
+        Value::Tuple(exposed),
+    ]);
+    returned(&pickle::encode_value(&v).expect("plain values pickle"))
+}
