@@ -127,3 +127,17 @@ fn task_master_and_worker_on_loopback() {
     assert_eq!(m[10], "Try get results...");
     assert_eq!(m.last().map(String::as_str), Some("master exit."));
 }
+
+#[test]
+fn manager_sync() {
+    let out = util::example_stdout("manager_sync");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "all jobs done: [0, 1, 4, 9, 16, 25, 36, 49]",
+            "semaphore back to 2",
+            "flag seen: true",
+        ],
+        "{out}"
+    );
+}
