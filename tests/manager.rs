@@ -412,13 +412,13 @@ fn a_killed_server_is_a_closed_error_not_a_hang() {
     let m = Manager::start().unwrap();
     let q = m.queue::<u8>().unwrap();
     q.put(1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
     let pid = m.pid().unwrap();
+    // Nothing more: blocks in the server until it dies (or, if this thread
+    // is slow to start under load, finds the server gone: `Closed` too).
     let blocked = {
         let q = q.clone();
-        std::thread::spawn(move || {
-            q.get().unwrap();
-            q.get() // nothing more: blocks in the server until it dies
-        })
+        std::thread::spawn(move || q.get())
     };
     std::thread::sleep(Duration::from_millis(100));
     // Our own child process, whose pid we just read.
