@@ -6,10 +6,7 @@ mod util;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use mproc::{
-    Process, ShareableList, ShareableValue, SharedMemory, SharedMemoryManager, ShmError,
-    StartMethod,
-};
+use mproc::{Process, ShareableList, ShareableValue, SharedMemory, SharedMemoryManager, ShmError};
 use util::METHODS;
 
 /// A name no other test (or run) uses: the test's label and this pid.
@@ -208,7 +205,7 @@ fn shareable_list_round_trips_each_type() {
 
 #[test]
 fn shareable_list_changed_by_a_child() {
-    for method in [StartMethod::Spawn] {
+    for method in METHODS {
         let list = ShareableList::create(
             None,
             &[

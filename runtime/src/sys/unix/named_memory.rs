@@ -19,11 +19,13 @@ fn system_name(name: &str) -> io::Result<CString> {
 
 fn shm_open(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let path = system_name(name)?;
-    // SAFETY: `path` is NUL-terminated; the mode is passed as the (on
-    // macOS variadic) third argument shm_open reads when O_CREAT is given,
-    // and ignored otherwise.
     let fd = retry(|| {
-        cvt(unsafe { libc::shm_open(path.as_ptr(), flags | libc::O_RDWR, 0o600 as libc::c_uint) })
+        // SAFETY: `path` is NUL-terminated; the mode is passed as the (on
+        // macOS variadic) third argument shm_open reads when O_CREAT is
+        // given, and ignored otherwise.
+        let fd =
+            unsafe { libc::shm_open(path.as_ptr(), flags | libc::O_RDWR, 0o600 as libc::c_uint) };
+        cvt(fd)
     })?;
     // SAFETY: the descriptor is fresh and ours alone.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
