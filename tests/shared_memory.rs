@@ -76,14 +76,19 @@ fn create_open_read_write_close_unlink() {
     b.close();
     assert_eq!(a.to_vec()[..5], *b"howdy");
     a.unlink().unwrap();
-    assert!(!exists(&name));
+    // On Windows (as in Python) unlinking does nothing: the name goes with
+    // the last handle.
+    if cfg!(unix) {
+        assert!(!exists(&name));
+        assert!(a.unlink().unwrap_err().is_not_found());
+    }
     // The mapping outlives the name.
     assert_eq!(a.buf()[0].load(Relaxed), b'h');
+    drop(a);
     assert!(matches!(
         SharedMemory::open(&name),
         Err(ShmError::NotFound { name: n }) if n == name
     ));
-    assert!(a.unlink().unwrap_err().is_not_found());
 }
 
 #[test]
@@ -256,18 +261,22 @@ fn the_manager_unlinks_what_it_made() {
     ];
     assert_eq!(smm.segment_names(), names);
     b.unlink().unwrap(); // someone unlinked one already: fine
-    for n in &names[..1] {
-        assert!(exists(n));
-    }
+    assert!(exists(&names[0]) && exists(&names[2]));
     smm.shutdown();
-    for n in &names {
-        assert!(SharedMemory::open(n).unwrap_err().is_not_found(), "{n}");
+    if cfg!(unix) {
+        for n in &names {
+            assert!(SharedMemory::open(n).unwrap_err().is_not_found(), "{n}");
+        }
     }
     assert!(smm.segment_names().is_empty());
     assert!(matches!(smm.shared_memory(8), Err(ShmError::NotRunning)));
     // Handles stay usable after the names are gone.
     a.write_at(0, b"still here").unwrap();
     assert_eq!(l.get(1).unwrap(), ShareableValue::Int(3));
+    drop((a, b, l));
+    for n in &names {
+        assert!(SharedMemory::open(n).unwrap_err().is_not_found(), "{n}");
+    }
 
     let name = {
         let smm = SharedMemoryManager::new();

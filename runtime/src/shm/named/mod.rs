@@ -12,7 +12,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::AtomicU8;
 
-use crate::sys::{self, AsFd, Mapping};
+use crate::sys::{self, NamedMemory};
 
 pub use list::{ShareableList, ShareableValue};
 pub use manager::SharedMemoryManager;
@@ -81,9 +81,6 @@ pub enum ShmError {
     /// The manager was not started, or was shut down.
     #[error("the shared memory manager is not running")]
     NotRunning,
-    /// This system has no named shared memory in mproc yet (Windows).
-    #[error("named shared memory is not supported on this system yet")]
-    Unsupported,
     /// Another operating-system error.
     #[error("shared memory: {0}")]
     Io(#[source] io::Error),
@@ -94,7 +91,6 @@ impl ShmError {
         match e.kind() {
             io::ErrorKind::AlreadyExists => ShmError::Exists { name: name.into() },
             io::ErrorKind::NotFound => ShmError::NotFound { name: name.into() },
-            io::ErrorKind::Unsupported => ShmError::Unsupported,
             _ => ShmError::Io(e),
         }
     }
@@ -120,6 +116,11 @@ impl ShmError {
 /// until its name is [`unlink`](Self::unlink)ed and the last process
 /// unmaps it; a handle unmaps on [`close`](Self::close) or drop, but only
 /// `unlink` (by one process, normally the creator) removes the name.
+///
+/// On Windows, as in Python, a block is a named section (`CreateFileMapping`)
+/// whose name lives exactly as long as some process has it open: `unlink`
+/// does nothing there, and the size a process that opens a block sees is
+/// rounded up to whole pages (the creator sees the size it asked for).
 ///
 /// # Access to the bytes
 ///
@@ -152,11 +153,12 @@ impl ShmError {
 ///
 /// b.close();
 /// a.unlink().unwrap();
+/// # #[cfg(unix)] // on Windows the name goes with the last handle
 /// assert!(SharedMemory::open(a.name()).unwrap_err().is_not_found());
 /// ```
 pub struct SharedMemory {
     name: String,
-    map: Mapping,
+    memory: NamedMemory,
 }
 
 impl SharedMemory {
@@ -167,7 +169,7 @@ impl SharedMemory {
     ///
     /// # Errors
     /// [`ShmError::ZeroSize`] for a size of 0, [`ShmError::Exists`] if
-    /// the name is taken, [`ShmError::Unsupported`] on Windows, else
+    /// the name is taken, else
     /// [`ShmError::Io`] (a name with a `/` in it, say; macOS also refuses
     /// names over 30 characters).
     ///
@@ -196,9 +198,10 @@ impl SharedMemory {
     }
 
     fn create_named(name: &str, size: usize) -> Result<SharedMemory, ShmError> {
-        let fd = sys::named_memory_create(name, size).map_err(|e| ShmError::from_io(e, name))?;
-        Self::map(name, &fd).inspect_err(|_| {
-            let _ = sys::named_memory_unlink(name);
+        let memory = NamedMemory::create(name, size).map_err(|e| ShmError::from_io(e, name))?;
+        Ok(SharedMemory {
+            name: name.to_owned(),
+            memory,
         })
     }
 
@@ -206,22 +209,12 @@ impl SharedMemory {
     /// leading slash).
     ///
     /// # Errors
-    /// [`ShmError::NotFound`] if there is none, [`ShmError::Unsupported`]
-    /// on Windows, else [`ShmError::Io`].
+    /// [`ShmError::NotFound`] if there is none, else [`ShmError::Io`].
     pub fn open(name: &str) -> Result<SharedMemory, ShmError> {
-        let fd = sys::named_memory_open(name).map_err(|e| ShmError::from_io(e, name))?;
-        Self::map(name, &fd)
-    }
-
-    fn map(name: &str, fd: &impl AsFd) -> Result<SharedMemory, ShmError> {
-        let io = |e| ShmError::from_io(e, name);
-        // The whole object, as Python maps it: on macOS its size is
-        // rounded up to whole pages, and Python reports that size too.
-        let size = sys::memory_size(fd.as_fd()).map_err(io)?;
-        let map = Mapping::shared(fd.as_fd(), size).map_err(io)?;
+        let memory = NamedMemory::open(name).map_err(|e| ShmError::from_io(e, name))?;
         Ok(SharedMemory {
             name: name.to_owned(),
-            map,
+            memory,
         })
     }
 
@@ -234,7 +227,7 @@ impl SharedMemory {
     /// Python's `size` (on Linux exactly the size asked for; on macOS
     /// rounded up to whole pages).
     pub fn size(&self) -> usize {
-        self.map.len()
+        self.memory.len()
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<(), ShmError> {
@@ -259,7 +252,13 @@ impl SharedMemory {
         // is ours, so the two cannot overlap. Other processes may write the
         // source meanwhile; those bytes are plain data (any value is fine)
         // and we hold no reference to them, only copy them.
-        unsafe { sys::copy_bytes(self.map.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            sys::copy_bytes(
+                self.memory.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
         Ok(())
     }
 
@@ -272,7 +271,13 @@ impl SharedMemory {
         // SAFETY: the destination is inside the writable shared mapping
         // (checked above), which `bytes` (our own memory) cannot overlap;
         // no reference into the mapping exists to be invalidated.
-        unsafe { sys::copy_bytes(bytes.as_ptr(), self.map.as_ptr().add(offset), bytes.len()) };
+        unsafe {
+            sys::copy_bytes(
+                bytes.as_ptr(),
+                self.memory.as_ptr().add(offset),
+                bytes.len(),
+            )
+        };
         Ok(())
     }
 
@@ -304,13 +309,13 @@ impl SharedMemory {
         // the size and alignment of `u8`, any byte is a valid one, and its
         // interior mutability allows writes by others (threads or
         // processes) while it is shared.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU8>(), self.size()) }
+        unsafe { std::slice::from_raw_parts(self.memory.as_ptr().cast::<AtomicU8>(), self.size()) }
     }
 
     /// The first byte's address, valid for [`size`](Self::size) bytes
     /// while `self` is alive (page-aligned).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.map.as_ptr()
+        self.memory.as_ptr()
     }
 
     /// The bytes as a plain slice.
@@ -321,7 +326,7 @@ impl SharedMemory {
     pub unsafe fn bytes(&self) -> &[u8] {
         // SAFETY: valid for `size()` bytes while `self` lives; the caller
         // promises that nobody changes them meanwhile.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.size()) }
+        unsafe { std::slice::from_raw_parts(self.memory.as_ptr(), self.size()) }
     }
 
     /// The bytes as a plain mutable slice.
@@ -333,7 +338,7 @@ impl SharedMemory {
         // SAFETY: valid and writable for `size()` bytes while `self` lives,
         // borrowed exclusively here; the caller promises that no one else
         // accesses them meanwhile.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr(), self.size()) }
+        unsafe { std::slice::from_raw_parts_mut(self.memory.as_ptr(), self.size()) }
     }
 
     /// Unmaps this handle (Python's `close`); dropping it does the same.
@@ -342,7 +347,9 @@ impl SharedMemory {
 
     /// Removes the name (Python's `unlink`), so that no one can open it
     /// any more; the memory lives on while anyone maps it. Python asks
-    /// that one process, normally the creator, do this once.
+    /// that one process, normally the creator, do this once. On Windows
+    /// it does nothing (and cannot fail), as in Python: there the name goes
+    /// with the last handle.
     ///
     /// # Errors
     /// [`ShmError::NotFound`] if the name is gone already.

@@ -6,9 +6,51 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
-use super::{cvt, retry};
+use super::{Mapping, cvt, memory_size, retry};
+
+/// A whole named object, mapped shared and read-write; unmapped on drop
+/// (the descriptor is closed once mapped, which the mapping outlives).
+#[derive(Debug)]
+pub(crate) struct NamedMemory {
+    map: Mapping,
+}
+
+impl NamedMemory {
+    /// Makes the object `name` (without its leading slash) of `len` zero
+    /// bytes and maps it; `AlreadyExists` if the name is taken. Nothing
+    /// named is left behind if a later step fails.
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<NamedMemory> {
+        let fd = named_memory_create(name, len)?;
+        NamedMemory::map(&fd).inspect_err(|_| {
+            let _ = named_memory_unlink(name);
+        })
+    }
+
+    /// Opens and maps the existing object `name`; `NotFound` if none.
+    pub(crate) fn open(name: &str) -> io::Result<NamedMemory> {
+        NamedMemory::map(&named_memory_open(name)?)
+    }
+
+    /// Maps all of `fd`: the size the system reports, which on macOS is
+    /// rounded up to whole pages (Python maps and reports that size too).
+    fn map(fd: &OwnedFd) -> io::Result<NamedMemory> {
+        let len = memory_size(fd.as_fd())?;
+        let map = Mapping::shared(fd.as_fd(), len)?;
+        Ok(NamedMemory { map })
+    }
+
+    /// The first byte; page-aligned.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    /// The mapped length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
 
 /// The system's name for `name`: POSIX names start with one slash, which
 /// Python adds and hides too.
@@ -38,7 +80,7 @@ fn shm_open(name: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
 /// Makes the named object `name` (without its leading slash) of `len` zero
 /// bytes, mode 0600; fails with `AlreadyExists` if the name is taken. If it
 /// cannot be sized, the name is removed again, as Python does.
-pub(crate) fn named_memory_create(name: &str, len: usize) -> io::Result<OwnedFd> {
+fn named_memory_create(name: &str, len: usize) -> io::Result<OwnedFd> {
     let size = libc::off_t::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "shared memory too large"))?;
     let fd = shm_open(name, libc::O_CREAT | libc::O_EXCL)?;
@@ -51,7 +93,7 @@ pub(crate) fn named_memory_create(name: &str, len: usize) -> io::Result<OwnedFd>
 }
 
 /// Opens the existing named object `name`; `NotFound` if there is none.
-pub(crate) fn named_memory_open(name: &str) -> io::Result<OwnedFd> {
+fn named_memory_open(name: &str) -> io::Result<OwnedFd> {
     shm_open(name, 0)
 }
 
