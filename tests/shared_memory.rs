@@ -24,6 +24,14 @@ fn exists(name: &str) -> bool {
     }
 }
 
+/// Unlinks `shm` and checks that nothing is left of it in `/dev/shm`.
+fn unlink(shm: &SharedMemory) {
+    shm.unlink().unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(!exists(shm.name()), "{} left in /dev/shm", shm.name());
+    }
+}
+
 #[mproc::process]
 fn write_into(name: String, offset: usize, bytes: Vec<u8>) -> usize {
     let shm = SharedMemory::open(&name).unwrap();
@@ -50,7 +58,7 @@ fn smoke() {
     shm.write_at(3, b"abc").unwrap();
     assert_eq!(shm.to_vec(), b"\0\0\0abc\0\0\0\0");
     assert_eq!(shm.size(), 10);
-    shm.unlink().unwrap();
+    unlink(&shm);
 }
 
 #[test]
@@ -75,7 +83,7 @@ fn create_open_read_write_close_unlink() {
     assert_ne!(a.as_ptr(), b.as_ptr());
     b.close();
     assert_eq!(a.to_vec()[..5], *b"howdy");
-    a.unlink().unwrap();
+    unlink(&a);
     // On Windows (as in Python) unlinking does nothing: the name goes with
     // the last handle.
     if cfg!(unix) {
@@ -106,7 +114,7 @@ fn random_names_look_like_pythons() {
     names.dedup();
     assert_eq!(names.len(), 4);
     for b in &blocks {
-        b.unlink().unwrap();
+        unlink(&b);
     }
 }
 
@@ -143,7 +151,7 @@ fn errors_have_pythons_kinds() {
         Err(ShmError::OutOfRange { .. })
     ));
     assert_eq!(a.to_vec(), [0; 8], "a refused write copies nothing");
-    a.unlink().unwrap();
+    unlink(&a);
 }
 
 #[test]
@@ -166,7 +174,7 @@ fn a_child_writes_by_name_and_the_parent_reads() {
             assert_eq!(seen, 64, "{method:?}");
         }
         assert_eq!(&shm.to_vec()[10..24], b"from the child", "{method:?}");
-        shm.unlink().unwrap();
+        unlink(&shm);
     }
 }
 
@@ -213,7 +221,7 @@ fn shareable_list_round_trips_each_type() {
     assert_eq!(list.get(1).unwrap(), "seven".into());
     assert_eq!(list.get(6).unwrap(), ShareableValue::Int(7));
     assert!(list.get(9).is_err());
-    list.shm().unlink().unwrap();
+    unlink(list.shm());
 }
 
 #[test]
@@ -239,7 +247,7 @@ fn shareable_list_changed_by_a_child() {
         assert_eq!(list.get(2).unwrap(), "from the child".into());
         assert_eq!(list.get(3).unwrap(), ShareableValue::None);
         assert_eq!(list.get(1).unwrap(), ShareableValue::Float(2.0));
-        list.shm().unlink().unwrap();
+        unlink(list.shm());
     }
 }
 
@@ -251,7 +259,7 @@ fn empty_shareable_list() {
         ShareableList::open(list.name()).unwrap().to_vec().unwrap(),
         []
     );
-    list.shm().unlink().unwrap();
+    unlink(list.shm());
 }
 
 #[test]
@@ -268,7 +276,7 @@ fn the_manager_unlinks_what_it_made() {
         l.name().to_owned(),
     ];
     assert_eq!(smm.segment_names(), names);
-    b.unlink().unwrap(); // someone unlinked one already: fine
+    unlink(&b); // someone unlinked one already: fine
     assert!(exists(&names[0]) && exists(&names[2]));
     smm.shutdown();
     if cfg!(unix) {
@@ -309,5 +317,5 @@ fn shared_memory_is_send_and_sync() {
         s.spawn(|| shm.buf()[0].store(9, Relaxed));
     });
     assert_eq!(shm.to_vec()[0], 9);
-    shm.unlink().unwrap();
+    unlink(&shm);
 }

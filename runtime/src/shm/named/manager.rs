@@ -14,7 +14,7 @@ use super::{ShareableList, ShareableValue, SharedMemory, ShmError};
 /// [`shutdown`](Self::shutdown) or drop: no server process, no socket, and
 /// the same result for a program that ends normally or panics (the drop
 /// runs while unwinding); a process killed outright leaves its names
-/// behind (Python's server would remove them). The blocks it hands out are
+/// behind (in Python the resource tracker would remove them). The blocks it hands out are
 /// ordinary handles; the manager keeps only their names, so they can be
 /// dropped, passed on by name, or outlive the manager (then unnamed).
 /// On Windows, where unlinking does nothing (as in Python), a block's name
