@@ -114,7 +114,7 @@ fn random_names_look_like_pythons() {
     names.dedup();
     assert_eq!(names.len(), 4);
     for b in &blocks {
-        unlink(&b);
+        unlink(b);
     }
 }
 
