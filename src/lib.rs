@@ -128,6 +128,9 @@
 //! `Err(`[`OwnerDied`]`(guard))` and carries on, as with
 //! `std::sync::PoisonError`. The memory is anonymous and handed down by
 //! descriptor, so nothing is left behind in `/dev/shm`, whatever happens.
+//! [`SharedMemory`], [`ShareableList`] and [`SharedMemoryManager`] are
+//! Python's `multiprocessing.shared_memory` instead: blocks under names
+//! that any process, CPython's included, opens, until one unlinks them.
 //!
 //! # Pool
 //!

@@ -110,6 +110,7 @@ mod link_time {
 /// The bound on [`Value`] and [`Array`] elements: plain old data.
 pub use bytemuck::Pod;
 pub use shm::{Array, ArrayGuard, IndexOutOfBounds, RawArray, RawValue, Value, ValueGuard};
+pub use shm::{ShareableList, ShareableValue, SharedMemory, SharedMemoryManager, ShmError};
 pub use sync::{
     Barrier, BoundedSemaphore, BrokenBarrierError, Condition, ConditionGuard, Event, Lock,
     LockGuard, LockResult, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreError,

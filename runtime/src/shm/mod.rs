@@ -7,11 +7,16 @@
 //! process that holds a handle; the handle carries the file's descriptor
 //! when it is passed to a task. The memory goes away with the last handle,
 //! even if processes are killed: nothing is left in `/dev/shm`.
+//!
+//! `named/` is the exception: Python's `multiprocessing.shared_memory`
+//! (`SharedMemory`, `ShareableList`, `SharedMemoryManager`), whose blocks
+//! have names that outlive their users until someone unlinks them.
 
 #![allow(unsafe_code)]
 
 mod array;
 pub(crate) mod mutex;
+pub(crate) mod named;
 pub(crate) mod pages;
 pub(crate) mod region;
 pub(crate) mod ring;
@@ -24,6 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering::Rel
 use bytemuck::Pod;
 
 pub use array::{Array, ArrayGuard, IndexOutOfBounds, RawArray};
+pub use named::{ShareableList, ShareableValue, SharedMemory, SharedMemoryManager, ShmError};
 pub use value::{RawValue, Value, ValueGuard};
 
 use segment::HEADER_LEN;

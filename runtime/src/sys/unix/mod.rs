@@ -9,12 +9,14 @@ use std::io;
 
 mod clock;
 mod memory;
+mod named_memory;
 mod poll;
 mod process;
 mod socket;
 
 pub(crate) use clock::Deadline;
 pub(crate) use memory::{Mapping, copy_bytes, memory_size, page_size};
+pub(crate) use named_memory::{NamedMemory, named_memory_unlink};
 pub(crate) use poll::{PollFd, peer_gone, poll, wait_readable};
 #[cfg(any(target_os = "macos", test))]
 pub(super) use process::decode_wait_status;

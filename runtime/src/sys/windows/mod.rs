@@ -22,6 +22,7 @@ use windows_sys::Win32::System::Threading::{
 
 mod handle;
 mod memory;
+mod named_memory;
 mod net;
 mod packet;
 mod spawn;
@@ -31,6 +32,7 @@ pub(crate) use handle::{forget_framed, framed};
 pub(crate) use memory::{
     Deadline, Mapping, copy_bytes, memory_size, page_size, shared_memory, word_wait, word_wake,
 };
+pub(crate) use named_memory::{NamedMemory, named_memory_unlink};
 pub(crate) use net::{
     MAX_FDS_PER_MESSAGE, PollFd, doorbell_pair, peer_gone, poll, recv_with_fds, send_with_fds,
     shutdown_write, socketpair, wait_readable,
