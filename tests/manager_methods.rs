@@ -201,3 +201,33 @@ fn a_factory_makes_a_new_object_per_request() {
         .start();
     assert!(matches!(twice, Err(mproc::ManagerError::Encode(_))));
 }
+
+#[mproc::process]
+fn append_while_sorting(l: ListProxy<i64>, n: i64) {
+    for i in 0..n {
+        l.push(1000 + i).unwrap();
+    }
+}
+
+#[test]
+fn sort_writes_back_only_what_it_read() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from(vec![5i64, -1, 3, 3, 0]).unwrap();
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [-1, 0, 3, 3, 5]);
+    l.sort_by_key(|x| -x).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [5, 3, 3, 0, -1]);
+    // Sorting while another process appends loses nothing: a sort that
+    // read a stale list is not written back, and reads again.
+    let big = m.list_from((0..2000i64).rev()).unwrap();
+    let writer = mproc::spawn(append_while_sorting, (big.clone(), 200)).unwrap();
+    for _ in 0..5 {
+        big.sort().unwrap();
+    }
+    writer.join().unwrap();
+    big.sort().unwrap();
+    let got = big.to_vec().unwrap();
+    let mut want: Vec<i64> = (0..2000).chain(1000..1200).collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -527,6 +527,20 @@ impl Object for List {
                 lock(&self.0).reverse();
                 ok(())
             }
+            // `(fingerprint, items)`: replaces every item if the list
+            // still has the fingerprint its reader saw (a sort made on
+            // the client, written back only if nobody changed the list
+            // meanwhile).
+            "replace_if" => {
+                let (seen, items): (u64, Vec<(Bytes, u32)>) = call.args()?;
+                let items = Item::many_from_call(call, items)?;
+                let mut l = lock(&self.0);
+                if super::wire::fingerprint(l.iter().map(|i| i.bytes.as_slice())) != seen {
+                    return ok(false);
+                }
+                *l = items;
+                ok(true)
+            }
             "clear" => {
                 lock(&self.0).clear();
                 ok(())

@@ -14,6 +14,7 @@ use crate::sys::{OwnedFd, RawFd};
 use super::ManagerError;
 use super::conn::{Handle, decode_with};
 use super::shared::Proxy;
+use super::wire::fingerprint;
 use crate::ipc::codec;
 
 pub(super) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ManagerError> {
@@ -378,6 +379,52 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
     /// where Python raises `ValueError`.
     pub fn remove(&self, item: &T) -> Result<bool, ManagerError> {
         self.handle.call("remove", &enc(item)?)
+    }
+
+    /// Sorts the list (Python's `sort()`), stably. The items are sorted
+    /// here and written back only if nobody changed the list meanwhile
+    /// (else it is read again): two round trips, and nobody ever sees it
+    /// half-sorted.
+    pub fn sort(&self) -> Result<(), ManagerError>
+    where
+        T: Ord,
+    {
+        self.reorder(|v| v.sort())
+    }
+
+    /// Sorts the list by a key of each item (Python's `sort(key=...)`),
+    /// stably, as [`sort`](Self::sort) does.
+    pub fn sort_by_key<K: Ord>(&self, mut key: impl FnMut(&T) -> K) -> Result<(), ManagerError> {
+        self.reorder(|v| v.sort_by_key(|t| key(t)))
+    }
+
+    /// Reads the list, reorders it with `f`, and writes it back if it did
+    /// not change in between (its fingerprint, computed on the bytes read,
+    /// is what the server compares); retries otherwise.
+    fn reorder(&self, mut f: impl FnMut(&mut Vec<T>)) -> Result<(), ManagerError> {
+        loop {
+            let (items, fds): (Vec<(Vec<u8>, u32)>, _) =
+                call_item(&self.handle, "to_vec", &(), &[])?;
+            let seen = fingerprint(items.iter().map(|i| i.0.as_slice()));
+            let fds = split_fds(fds, items.iter().map(|i| i.1))?;
+            let mut values = items
+                .iter()
+                .zip(fds)
+                .map(|((v, _), fds)| dec_item::<T>(v, fds))
+                .collect::<Result<Vec<T>, _>>()?;
+            f(&mut values);
+            let mut raw = Vec::new();
+            let mut wire = Vec::new();
+            for v in &values {
+                let (bytes, fds) = enc_item(v)?;
+                wire.push((bytes, fds.len() as u32));
+                raw.extend(fds);
+            }
+            let (done, _): (bool, _) = call_item(&self.handle, "replace_if", &(seen, wire), &raw)?;
+            if done {
+                return Ok(());
+            }
+        }
     }
 
     /// Reverses the list in place.

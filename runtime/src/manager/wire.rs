@@ -527,3 +527,18 @@ mod decode_tests {
         assert_eq!(decode_value::<u64>(&bytes).unwrap(), u64::MAX);
     }
 }
+
+/// A fingerprint of a sequence of encoded items (FNV-1a over each item's
+/// length and bytes): the same on both ends for the same items, so a
+/// client can ask the server to change a list only if it still holds
+/// what the client read.
+pub(crate) fn fingerprint<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for item in items {
+        for b in (item.len() as u64).to_le_bytes().iter().chain(item) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
