@@ -120,6 +120,7 @@ pub mod __private {
         client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
     pub use crate::pool::decode_chunk_reply;
+    pub use crate::process::init::{CHILD_INITS, ChildInit};
     pub use crate::process::task::{
         TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased, task_table_fingerprint,
     };

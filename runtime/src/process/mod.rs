@@ -4,6 +4,7 @@
 
 pub(crate) mod child;
 pub(crate) mod current;
+pub(crate) mod init;
 pub mod log;
 pub(crate) mod method;
 pub(crate) mod table;
