@@ -99,6 +99,7 @@
 //! `spawn`, `fork`, `forkserver`), or through a [`Context`] from
 //! [`get_context`]. Every feature works under every method, and a child may
 //! use a different method for its own children.
+//! [`set_executable`] points `Spawn` at another copy of the same binary.
 //!
 //! # Child set-up
 //!
