@@ -120,9 +120,17 @@ pub(crate) fn enter_child(
 /// reported as the task's panic and the task does not run.
 pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outcome<'_>))) -> i32 {
     let mut code = 1;
-    crate::process::task::install_panic_hook();
+    task::install_panic_hook();
     if let Err((message, location)) = crate::process::init::run_all() {
-        reply_error(ctrl, &Reply::Panicked { message, location });
+        let backtrace = task::take_backtrace();
+        reply_error(
+            ctrl,
+            &Reply::Panicked {
+                message,
+                location,
+                backtrace,
+            },
+        );
         return code;
     }
     run(&mut |outcome| match outcome {
@@ -134,7 +142,16 @@ pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outc
             }
         },
         Outcome::Panicked { message, location } => {
-            reply_error(ctrl, &Reply::Panicked { message, location });
+            // The panic happened on this thread: its backtrace is here.
+            let backtrace = task::take_backtrace();
+            reply_error(
+                ctrl,
+                &Reply::Panicked {
+                    message,
+                    location,
+                    backtrace,
+                },
+            );
         }
         Outcome::Codec(msg) => reply_error(ctrl, &Reply::Codec(msg)),
     });

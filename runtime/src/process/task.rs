@@ -196,6 +196,18 @@ pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R, report: &mut dyn F
 
 thread_local! {
     static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    static PANIC_BACKTRACE: std::cell::RefCell<Option<std::backtrace::Backtrace>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The backtrace of the last panic caught on this thread, as text, if one
+/// was captured (`Backtrace::capture` honours `RUST_BACKTRACE` and
+/// `RUST_LIB_BACKTRACE`). Taking it clears it.
+pub(crate) fn take_backtrace() -> Option<String> {
+    PANIC_BACKTRACE
+        .with(|b| b.borrow_mut().take())
+        .filter(|b| b.status() == std::backtrace::BacktraceStatus::Captured)
+        .map(|b| b.to_string())
 }
 
 /// Installs (once per process) a panic hook that remembers where the last
@@ -210,6 +222,8 @@ pub(crate) fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             PANIC_LOCATION.with(|p| *p.borrow_mut() = location);
+            let backtrace = std::backtrace::Backtrace::capture();
+            PANIC_BACKTRACE.with(|b| *b.borrow_mut() = Some(backtrace));
             previous(info);
         }));
     });
@@ -218,6 +232,7 @@ pub(crate) fn install_panic_hook() {
 /// Runs `f`, turning a panic into its message and location.
 pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
     PANIC_LOCATION.with(|p| p.borrow_mut().take());
+    PANIC_BACKTRACE.with(|b| b.borrow_mut().take());
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_string()
