@@ -126,8 +126,8 @@
 //!   (`module_path!()::fn_name`), the same order on every platform.
 //! * Failure: a hook that panics ends the child before the task, with
 //!   exit code 1; [`Process::join`] gives [`ProcessError::Panicked`] whose
-//!   message names the hook ("the #[mproc::child_init] hook `app::set_up`
-//!   panicked: …"). The hooks run after the child knows who it is, so
+//!   message names the hook ("the `#[mproc::child_init]` hook
+//!   `app::set_up` panicked: …"). The hooks run after the child knows who it is, so
 //!   [`current_process`] works inside them.
 //!
 //! ```

@@ -47,11 +47,12 @@ fn smoke() {
     // A path that does not exist: an Io error at start that names it.
     let missing = dir.join("no-such-program");
     mproc::set_executable(&missing);
-    let err = Process::new(my_exe, ())
+    let Err(err) = Process::new(my_exe, ())
         .start_method(StartMethod::Spawn)
         .start()
-        .err()
-        .expect("start must fail");
+    else {
+        panic!("start must fail for a missing executable");
+    };
     let ProcessError::Io(io) = &err else {
         panic!("expected an i/o error, got {err:?}");
     };
