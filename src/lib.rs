@@ -99,6 +99,58 @@
 //! `spawn`, `fork`, `forkserver`), or through a [`Context`] from
 //! [`get_context`]. Every feature works under every method, and a child may
 //! use a different method for its own children.
+//! [`set_executable`] points `Spawn` at another copy of the same binary.
+//!
+//! # Child set-up
+//!
+//! [`#[mproc::child_init]`](macro@child_init) on a plain `fn name()` (no
+//! arguments, no return type, not `async`, not generic) registers it at link
+//! time, like a task; every child the runtime starts runs it **once, before
+//! its task**. That is where a child sets up what `main` would have set up
+//! — a logger, a tracing subscriber, a seed — and it replaces Python's
+//! `Pool(initializer=...)` and the set-up done under
+//! `if __name__ == "__main__"`, for every process at once.
+//!
+//! * Which children: every process that runs user code — a [`Process`]
+//!   under any start method, a [`fork`] closure, each [`Pool`] worker (once
+//!   for all the tasks it runs, before a [`PoolBuilder::initializer`]), a
+//!   [`Manager`]'s server. Not the fork server itself, which runs no user
+//!   code: each child it forks runs the hooks. Never the main process.
+//! * Under `Fork` too, for uniformity: the child has the parent's memory,
+//!   but the parent ran no hook, so the hook's set-up is new there as well.
+//!   (What the parent's `main` did is also there: a hook that installs a
+//!   global such as a `log` logger should accept that one may exist, e.g.
+//!   ignore `log::set_logger`'s `Err`. The same holds when the parent called
+//!   [`log_to_stderr`], whose logger children install before the hooks.)
+//! * Order: several hooks all run, sorted by registered name
+//!   (`module_path!()::fn_name`), the same order on every platform.
+//! * Failure: a hook that panics ends the child before the task, with
+//!   exit code 1; [`Process::join`] gives [`ProcessError::Panicked`] whose
+//!   message names the hook ("the `#[mproc::child_init]` hook
+//!   `app::set_up` panicked: …"). The hooks run after the child knows who it is, so
+//!   [`current_process`] works inside them.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! static SET_UPS: AtomicUsize = AtomicUsize::new(0);
+//!
+//! #[mproc::child_init]
+//! fn set_up() {
+//!     SET_UPS.fetch_add(1, Ordering::SeqCst); // e.g. install a logger
+//! }
+//!
+//! #[mproc::process]
+//! fn set_ups_seen() -> usize {
+//!     SET_UPS.load(Ordering::SeqCst)
+//! }
+//!
+//! for method in mproc::get_all_start_methods() {
+//!     let p = mproc::Process::new(set_ups_seen, ()).start_method(method).start().unwrap();
+//!     assert_eq!(p.join().unwrap(), 1); // once in each child
+//! }
+//! assert_eq!(SET_UPS.load(Ordering::SeqCst), 0); // never in the main process
+//! ```
 //!
 //! # Channels
 //!
@@ -233,7 +285,7 @@
 
 #![deny(missing_docs)]
 
-pub use mproc_macros::{process, shared};
+pub use mproc_macros::{child_init, process, shared};
 pub use mproc_runtime::*;
 
 /// The same tasks on many machines, through Redis Streams (feature

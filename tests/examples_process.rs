@@ -188,3 +188,30 @@ fn examples_behave_the_same_under_every_default_method() {
         );
     }
 }
+
+#[test]
+fn child_init_logs_from_spawn_and_forkserver_children() {
+    let out = util::run_example("child_init");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let mut want = vec!["Spawn-child set up 1 time(s)", "Spawn: 4"];
+    if mproc::get_all_start_methods().contains(&StartMethod::ForkServer) {
+        want.extend(["ForkServer-child set up 1 time(s)", "ForkServer: 9"]);
+    }
+    want.push("main set up 0 time(s)");
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stderr}");
+    assert!(stderr.contains("squaring 2 in Spawn-child"), "{stderr}");
+    if want.len() > 3 {
+        assert!(
+            stderr.contains("squaring 3 in ForkServer-child"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr
+            .lines()
+            .all(|l| !l.starts_with("[INFO") || l.contains("squaring")),
+        "{stderr}"
+    );
+}

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+mod child_init;
 mod expand;
 mod parse;
 mod register;
@@ -89,4 +90,13 @@ pub fn shared(attr: TokenStream, item: TokenStream) -> TokenStream {
             out.into()
         }
     }
+}
+
+/// Registers a function that runs once in every child process before its
+/// task: put it on a plain `fn name() { ... }` (no arguments, no return
+/// type, not `async`, not generic). See the `mproc` crate's guide, section
+/// "Child set-up".
+#[proc_macro_attribute]
+pub fn child_init(attr: TokenStream, item: TokenStream) -> TokenStream {
+    child_init::expand(attr.into(), item.into()).into()
 }

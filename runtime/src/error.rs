@@ -8,7 +8,10 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessError {
-    /// The task panicked; the child exited with code 1.
+    /// The task panicked; the child exited with code 1. The child's
+    /// backtrace, when it captured one, is
+    /// [`Process::panic_backtrace`](crate::Process::panic_backtrace)
+    /// (this variant's fields are part of the public contract).
     #[error("the task panicked: {message}{}", location.as_ref().map(|l| format!(" (at {l})")).unwrap_or_default())]
     Panicked {
         /// The panic message.

@@ -54,6 +54,7 @@ pub use process::{
 };
 #[cfg(unix)]
 pub use start::fork::fork;
+pub use start::spawn::set_executable;
 
 /// Everything this crate registers at link time: the runtime's own tasks
 /// (the manager server, the pool worker) and what runs before `main` (a
@@ -124,6 +125,7 @@ pub mod __private {
         client_handshake as manager_client_handshake, encode_result, revive, shared_fingerprint,
     };
     pub use crate::pool::decode_chunk_reply;
+    pub use crate::process::init::{CHILD_INITS, ChildInit};
     pub use crate::process::task::{
         TASKS, TaskEntry, fingerprint, run_chunk_erased, run_erased, task_table_fingerprint,
     };

@@ -187,9 +187,12 @@ fn outcome_value(outcome: JobOutcome) -> Result<(Vec<u8>, usize, Vec<OwnedFd>), 
     match outcome {
         JobOutcome::Failed(e) => Err(e),
         JobOutcome::Reply(Reply::Value, frame, at, fds) => Ok((frame, at, fds)),
-        JobOutcome::Reply(Reply::Panicked { message, location }, ..) => {
-            Err(TaskError::Panicked { message, location })
-        }
+        JobOutcome::Reply(
+            Reply::Panicked {
+                message, location, ..
+            },
+            ..,
+        ) => Err(TaskError::Panicked { message, location }),
         JobOutcome::Reply(Reply::Codec(m), ..) => Err(if m.starts_with("could not encode") {
             TaskError::Encode(m)
         } else {

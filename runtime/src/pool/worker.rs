@@ -292,7 +292,14 @@ impl<R: FnMut(&[u8]) -> bool> WorkerLoop<R> {
                             outbox.send(&out, owned);
                         }
                         Outcome::Panicked { message, location } => {
-                            out.extend(Reply::Panicked { message, location }.encode_error());
+                            out.extend(
+                                Reply::Panicked {
+                                    message,
+                                    location,
+                                    backtrace: None,
+                                }
+                                .encode_error(),
+                            );
                             outbox.send(&out, Vec::new());
                         }
                         Outcome::Codec(msg) => {

@@ -115,8 +115,24 @@ pub(crate) fn enter_child(
 /// Runs the task through `run`, sends its reply on `ctrl`, returns the exit
 /// code: 0 once the value is sent, 1 otherwise (a panic, a codec error, or
 /// a value that could not be sent — then a [`Reply::Unsent`] follows).
+///
+/// The `#[mproc::child_init]` hooks run first; one that panics is
+/// reported as the task's panic and the task does not run.
 pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outcome<'_>))) -> i32 {
     let mut code = 1;
+    task::install_panic_hook();
+    if let Err((message, location)) = crate::process::init::run_all() {
+        let backtrace = task::take_backtrace();
+        reply_error(
+            ctrl,
+            &Reply::Panicked {
+                message,
+                location,
+                backtrace,
+            },
+        );
+        return code;
+    }
     run(&mut |outcome| match outcome {
         Outcome::Value(bytes, fds) => match send_value(ctrl, bytes, fds) {
             Ok(()) => code = 0,
@@ -126,7 +142,16 @@ pub(crate) fn run_and_reply(ctrl: &OwnedFd, run: impl FnOnce(&mut dyn FnMut(Outc
             }
         },
         Outcome::Panicked { message, location } => {
-            reply_error(ctrl, &Reply::Panicked { message, location });
+            // The panic happened on this thread: its backtrace is here.
+            let backtrace = task::take_backtrace();
+            reply_error(
+                ctrl,
+                &Reply::Panicked {
+                    message,
+                    location,
+                    backtrace,
+                },
+            );
         }
         Outcome::Codec(msg) => reply_error(ctrl, &Reply::Codec(msg)),
     });

@@ -4,6 +4,7 @@
 
 pub(crate) mod child;
 pub(crate) mod current;
+pub(crate) mod init;
 pub mod log;
 pub(crate) mod method;
 pub(crate) mod table;
@@ -193,6 +194,43 @@ impl<R> Process<R> {
         s.wait(Some(Duration::ZERO)).ok().flatten()
     }
 
+    /// The backtrace the child captured when its task panicked, once the
+    /// child has exited (see [`join_timeout`](Self::join_timeout)); `None`
+    /// while it runs, after any other ending, or when the child captured
+    /// none. The child captures it with `std::backtrace::Backtrace::capture`,
+    /// so only when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` is set (and not
+    /// `0`) in the child's environment — inherited from this process under
+    /// `Spawn`, from the fork server's start under `ForkServer`.
+    ///
+    /// The panic itself is [`join`](Self::join)'s
+    /// [`ProcessError::Panicked`], whose shape (`message`, `location`) is
+    /// fixed; ask the handle for the backtrace before `join` consumes it.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// #[mproc::process]
+    /// fn fails() {
+    ///     panic!("no");
+    /// }
+    ///
+    /// let mut p = mproc::spawn(fails, ()).unwrap();
+    /// assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), Some(1));
+    /// let backtrace = p.panic_backtrace(); // Some(..) under RUST_BACKTRACE=1
+    /// if let Some(text) = &backtrace {
+    ///     assert!(text.contains("fails"), "{text}");
+    /// }
+    /// assert!(p.join().unwrap_err().is_panicked());
+    /// ```
+    pub fn panic_backtrace(&mut self) -> Option<String> {
+        let mut s = self.shared().lock();
+        s.wait(Some(Duration::ZERO)).ok().flatten()?;
+        match &s.reply {
+            Some((Reply::Panicked { backtrace, .. }, _, _)) => backtrace.clone(),
+            _ => None,
+        }
+    }
+
     /// Python's `join(timeout)`: waits at most `timeout` for the child to
     /// exit and returns its exit code, or `None` if it is still running.
     ///
@@ -244,9 +282,13 @@ impl<R: serde::de::DeserializeOwned> Process<R> {
                 .map_err(|e| {
                     ProcessError::Decode(format!("could not decode the task's value: {e}"))
                 }),
-            Some((Reply::Panicked { message, location }, _, _)) => {
-                Err(ProcessError::Panicked { message, location })
-            }
+            Some((
+                Reply::Panicked {
+                    message, location, ..
+                },
+                _,
+                _,
+            )) => Err(ProcessError::Panicked { message, location }),
             Some((Reply::Codec(msg), _, _)) => Err(ProcessError::Decode(msg)),
             Some((Reply::Unsent(why), _, _)) => Err(ProcessError::Decode(format!(
                 "the task's result could not be sent to the parent: {why}"

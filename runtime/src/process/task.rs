@@ -196,6 +196,18 @@ pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R, report: &mut dyn F
 
 thread_local! {
     static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    static PANIC_BACKTRACE: std::cell::RefCell<Option<std::backtrace::Backtrace>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The backtrace of the last panic caught on this thread, as text, if one
+/// was captured (`Backtrace::capture` honours `RUST_BACKTRACE` and
+/// `RUST_LIB_BACKTRACE`). Taking it clears it.
+pub(crate) fn take_backtrace() -> Option<String> {
+    PANIC_BACKTRACE
+        .with(|b| b.borrow_mut().take())
+        .filter(|b| b.status() == std::backtrace::BacktraceStatus::Captured)
+        .map(|b| b.to_string())
 }
 
 /// Installs (once per process) a panic hook that remembers where the last
@@ -210,6 +222,8 @@ pub(crate) fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             PANIC_LOCATION.with(|p| *p.borrow_mut() = location);
+            let backtrace = std::backtrace::Backtrace::capture();
+            PANIC_BACKTRACE.with(|b| *b.borrow_mut() = Some(backtrace));
             previous(info);
         }));
     });
@@ -218,6 +232,7 @@ pub(crate) fn install_panic_hook() {
 /// Runs `f`, turning a panic into its message and location.
 pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, (String, Option<String>)> {
     PANIC_LOCATION.with(|p| p.borrow_mut().take());
+    PANIC_BACKTRACE.with(|b| b.borrow_mut().take());
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_string()
@@ -246,6 +261,72 @@ pub fn task_table_fingerprint() -> u64 {
         parts.push(f);
     }
     fnv1a(&parts)
+}
+
+/// A reference to a registered task with no arguments that fits in two
+/// words of shared memory: `(hash of its name, type fingerprint)`. A
+/// barrier stores it so that whichever process trips the barrier can run
+/// the action from its own task table.
+///
+/// # Errors
+/// `InvalidInput` if the task value carries data (only a `#[mproc::process]`
+/// function, a zero-sized value, is named by its name alone) or if the name
+/// is not registered exactly once.
+pub(crate) fn action_ref<T: Task<Args = ()>>(task: &T) -> std::io::Result<(u64, u64)> {
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
+    let (bytes, fds) = codec::encode_with_fds(&(task, ()))
+        .map_err(|e| invalid(format!("could not encode the action: {e}")))?;
+    if !bytes.is_empty() || !fds.is_empty() {
+        return Err(invalid(format!(
+            "the action `{}` carries data; an action must be a #[mproc::process] fn with no \
+             parameters",
+            task.name()
+        )));
+    }
+    lookup(task.name()).map_err(invalid)?;
+    Ok((action_id(task.name()), fingerprint::<T>()))
+}
+
+/// The name hash of [`action_ref`]; never 0, which means "no action".
+fn action_id(name: &str) -> u64 {
+    fnv1a(&[name]) | 1
+}
+
+/// Runs the task [`action_ref`] named, in this process, with panics
+/// caught; its value is dropped.
+///
+/// # Errors
+/// The task is not registered here (a different program), or it panicked:
+/// the message says which and why.
+pub(crate) fn run_action(id: u64, fingerprint: u64) -> Result<(), String> {
+    let mut found = TASKS
+        .iter()
+        .filter(|t| action_id(t.name) == id && (t.fingerprint)() == fingerprint);
+    let entry = match (found.next(), found.next()) {
+        (Some(entry), None) => entry,
+        _ => {
+            return Err(
+                "the barrier's action is not a task of this binary (is this process \
+                        running the same build as the one that made the barrier?)"
+                    .to_string(),
+            );
+        }
+    };
+    let mut result = Ok(());
+    (entry.run)(&[], Vec::new(), &mut |outcome| match outcome {
+        Outcome::Value(..) => {}
+        Outcome::Panicked { message, location } => {
+            let at = location.map(|l| format!(" (at {l})")).unwrap_or_default();
+            result = Err(format!(
+                "the barrier action `{}` panicked: {message}{at}",
+                entry.name
+            ));
+        }
+        Outcome::Codec(msg) => {
+            result = Err(format!("the barrier action `{}` failed: {msg}", entry.name));
+        }
+    });
+    result
 }
 
 /// Finds a registered task by name.

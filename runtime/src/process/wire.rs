@@ -58,6 +58,8 @@ pub(crate) enum Reply {
     Panicked {
         message: String,
         location: Option<String>,
+        /// The child's backtrace of the panic, when it captured one.
+        backtrace: Option<String>,
     },
     /// Coding failed, or the child refused the task.
     Codec(String),
@@ -75,9 +77,21 @@ impl Reply {
         let mut out = Vec::new();
         match self {
             Reply::Value => out.push(0),
-            Reply::Panicked { message, location } => {
+            Reply::Panicked {
+                message,
+                location,
+                backtrace: None,
+            } => {
                 out.push(1);
                 out.extend(codec::encode(&(message, location)).unwrap_or_default());
+            }
+            Reply::Panicked {
+                message,
+                location,
+                backtrace: Some(backtrace),
+            } => {
+                out.push(PANICKED_WITH_BACKTRACE);
+                out.extend(codec::encode(&(message, location, backtrace)).unwrap_or_default());
             }
             Reply::Codec(m) => {
                 out.push(2);
@@ -98,7 +112,19 @@ impl Reply {
             0 => Some(Reply::Value),
             1 => {
                 let (message, location) = codec::decode(body).ok()?;
-                Some(Reply::Panicked { message, location })
+                Some(Reply::Panicked {
+                    message,
+                    location,
+                    backtrace: None,
+                })
+            }
+            PANICKED_WITH_BACKTRACE => {
+                let (message, location, backtrace) = codec::decode(body).ok()?;
+                Some(Reply::Panicked {
+                    message,
+                    location,
+                    backtrace: Some(backtrace),
+                })
             }
             2 => Some(Reply::Codec(codec::decode(body).ok()?)),
             UNSENT => Some(Reply::Unsent(codec::decode(body).ok()?)),
@@ -115,6 +141,8 @@ const EXITING: u8 = 3;
 
 /// The tag of [`Reply::Unsent`].
 const UNSENT: u8 = 4;
+/// The tag of a panic reply that carries the child's backtrace.
+const PANICKED_WITH_BACKTRACE: u8 = 5;
 
 /// The "exiting with `code`" frame.
 pub(crate) fn exiting_frame(code: i32) -> Vec<u8> {

@@ -47,7 +47,7 @@ pub(crate) fn forget_in_child(slot: &mut Option<Server>) {
 fn start_server() -> io::Result<Server> {
     let (ours, theirs) = sys::socketpair()?;
     let value = format!("{}:{}", child::CTRL_FD, sys::getpid());
-    exec_self(theirs, FORKSERVER_ENV, value, true)?;
+    exec_self(theirs, FORKSERVER_ENV, value, true, None)?;
     Ok(Server {
         owner: sys::getpid(),
         conn: ours,

@@ -77,6 +77,10 @@ impl<T: Task> ProcessBuilder<T> {
             StartMethod::Fork => unreachable!("refused above"),
             StartMethod::Spawn => {
                 let (payload, fds) = encode_args(&self.task, &self.args)?;
+                let req = Request {
+                    exe: spawn::child_exe_id()?,
+                    ..req
+                };
                 spawn::launch(&req, &payload, &fds)?
             }
             #[cfg(unix)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::process::task::{self, Task};
 use crate::shm::pages::BarrierPage;
 use crate::shm::segment::Shm;
 use crate::sys::Locked;
@@ -127,7 +128,7 @@ impl Barrier {
     /// assert_eq!(b.wait(), Ok(0)); // a party of one never waits
     /// ```
     pub fn new(parties: usize) -> io::Result<Barrier> {
-        Barrier::create(parties, NO_TIMEOUT)
+        Barrier::create(parties, NO_TIMEOUT, None)
     }
 
     /// A barrier for `parties` parties whose waits give up after `timeout`,
@@ -146,10 +147,55 @@ impl Barrier {
     /// ```
     pub fn with_timeout(parties: usize, timeout: Duration) -> io::Result<Barrier> {
         let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(NO_TIMEOUT - 1);
-        Barrier::create(parties, nanos)
+        Barrier::create(parties, nanos, None)
     }
 
-    fn create(parties: usize, timeout_ns: u64) -> io::Result<Barrier> {
+    /// Python's `Barrier(parties, action=f)`: a barrier whose `action`
+    /// runs exactly once each time the barrier trips, in the party that
+    /// arrives last, **before any party is released**.
+    ///
+    /// The parties may be different processes, so the action cannot be a
+    /// closure or a `fn` pointer (an address means nothing in a process
+    /// started by `Spawn`): it is a `#[mproc::process]` function with no
+    /// parameters, which every process of the program finds by name in its
+    /// own binary. Its return value is dropped. It runs while the barrier's
+    /// lock is held (as in Python), so it must not use this barrier.
+    ///
+    /// If the action panics, the barrier is broken: the other parties get
+    /// [`BrokenBarrierError`], and the `wait` that ran it panics with a
+    /// message naming the action and its panic (Python re-raises the
+    /// action's exception in that thread).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); `InvalidInput` also if `action` carries data
+    /// (an `impl Run` value with fields) or its name is not registered
+    /// exactly once.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn all_arrived() {
+    ///     println!("everyone is here");
+    /// }
+    ///
+    /// #[mproc::process]
+    /// fn party(b: mproc::Barrier) -> bool {
+    ///     b.wait().is_ok()
+    /// }
+    ///
+    /// let b = mproc::Barrier::with_action(2, all_arrived).unwrap();
+    /// let p = mproc::spawn(party, b.clone()).unwrap();
+    /// assert!(b.wait().is_ok()); // one of the two parties printed first
+    /// assert!(p.join().unwrap());
+    /// ```
+    pub fn with_action<T: Task<Args = ()>>(parties: usize, action: T) -> io::Result<Barrier> {
+        let action = task::action_ref(&action)?;
+        Barrier::create(parties, NO_TIMEOUT, Some(action))
+    }
+
+    /// The shared record's words: parties, timeout (`NO_TIMEOUT` for none),
+    /// and the action's name hash and fingerprint (0 and 0 for none).
+    fn create(parties: usize, timeout_ns: u64, action: Option<(u64, u64)>) -> io::Result<Barrier> {
         let parties = u32::try_from(parties)
             .ok()
             .filter(|&p| p > 0)
@@ -159,8 +205,9 @@ impl Barrier {
                     "a barrier needs between 1 and u32::MAX parties",
                 )
             })?;
+        let (id, fingerprint) = action.unwrap_or((0, 0));
         Ok(Barrier {
-            shm: Shm::create([u64::from(parties), timeout_ns, 0, 0])?,
+            shm: Shm::create([u64::from(parties), timeout_ns, id, fingerprint])?,
         })
     }
 
@@ -219,10 +266,21 @@ impl Barrier {
         }
         let index = inside.count();
         self.page().count.store(index + 1, Relaxed);
+        let mut failed_action = None;
         let result = if index as usize + 1 == self.parties() {
-            inside.set_state(DRAINING);
-            inside.notify_all();
-            Ok(index as usize)
+            // The last to arrive runs the action before releasing anyone.
+            match self.run_action() {
+                Ok(()) => {
+                    inside.set_state(DRAINING);
+                    inside.notify_all();
+                    Ok(index as usize)
+                }
+                Err(why) => {
+                    inside.break_it();
+                    failed_action = Some(why);
+                    Err(BrokenBarrierError)
+                }
+            }
         } else {
             let mut result = Ok(index as usize);
             loop {
@@ -249,7 +307,19 @@ impl Barrier {
             inside.set_state(FILLING);
             inside.notify_all();
         }
+        drop(inside);
+        if let Some(why) = failed_action {
+            panic!("{why}");
+        }
         result
+    }
+
+    /// Runs the action, if the barrier has one.
+    fn run_action(&self) -> Result<(), String> {
+        match self.shm.meta() {
+            [_, _, 0, _] => Ok(()),
+            [_, _, id, fingerprint] => task::run_action(*id, *fingerprint),
+        }
     }
 
     fn page(&self) -> &BarrierPage {

@@ -124,31 +124,36 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
 /// modification time), so that a child can refuse a task sent by a
 /// different build.
 pub(crate) fn exe_identity() -> u64 {
-    use std::os::unix::fs::MetadataExt;
     static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *ID.get_or_init(|| {
         #[cfg(target_os = "linux")]
         let meta = std::fs::metadata("/proc/self/exe");
         #[cfg(not(target_os = "linux"))]
         let meta = std::env::current_exe().and_then(std::fs::metadata);
-        match meta {
-            Ok(m) => {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for v in [
-                    m.dev(),
-                    m.ino(),
-                    m.size(),
-                    m.mtime() as u64,
-                    m.mtime_nsec() as u64,
-                ] {
-                    h ^= v;
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
-                h
-            }
-            Err(_) => 0,
-        }
+        meta.map_or(0, |m| metadata_identity(&m))
     })
+}
+
+/// The identity [`exe_identity`] would give in a process running the file
+/// at `path` (symbolic links followed).
+pub(crate) fn file_identity(path: &std::path::Path) -> io::Result<u64> {
+    std::fs::metadata(path).map(|m| metadata_identity(&m))
+}
+
+fn metadata_identity(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in [
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+    ] {
+        h ^= v;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// A connected pair of sockets for a doorbell (bytes only, any number of

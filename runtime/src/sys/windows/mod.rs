@@ -401,21 +401,27 @@ fn take_from(pid: u32, value: u64) -> io::Result<usize> {
 pub(crate) fn exe_identity() -> u64 {
     static ID: OnceLock<u64> = OnceLock::new();
     *ID.get_or_init(|| {
-        let Ok(m) = std::env::current_exe().and_then(std::fs::metadata) else {
-            return 0;
-        };
-        let nanos = |t: io::Result<std::time::SystemTime>| {
-            t.ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos() as u64)
-        };
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for v in [m.len(), nanos(m.modified()), nanos(m.created())] {
-            h ^= v;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        std::env::current_exe()
+            .and_then(|exe| file_identity(&exe))
+            .unwrap_or(0)
     })
+}
+
+/// The identity [`exe_identity`] would give in a process running the file
+/// at `path`.
+pub(crate) fn file_identity(path: &std::path::Path) -> io::Result<u64> {
+    let m = std::fs::metadata(path)?;
+    let nanos = |t: io::Result<std::time::SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in [m.len(), nanos(m.modified()), nanos(m.created())] {
+        h ^= v;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(h)
 }
 
 /// The pre-`main` hook: the C runtime calls every function pointer in the

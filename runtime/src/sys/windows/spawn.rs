@@ -133,7 +133,7 @@ impl Drop for Inherited {
     }
 }
 
-/// Starts this program's executable with `ctrl` inherited and
+/// Starts `exe` (default: this program's executable) with `ctrl` inherited and
 /// `env_name=<its value>` in the environment (without the variables in
 /// `drop_env`). Returns the child's pid and a handle [`super::poll`] can
 /// wait on. A daemonic child dies with this process.
@@ -142,8 +142,12 @@ pub(crate) fn spawn_self(
     env_name: &CStr,
     drop_env: &[&CStr],
     daemon: bool,
+    exe: Option<&std::path::Path>,
 ) -> io::Result<(u32, OwnedFd)> {
-    let exe = std::env::current_exe()?;
+    let exe = match exe {
+        Some(exe) => exe.to_path_buf(),
+        None => std::env::current_exe()?,
+    };
     let mut inherited = Inherited(Vec::new());
     let sock = duplicate_in_this_process(ctrl.as_raw_fd().value as HANDLE, true)?;
     inherited.0.push(sock);

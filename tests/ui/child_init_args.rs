@@ -1,0 +1,6 @@
+#[mproc::child_init]
+fn set_up(level: u8) {
+    let _ = level;
+}
+
+fn main() {}

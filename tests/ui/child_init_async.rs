@@ -1,0 +1,4 @@
+#[mproc::child_init]
+async fn set_up() {}
+
+fn main() {}

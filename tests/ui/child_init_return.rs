@@ -1,0 +1,6 @@
+#[mproc::child_init]
+fn set_up() -> bool {
+    true
+}
+
+fn main() {}
