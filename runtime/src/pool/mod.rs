@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod error;
+mod executor;
 mod result;
 mod slot;
 mod supervisor;
@@ -25,8 +26,9 @@ use crate::process::wire::Reply;
 use crate::sys;
 
 pub use error::{PoolError, TaskError};
+pub use executor::{AsCompleted, ReturnWhen, as_completed, wait};
 pub use result::{AsyncResult, IMap, IMapUnordered};
-use result::{Slot, Streamed};
+use result::{Slot, Streamed, Ticket};
 use supervisor::{Completion, Config, Job, JobOutcome, PoolInner};
 use worker::{InitSpec, KIND_CHUNK, KIND_ONE};
 
@@ -345,6 +347,7 @@ impl Pool {
             fds,
             timeout: timeout.or(self.task_timeout),
             complete,
+            ticket: None,
         })
     }
 
@@ -370,6 +373,7 @@ impl Pool {
                         fds,
                         timeout: None,
                         complete: Box::new(move |o| fill.fill(decode_outcome(o))),
+                        ticket: None,
                     }])?;
                     return AsyncResult::new(slot).get();
                 }
@@ -414,14 +418,43 @@ impl Pool {
     ) -> Result<AsyncResult<T::Output>, TaskError> {
         let slot = Slot::new();
         let fill = slot.clone();
-        let job = self.job(
+        let mut job = self.job(
             &task,
             &args,
             timeout,
             Box::new(move |o| fill.fill(decode_outcome(o))),
         )?;
+        let ticket = Arc::new(Ticket::default());
+        job.ticket = Some(ticket.clone());
         self.shared.submit(vec![job])?;
-        Ok(AsyncResult::new(slot))
+        Ok(AsyncResult::cancellable(slot, ticket))
+    }
+
+    /// Python's `executor.submit(fn, *args)`: the same as
+    /// [`apply_async`](Self::apply_async), under the name people coming
+    /// from `concurrent.futures` look for. The handle can be
+    /// [cancelled](AsyncResult::cancel) while the task waits in the queue,
+    /// and waited on together with others through [`as_completed`] and
+    /// [`wait`].
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async).
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn cube(x: i64) -> i64 { x * x * x }
+    ///
+    /// let pool = mproc::Pool::new(2).unwrap();
+    /// let handle = pool.submit(cube, 3).unwrap();
+    /// assert_eq!(handle.get().unwrap(), 27);
+    /// ```
+    pub fn submit<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+    ) -> Result<AsyncResult<T::Output>, TaskError> {
+        self.apply_async_timeout_opt(task, args, None)
     }
 
     /// Submits `task(args)`; when it ends, `on_ok` (with the value) or
@@ -489,6 +522,7 @@ impl Pool {
             complete: Box::new(move |o| {
                 done(outcome_value(o).map(|(mut frame, at, _)| frame.split_off(at)))
             }),
+            ticket: None,
         }])
     }
 
@@ -520,6 +554,7 @@ impl Pool {
                 fds,
                 timeout: self.task_timeout,
                 complete: complete(ci, chunk.len()),
+                ticket: None,
             });
         }
         let n = jobs.len();
@@ -661,7 +696,15 @@ impl Pool {
         self.map(task, items)
     }
 
-    fn stream<T: Task, I>(&self, task: T, items: I) -> mpsc::Receiver<Streamed<T::Output>>
+    /// Starts the feeder thread of `imap`/`imap_unordered`: it consumes
+    /// the input lazily, as Python's task handler does, and submits it one
+    /// item per job (`chunksize` 1) or in chunks of `chunksize` items.
+    fn stream<T: Task, I>(
+        &self,
+        task: T,
+        items: I,
+        chunksize: usize,
+    ) -> mpsc::Receiver<Streamed<T::Output>>
     where
         I: IntoIterator<Item = T::Args>,
         I::IntoIter: Send + 'static,
@@ -671,36 +714,67 @@ impl Pool {
         let timeout = self.task_timeout;
         let progress = self.progress;
         let iter = items.into_iter();
-        // A feeder thread consumes the input lazily, as Python's task handler.
+        let chunksize = chunksize.max(1);
         let feeder = move || {
             let bar = Bar::new(progress, iter.size_hint().1.unwrap_or(0));
             let fingerprint = task::fingerprint::<T>();
             let mut n = 0;
-            for args in iter {
-                let i = n;
-                n += 1;
-                let job = encode_job(task.name(), fingerprint, KIND_ONE, &(&task, &args));
-                let job = match job {
-                    Ok((frame, fds)) => {
+            let mut iter = iter.peekable();
+            while iter.peek().is_some() {
+                // Items `first..n` make this job.
+                let first = n;
+                let job = if chunksize == 1 {
+                    let args = iter.next().expect("peeked");
+                    n += 1;
+                    encode_job(task.name(), fingerprint, KIND_ONE, &(&task, &args)).map(
+                        |(frame, fds)| {
+                            let tx = tx.clone();
+                            let bar = bar.clone();
+                            let complete: Completion = Box::new(move |o| {
+                                bar.inc(1);
+                                let _ = tx.send(Streamed::Item(first, decode_outcome(o)));
+                            });
+                            (frame, fds, complete)
+                        },
+                    )
+                } else {
+                    let chunk: Vec<T::Args> = iter.by_ref().take(chunksize).collect();
+                    n += chunk.len();
+                    let len = chunk.len();
+                    let pairs: Vec<(&T, &T::Args)> = chunk.iter().map(|a| (&task, a)).collect();
+                    encode_job(task.name(), fingerprint, KIND_CHUNK, &pairs).map(|(frame, fds)| {
                         let tx = tx.clone();
                         let bar = bar.clone();
-                        Job {
-                            frame,
-                            fds,
-                            timeout,
-                            complete: Box::new(move |o| {
-                                bar.inc(1);
-                                let _ = tx.send(Streamed::Item(i, decode_outcome(o)));
-                            }),
-                        }
-                    }
+                        let complete: Completion = Box::new(move |o| {
+                            bar.inc(len);
+                            for (k, r) in decode_chunk::<T::Output>(o, len).into_iter().enumerate()
+                            {
+                                let _ = tx.send(Streamed::Item(first + k, r));
+                            }
+                        });
+                        (frame, fds, complete)
+                    })
+                };
+                let (frame, fds, complete) = match job {
+                    Ok(parts) => parts,
                     Err(e) => {
-                        let _ = tx.send(Streamed::Item(i, Err(e)));
+                        for i in first..n {
+                            let _ = tx.send(Streamed::Item(i, Err(e.clone())));
+                        }
                         continue;
                     }
                 };
+                let job = Job {
+                    frame,
+                    fds,
+                    timeout,
+                    complete,
+                    ticket: None,
+                };
                 if let Err(e) = shared.submit(vec![job]) {
-                    let _ = tx.send(Streamed::Item(i, Err(e)));
+                    for i in first..n {
+                        let _ = tx.send(Streamed::Item(i, Err(e.clone())));
+                    }
                     break;
                 }
             }
@@ -727,7 +801,43 @@ impl Pool {
         I::IntoIter: Send + 'static,
     {
         self.check_open()?;
-        Ok(IMap::new(self.stream(task, items)))
+        Ok(IMap::new(self.stream(task, items, 1)))
+    }
+
+    /// As [`imap`](Self::imap), sending the items to the workers in chunks
+    /// of `chunksize` (Python's `imap(func, iterable, chunksize)`; 0 counts
+    /// as 1). Results still come one by one, in input order, each chunk's
+    /// once the whole chunk is done. Large chunks cut the cost per item of
+    /// many small tasks.
+    ///
+    /// # Errors
+    /// [`TaskError::PoolClosed`] after `close`.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = mproc::Pool::new(2).unwrap();
+    /// let squares: Vec<u64> = pool
+    ///     .imap_chunked(square, 0..10u64, 3)
+    ///     .unwrap()
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+    /// ```
+    pub fn imap_chunked<T: Task, I>(
+        &self,
+        task: T,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMap<T::Output>, TaskError>
+    where
+        I: IntoIterator<Item = T::Args>,
+        I::IntoIter: Send + 'static,
+    {
+        self.check_open()?;
+        Ok(IMap::new(self.stream(task, items, chunksize)))
     }
 
     /// As [`imap`](Self::imap), yielding results as they complete. A slow
@@ -746,7 +856,43 @@ impl Pool {
         I::IntoIter: Send + 'static,
     {
         self.check_open()?;
-        Ok(IMapUnordered::new(self.stream(task, items)))
+        Ok(IMapUnordered::new(self.stream(task, items, 1)))
+    }
+
+    /// As [`imap_unordered`](Self::imap_unordered), sending the items in
+    /// chunks of `chunksize` (0 counts as 1): a chunk's results come
+    /// together, in input order among themselves, once the whole chunk is
+    /// done.
+    ///
+    /// # Errors
+    /// [`TaskError::PoolClosed`] after `close`.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = mproc::Pool::new(2).unwrap();
+    /// let mut squares: Vec<u64> = pool
+    ///     .imap_unordered_chunked(square, 0..6u64, 4)
+    ///     .unwrap()
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// squares.sort();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16, 25]);
+    /// ```
+    pub fn imap_unordered_chunked<T: Task, I>(
+        &self,
+        task: T,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapUnordered<T::Output>, TaskError>
+    where
+        I: IntoIterator<Item = T::Args>,
+        I::IntoIter: Send + 'static,
+    {
+        self.check_open()?;
+        Ok(IMapUnordered::new(self.stream(task, items, chunksize)))
     }
 
     fn check_open(&self) -> Result<(), TaskError> {
@@ -762,6 +908,36 @@ impl Pool {
     pub fn close(&self) {
         self.shared.lock().close();
         self.shared.wake();
+    }
+
+    /// Python's `executor.shutdown(wait=True, cancel_futures=…)`: stops
+    /// accepting tasks (as [`close`](Self::close)), and with
+    /// `cancel_pending` fails every task still queued with
+    /// [`TaskError::Cancelled`] — they never reach a worker — then waits
+    /// for the tasks workers have to finish and for the workers to exit.
+    /// Tasks submitted afterwards fail with [`TaskError::PoolClosed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[mproc::process]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let pool = mproc::Pool::new(1).unwrap();
+    /// let running = pool.submit(nap, 300).unwrap();
+    /// let queued = pool.submit(nap, 10).unwrap();
+    /// std::thread::sleep(Duration::from_millis(100));
+    /// pool.shutdown(true);
+    /// assert_eq!(running.get().unwrap(), 300);
+    /// assert!(queued.get().unwrap_err().is_cancelled());
+    /// ```
+    pub fn shutdown(&self, cancel_pending: bool) {
+        self.close();
+        if cancel_pending {
+            self.shared.cancel_queued();
+        }
+        let _ = self.join();
     }
 
     /// Stops at once: workers are terminated, tasks not finished fail with
