@@ -177,6 +177,19 @@ fn a_cancelled_queued_task_never_runs() {
 }
 
 #[test]
+fn a_task_failed_by_terminate_is_done_not_cancelled() {
+    let pool = Pool::new(1).unwrap();
+    let busy = pool.submit(nap, 300).unwrap();
+    let queued = pool.submit(nap, 1).unwrap();
+    pool.terminate();
+    assert!(queued.wait_timeout(LONG));
+    assert!(!queued.cancel(), "a failed task is done");
+    assert!(!queued.cancelled());
+    assert_eq!(queued.get().unwrap_err(), TaskError::PoolClosed);
+    assert_eq!(busy.get().unwrap_err(), TaskError::PoolClosed);
+}
+
+#[test]
 fn handles_that_cannot_be_cancelled_say_so() {
     let pool = Pool::new(1).unwrap();
     let busy = pool.submit(nap, 300).unwrap();

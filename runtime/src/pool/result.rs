@@ -310,6 +310,11 @@ impl<R> AsyncResult<R> {
         let Some(ticket) = &self.ticket else {
             return false;
         };
+        // Failed without running (the pool was terminated) is done, not
+        // cancellable.
+        if self.ready() {
+            return ticket.get() == CANCELLED;
+        }
         if ticket.cancel() {
             self.slot.fill(Err(TaskError::Cancelled));
             return true;
