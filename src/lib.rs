@@ -216,6 +216,14 @@
 //! draws a bar on a terminal for `map`, `starmap`, `imap` and
 //! `imap_unordered`; without the feature the option does nothing.
 //!
+//! For people coming from `concurrent.futures.ProcessPoolExecutor`:
+//! [`Pool::submit`], [`as_completed`] (handles in finish order), [`wait`]
+//! with a [`ReturnWhen`], [`AsyncResult::cancel`] for a task still queued
+//! (it never runs; its result is [`TaskError::Cancelled`]) and
+//! [`Pool::shutdown`] (`cancel_futures` as its argument).
+//! [`Pool::imap_chunked`] and [`Pool::imap_unordered_chunked`] take
+//! Python's `chunksize`.
+//!
 //! # Managers
 //!
 //! [`Manager::start`] runs a server process holding shared objects —

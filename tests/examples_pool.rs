@@ -123,3 +123,37 @@ fn pool_initializer_lock_keeps_pairs_together() {
     }
     assert!(out.contains("done: [0, 1, 2, 3, 4, 5, 6, 7]"), "{out}");
 }
+
+#[test]
+fn pool_executor_lesson() {
+    let out = util::example_stdout("pool_executor");
+    let l = lines(&out);
+    let mut primes: Vec<&str> = l
+        .iter()
+        .copied()
+        .filter(|x| x.contains(" is prime: "))
+        .collect();
+    primes.sort();
+    assert_eq!(
+        primes,
+        [
+            "1099726899285419 is prime: false",
+            "112272535095293 is prime: true",
+            "112272535095293 is prime: true",
+            "112582705942171 is prime: true",
+            "115280095190773 is prime: true",
+            "115797848077099 is prime: true",
+        ],
+        "{out}"
+    );
+    for want in [
+        "6 numbers checked",
+        "first completed: 1 done, 1 not done",
+        "cancel a queued task: true",
+        "it reports: the task was cancelled",
+        "after shutdown: late cancelled = true",
+        "running tasks finished: 300 and 2000",
+    ] {
+        assert!(l.contains(&want), "missing {want:?}:\n{out}");
+    }
+}

@@ -40,6 +40,7 @@ pub use manager::{
     Shared, ValueProxy,
 };
 pub use manager::{PyDict, PyList, PyManager, PyQueue};
+pub use pool::{AsCompleted, ReturnWhen, as_completed, wait};
 pub use pool::{AsyncResult, IMap, IMapUnordered, Pool, PoolBuilder, PoolError, TaskError};
 pub use process::log;
 pub use process::log::{Level, LevelFilter, Logger, get_logger, log_to_stderr};

@@ -25,6 +25,12 @@ pub(crate) trait Payload {
     type Answer;
     /// How long the job may run once its worker has started it.
     fn timeout(&self) -> Option<Duration>;
+    /// Called when the job leaves the queue for a worker: false if it was
+    /// cancelled meanwhile, and the machine then drops it unsent (whoever
+    /// cancelled it has reported the cancellation).
+    fn hand_over(&self) -> bool {
+        true
+    }
 }
 
 /// Something that happened, for the machine to account for.
@@ -88,6 +94,9 @@ pub(crate) enum Event<J: Payload> {
     },
     /// The supervisor is about to sleep (see [`Action::Sleep`]).
     Sleep,
+    /// Every queued job fails with [`Failure::Cancelled`]; jobs workers
+    /// hold are left alone.
+    CancelQueued,
     /// No new jobs; finish the queue.
     Close,
     /// Stop now.
@@ -106,6 +115,8 @@ pub(crate) enum Failure {
     Timeout,
     /// The pool was terminated first.
     Closed,
+    /// It was still queued when the queue was cancelled.
+    Cancelled,
 }
 
 /// What the machine wants done, in the order queued.
@@ -381,6 +392,14 @@ impl<J: Payload> Dispatch<J> {
                 started,
             } => self.returned_dead(lane, id, job, started),
             Event::Sleep => self.plan_sleep(),
+            Event::CancelQueued => {
+                for job in self.pending.drain(..) {
+                    self.out.push_back(Action::Fail {
+                        job,
+                        why: Failure::Cancelled,
+                    });
+                }
+            }
             Event::Close => self.closed = true,
             Event::Terminate => {
                 self.terminated = true;
@@ -443,6 +462,9 @@ impl<J: Payload> Dispatch<J> {
                 break;
             };
             let job = self.pending.pop_front().expect("pending is not empty");
+            if !job.hand_over() {
+                continue;
+            }
             if self.unwatched.contains(&lane.key) {
                 self.out.push_back(Action::Wake);
             }
@@ -727,12 +749,17 @@ mod tests {
     struct Job {
         name: &'static str,
         timeout: Option<Duration>,
+        /// Its handle cancelled it while queued (a job named `cancelled…`).
+        cancelled: bool,
     }
 
     impl Payload for Job {
         type Answer = &'static str;
         fn timeout(&self) -> Option<Duration> {
             self.timeout
+        }
+        fn hand_over(&self) -> bool {
+            !self.cancelled
         }
     }
 
@@ -771,6 +798,7 @@ mod tests {
         Job {
             name,
             timeout: None,
+            cancelled: name.starts_with("cancelled"),
         }
     }
 
@@ -1101,7 +1129,8 @@ mod tests {
         assert_eq!(
             sim.on(Event::Submitted(vec![Job {
                 name: "slow",
-                timeout: Some(ms(100))
+                timeout: Some(ms(100)),
+                cancelled: false,
             }])),
             []
         );
@@ -1169,6 +1198,40 @@ mod tests {
             }),
             []
         );
+    }
+
+    #[test]
+    fn a_job_cancelled_while_queued_is_never_sent_and_takes_no_id() {
+        let mut sim = Sim::new(1, None);
+        assert_eq!(
+            sim.submit(&["a", "cancelled x", "b"], us(0)),
+            [Send(1, 1, "a")]
+        );
+        assert_eq!(sim.run(1, 1, us(500)), [Complete("a", "ok")]);
+        // The cancelled job is dropped silently: its handle reported it.
+        assert_eq!(sim.dispatch(us(500)), [Send(1, 2, "b")]);
+        assert!(sim.d.pending.is_empty());
+        assert_eq!(sim.on(Event::Close), []);
+        assert_eq!(sim.run(1, 2, us(900)), [Complete("b", "ok")]);
+        assert_eq!(sim.dispatch(us(900)), [Drained]);
+    }
+
+    #[test]
+    fn cancelling_the_queue_fails_only_what_no_worker_holds() {
+        let mut sim = Sim::new(2, None);
+        assert_eq!(
+            sim.submit(&["a", "b", "c", "d"], us(0)),
+            [Send(1, 1, "a"), Send(2, 2, "b")]
+        );
+        assert_eq!(
+            sim.on(Event::CancelQueued),
+            [Fail("c", Failure::Cancelled), Fail("d", Failure::Cancelled)]
+        );
+        assert_eq!(sim.on(Event::Close), []);
+        assert_eq!(sim.run(1, 1, us(300)), [Complete("a", "ok")]);
+        assert_eq!(sim.dispatch(us(300)), []);
+        assert_eq!(sim.run(2, 2, us(400)), [Complete("b", "ok")]);
+        assert_eq!(sim.dispatch(us(400)), [Drained]);
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub enum TaskError {
     /// The pool was closed or terminated.
     #[error("the pool is closed")]
     PoolClosed,
+    /// The task was cancelled before a worker got it
+    /// ([`AsyncResult::cancel`](crate::AsyncResult::cancel), or
+    /// [`Pool::shutdown`](crate::Pool::shutdown) with `cancel_pending`); it
+    /// never ran.
+    #[error("the task was cancelled")]
+    Cancelled,
 }
 
 impl TaskError {
@@ -55,6 +61,10 @@ impl TaskError {
     /// Whether the pool was closed.
     pub fn is_pool_closed(&self) -> bool {
         matches!(self, TaskError::PoolClosed)
+    }
+    /// Whether the task was cancelled before it ran.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
     }
 }
 

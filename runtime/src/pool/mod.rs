@@ -4,6 +4,8 @@
 
 mod dispatch;
 mod error;
+mod executor;
+mod imap;
 mod result;
 mod slot;
 mod supervisor;
@@ -25,8 +27,9 @@ use crate::process::wire::Reply;
 use crate::sys;
 
 pub use error::{PoolError, TaskError};
+pub use executor::{AsCompleted, ReturnWhen, as_completed, wait};
 pub use result::{AsyncResult, IMap, IMapUnordered};
-use result::{Slot, Streamed};
+use result::{Slot, Ticket};
 use supervisor::{Completion, Config, Job, JobOutcome, PoolInner};
 use worker::{InitSpec, KIND_CHUNK, KIND_ONE};
 
@@ -348,6 +351,7 @@ impl Pool {
             fds,
             timeout: timeout.or(self.task_timeout),
             complete,
+            ticket: None,
         })
     }
 
@@ -373,6 +377,7 @@ impl Pool {
                         fds,
                         timeout: None,
                         complete: Box::new(move |o| fill.fill(decode_outcome(o))),
+                        ticket: None,
                     }])?;
                     return AsyncResult::new(slot).get();
                 }
@@ -417,14 +422,43 @@ impl Pool {
     ) -> Result<AsyncResult<T::Output>, TaskError> {
         let slot = Slot::new();
         let fill = slot.clone();
-        let job = self.job(
+        let mut job = self.job(
             &task,
             &args,
             timeout,
             Box::new(move |o| fill.fill(decode_outcome(o))),
         )?;
+        let ticket = Arc::new(Ticket::default());
+        job.ticket = Some(ticket.clone());
         self.shared.submit(vec![job])?;
-        Ok(AsyncResult::new(slot))
+        Ok(AsyncResult::cancellable(slot, ticket))
+    }
+
+    /// Python's `executor.submit(fn, *args)`: the same as
+    /// [`apply_async`](Self::apply_async), under the name people coming
+    /// from `concurrent.futures` look for. The handle can be
+    /// [cancelled](AsyncResult::cancel) while the task waits in the queue,
+    /// and waited on together with others through [`as_completed`] and
+    /// [`wait`].
+    ///
+    /// # Errors
+    /// As [`apply_async`](Self::apply_async).
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn cube(x: i64) -> i64 { x * x * x }
+    ///
+    /// let pool = mproc::Pool::new(2).unwrap();
+    /// let handle = pool.submit(cube, 3).unwrap();
+    /// assert_eq!(handle.get().unwrap(), 27);
+    /// ```
+    pub fn submit<T: Task>(
+        &self,
+        task: T,
+        args: T::Args,
+    ) -> Result<AsyncResult<T::Output>, TaskError> {
+        self.apply_async_timeout_opt(task, args, None)
     }
 
     /// Submits `task(args)`; when it ends, `on_ok` (with the value) or
@@ -492,6 +526,7 @@ impl Pool {
             complete: Box::new(move |o| {
                 done(outcome_value(o).map(|(mut frame, at, _)| frame.split_off(at)))
             }),
+            ticket: None,
         }])
     }
 
@@ -523,6 +558,7 @@ impl Pool {
                 fds,
                 timeout: self.task_timeout,
                 complete: complete(ci, chunk.len()),
+                ticket: None,
             });
         }
         let n = jobs.len();
@@ -664,94 +700,6 @@ impl Pool {
         self.map(task, items)
     }
 
-    fn stream<T: Task, I>(&self, task: T, items: I) -> mpsc::Receiver<Streamed<T::Output>>
-    where
-        I: IntoIterator<Item = T::Args>,
-        I::IntoIter: Send + 'static,
-    {
-        let (tx, rx) = mpsc::channel();
-        let shared = self.shared.clone();
-        let timeout = self.task_timeout;
-        let progress = self.progress;
-        let iter = items.into_iter();
-        // A feeder thread consumes the input lazily, as Python's task handler.
-        let feeder = move || {
-            let bar = Bar::new(progress, iter.size_hint().1.unwrap_or(0));
-            let fingerprint = task::fingerprint::<T>();
-            let mut n = 0;
-            for args in iter {
-                let i = n;
-                n += 1;
-                let job = encode_job(task.name(), fingerprint, KIND_ONE, &(&task, &args));
-                let job = match job {
-                    Ok((frame, fds)) => {
-                        let tx = tx.clone();
-                        let bar = bar.clone();
-                        Job {
-                            frame,
-                            fds,
-                            timeout,
-                            complete: Box::new(move |o| {
-                                bar.inc(1);
-                                let _ = tx.send(Streamed::Item(i, decode_outcome(o)));
-                            }),
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Streamed::Item(i, Err(e)));
-                        continue;
-                    }
-                };
-                if let Err(e) = shared.submit(vec![job]) {
-                    let _ = tx.send(Streamed::Item(i, Err(e)));
-                    break;
-                }
-            }
-            let _ = tx.send(Streamed::Total(n));
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("mproc-imap-feeder".into())
-            .spawn(feeder)
-        {
-            log::error!(target: "mproc", "could not start the imap feeder thread: {e}");
-        }
-        rx
-    }
-
-    /// Applies `task` lazily: the input is consumed as the pool goes and the
-    /// results come in input order. One failed item does not end the
-    /// iteration.
-    ///
-    /// # Errors
-    /// None at submission today; the `Result` leaves room for checks.
-    pub fn imap<T: Task, I>(&self, task: T, items: I) -> Result<IMap<T::Output>, TaskError>
-    where
-        I: IntoIterator<Item = T::Args>,
-        I::IntoIter: Send + 'static,
-    {
-        self.check_open()?;
-        Ok(IMap::new(self.stream(task, items)))
-    }
-
-    /// As [`imap`](Self::imap), yielding results as they complete. A slow
-    /// item does not hold back others: while a worker is idle, no item
-    /// waits behind a running one.
-    ///
-    /// # Errors
-    /// [`TaskError::PoolClosed`] after `close`.
-    pub fn imap_unordered<T: Task, I>(
-        &self,
-        task: T,
-        items: I,
-    ) -> Result<IMapUnordered<T::Output>, TaskError>
-    where
-        I: IntoIterator<Item = T::Args>,
-        I::IntoIter: Send + 'static,
-    {
-        self.check_open()?;
-        Ok(IMapUnordered::new(self.stream(task, items)))
-    }
-
     fn check_open(&self) -> Result<(), TaskError> {
         if self.shared.lock().closed() {
             Err(TaskError::PoolClosed)
@@ -765,6 +713,36 @@ impl Pool {
     pub fn close(&self) {
         self.shared.lock().close();
         self.shared.wake();
+    }
+
+    /// Python's `executor.shutdown(wait=True, cancel_futures=…)`: stops
+    /// accepting tasks (as [`close`](Self::close)), and with
+    /// `cancel_pending` fails every task still queued with
+    /// [`TaskError::Cancelled`] — they never reach a worker — then waits
+    /// for the tasks workers have to finish and for the workers to exit.
+    /// Tasks submitted afterwards fail with [`TaskError::PoolClosed`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[mproc::process]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let pool = mproc::Pool::new(1).unwrap();
+    /// let running = pool.submit(nap, 300).unwrap();
+    /// let queued = pool.submit(nap, 10).unwrap();
+    /// std::thread::sleep(Duration::from_millis(100));
+    /// pool.shutdown(true);
+    /// assert_eq!(running.get().unwrap(), 300);
+    /// assert!(queued.get().unwrap_err().is_cancelled());
+    /// ```
+    pub fn shutdown(&self, cancel_pending: bool) {
+        self.close();
+        if cancel_pending {
+            self.shared.cancel_queued();
+        }
+        let _ = self.join();
     }
 
     /// Stops at once: workers are terminated, tasks not finished fail with

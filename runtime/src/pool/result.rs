@@ -1,7 +1,8 @@
 //! Handles on results that arrive later: `AsyncResult`, `IMap`,
 //! `IMapUnordered`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -15,27 +16,131 @@ enum SlotState<R> {
     Taken(bool),
 }
 
+/// The slot's state and who else waits on it.
+struct SlotInner<R> {
+    state: SlotState<R>,
+    /// Waiters on many results at once (`as_completed`, `wait`): each is
+    /// told this slot's position in its set when the slot fills.
+    watchers: Vec<(Arc<Watch>, usize)>,
+}
+
 /// Where a result lands; shared by the pool's completion and the handle.
 pub(crate) struct Slot<R> {
-    state: Mutex<SlotState<R>>,
+    inner: Mutex<SlotInner<R>>,
     cv: Condvar,
 }
 
 impl<R> Slot<R> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Slot {
-            state: Mutex::new(SlotState::Pending),
+            inner: Mutex::new(SlotInner {
+                state: SlotState::Pending,
+                watchers: Vec::new(),
+            }),
             cv: Condvar::new(),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotInner<R>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Fills the slot (once) and wakes every waiter.
     pub(crate) fn fill(&self, result: Result<R, TaskError>) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(*s, SlotState::Pending) {
-            *s = SlotState::Ready(result);
-            self.cv.notify_all();
+        let mut s = self.lock();
+        if !matches!(s.state, SlotState::Pending) {
+            return;
         }
+        s.state = SlotState::Ready(result);
+        self.cv.notify_all();
+        // Lock order: a slot, then a watch; never the other way round.
+        for (watch, index) in s.watchers.drain(..) {
+            watch.push(index);
+        }
+    }
+}
+
+/// Where the slots of one `as_completed` or `wait` call report: the
+/// positions of the filled ones, in the order they filled.
+#[derive(Default)]
+pub(crate) struct Watch {
+    filled: Mutex<VecDeque<usize>>,
+    cv: Condvar,
+}
+
+impl Watch {
+    fn push(&self, index: usize) {
+        self.filled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(index);
+        self.cv.notify_one();
+    }
+
+    /// The next filled position, waiting until `deadline` (`None`: no
+    /// limit); `None` if the time ran out first.
+    pub(crate) fn next(&self, deadline: Option<Instant>) -> Option<usize> {
+        let mut q = self.filled.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = q.pop_front() {
+                return Some(i);
+            }
+            match deadline {
+                None => q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    q = self
+                        .cv
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// Where a queued task stands, for [`AsyncResult::cancel`]: the pool moves
+/// it from `QUEUED` to `HANDED` when it gives the job to a worker, a cancel
+/// from `QUEUED` to `CANCELLED`; one compare-and-swap each, so exactly one
+/// of the two wins.
+#[derive(Debug, Default)]
+pub(crate) struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const HANDED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl Ticket {
+    /// The pool is about to give the job to a worker: false if it was
+    /// cancelled (it must then be dropped). A job taken back from a worker
+    /// that never started it passes again.
+    pub(crate) fn hand_over(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(QUEUED, HANDED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(now) => now != CANCELLED,
+        }
+    }
+
+    /// Marks a job the pool itself cancelled (it never reached a worker).
+    pub(crate) fn mark_cancelled(&self) {
+        self.0.store(CANCELLED, Ordering::Release);
+    }
+
+    fn cancel(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -45,6 +150,8 @@ impl<R> Slot<R> {
 /// the task.
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
+    /// Set for a task that can be cancelled while queued.
+    ticket: Option<Arc<Ticket>>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
@@ -57,13 +164,40 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
-        AsyncResult { slot }
+        AsyncResult { slot, ticket: None }
+    }
+
+    /// A handle whose task can be cancelled while it waits in the queue.
+    pub(crate) fn cancellable(slot: Arc<Slot<R>>, ticket: Arc<Ticket>) -> Self {
+        AsyncResult {
+            slot,
+            ticket: Some(ticket),
+        }
+    }
+
+    /// Asks the slot to report to `watch` as `index` when it fills; if it is
+    /// filled already, reports now.
+    pub(crate) fn watch(&self, watch: &Arc<Watch>, index: usize) {
+        let mut s = self.slot.lock();
+        if matches!(s.state, SlotState::Pending) {
+            s.watchers.push((watch.clone(), index));
+        } else {
+            watch.push(index);
+        }
+    }
+
+    /// Takes `watch` off the slot's list (the caller stopped waiting).
+    pub(crate) fn unwatch(&self, watch: &Arc<Watch>) {
+        self.slot
+            .lock()
+            .watchers
+            .retain(|(w, _)| !Arc::ptr_eq(w, watch));
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        let mut s = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.slot.lock();
         loop {
-            if !matches!(*s, SlotState::Pending) {
+            if !matches!(s.state, SlotState::Pending) {
                 return true;
             }
             match deadline {
@@ -85,14 +219,14 @@ impl<R> AsyncResult<R> {
     }
 
     fn take(&self) -> Result<R, TaskError> {
-        let mut s = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
-        match std::mem::replace(&mut *s, SlotState::Pending) {
+        let mut s = self.slot.lock();
+        match std::mem::replace(&mut s.state, SlotState::Pending) {
             SlotState::Ready(r) => {
-                *s = SlotState::Taken(r.is_ok());
+                s.state = SlotState::Taken(r.is_ok());
                 r
             }
             SlotState::Taken(ok) => {
-                *s = SlotState::Taken(ok);
+                s.state = SlotState::Taken(ok);
                 Err(TaskError::Decode(
                     "the value was already taken by an earlier get_timeout".into(),
                 ))
@@ -135,19 +269,78 @@ impl<R> AsyncResult<R> {
 
     /// Whether the result is ready.
     pub fn ready(&self) -> bool {
-        !matches!(
-            *self.slot.state.lock().unwrap_or_else(|e| e.into_inner()),
-            SlotState::Pending
-        )
+        !matches!(self.slot.lock().state, SlotState::Pending)
     }
 
     /// `None` while pending; then whether the task succeeded.
     pub fn successful(&self) -> Option<bool> {
-        match &*self.slot.state.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &self.slot.lock().state {
             SlotState::Pending => None,
             SlotState::Ready(r) => Some(r.is_ok()),
             SlotState::Taken(ok) => Some(*ok),
         }
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// Cancels the task if no worker has it yet (Python's
+    /// `Future.cancel()`): it then never runs, the handle is ready at once
+    /// and [`get`](Self::get) returns [`TaskError::Cancelled`]. False if a
+    /// worker has the task (running, or next in its input), if it is done,
+    /// or if the handle is not of a single task submitted with
+    /// [`Pool::submit`](crate::Pool::submit), `apply_async` or
+    /// `apply_async_timeout`. Calling it again after a success is true.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[mproc::process]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let pool = mproc::Pool::new(1).unwrap();
+    /// let busy = pool.submit(nap, 300).unwrap();
+    /// let queued = pool.submit(nap, 1).unwrap();
+    /// assert!(queued.cancel());
+    /// assert!(queued.cancelled());
+    /// assert!(queued.get().unwrap_err().is_cancelled());
+    /// assert_eq!(busy.get().unwrap(), 300);
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let Some(ticket) = &self.ticket else {
+            return false;
+        };
+        // Failed without running (the pool was terminated) is done, not
+        // cancellable.
+        if self.ready() {
+            return ticket.get() == CANCELLED;
+        }
+        if ticket.cancel() {
+            self.slot.fill(Err(TaskError::Cancelled));
+            return true;
+        }
+        ticket.get() == CANCELLED
+    }
+
+    /// Whether the task was cancelled (by [`cancel`](Self::cancel) or by
+    /// [`Pool::shutdown`](crate::Pool::shutdown)).
+    pub fn cancelled(&self) -> bool {
+        self.ticket.as_ref().is_some_and(|t| t.get() == CANCELLED)
+    }
+
+    /// Whether a worker has the task and it has not finished. As in
+    /// Python's executor, a task counts as running from when the pool hands
+    /// it to a worker, which may still be finishing an earlier one. Always
+    /// false for handles that cannot be cancelled (see
+    /// [`cancel`](Self::cancel)).
+    pub fn running(&self) -> bool {
+        self.ticket.as_ref().is_some_and(|t| t.get() == HANDED) && !self.ready()
+    }
+
+    /// Whether the task finished, failed or was cancelled: the same as
+    /// [`ready`](Self::ready), under Python's `Future.done()` name.
+    pub fn done(&self) -> bool {
+        self.ready()
     }
 }
 

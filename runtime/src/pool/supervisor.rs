@@ -20,6 +20,7 @@ use crate::ipc::codec::SharedFd;
 use crate::ipc::framed::{FrameBufReader, FrameBufWriter};
 use crate::pool::dispatch::{Action, Dispatch, Event, Failure, LaneKey, Payload, SleepPlan};
 use crate::pool::error::TaskError;
+use crate::pool::result::Ticket;
 use crate::pool::slot::Slot;
 use crate::pool::worker::{InitSpec, PoolWorker, WorkerArgs};
 use crate::process::Process;
@@ -48,6 +49,8 @@ pub(crate) struct Job {
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) complete: Completion,
+    /// For a task that can be cancelled while queued.
+    pub(crate) ticket: Option<Arc<Ticket>>,
 }
 
 impl Payload for Job {
@@ -55,6 +58,9 @@ impl Payload for Job {
     type Answer = (Vec<u8>, Vec<OwnedFd>);
     fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+    fn hand_over(&self) -> bool {
+        self.ticket.as_ref().is_none_or(|t| t.hand_over())
     }
 }
 
@@ -127,6 +133,7 @@ impl Effects {
         match why {
             Failure::Timeout => TaskError::Timeout,
             Failure::Closed => TaskError::PoolClosed,
+            Failure::Cancelled => TaskError::Cancelled,
             Failure::WorkerDied { running } => {
                 let (name, pid, code) = match &self.died {
                     Some(d) => (d.worker.name(), d.worker.pid(), d.exitcode),
@@ -231,6 +238,9 @@ impl State {
                     answer: (frame, fds),
                 } => fx.done.push((job.complete, outcome(frame, fds))),
                 Action::Fail { job, why } => {
+                    if let (Failure::Cancelled, Some(t)) = (why, &job.ticket) {
+                        t.mark_cancelled();
+                    }
                     let e = fx.error(why);
                     fx.done.push((job.complete, JobOutcome::Failed(e)));
                 }
@@ -278,6 +288,25 @@ impl PoolInner {
     /// Wakes the supervisor (a byte on its socket; never blocks).
     pub(crate) fn wake(&self) {
         let _ = sys::send_with_fds(self.wake_tx.as_fd(), &[io::IoSlice::new(&[1])], &[], true);
+    }
+
+    /// Fails every job still in the queue with `TaskError::Cancelled`
+    /// (their completions run in this thread); the ones workers hold go on.
+    pub(crate) fn cancel_queued(&self) {
+        let mut fx = Effects::default();
+        {
+            let mut s = self.lock();
+            s.sched.on(Event::CancelQueued);
+            s.apply(&mut fx);
+        }
+        for (complete, outcome) in fx.done {
+            if panic::catch_unwind(AssertUnwindSafe(|| complete(outcome))).is_err() {
+                log::error!(target: "mproc", "a pool callback panicked");
+            }
+        }
+        self.cv.notify_all();
+        // The supervisor may have been waiting for the queue to drain.
+        self.wake();
     }
 
     /// Queues jobs, unless the pool is closed, and hands what it can to idle
@@ -1035,6 +1064,7 @@ impl PoolInner {
             complete: Box::new(move |o| {
                 let _ = tx.send(o);
             }),
+            ticket: None,
         };
         let mut fx = Effects::default();
         {
