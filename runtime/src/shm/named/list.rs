@@ -152,8 +152,9 @@ impl ShareableList {
     /// random `psm_` name for `None`).
     ///
     /// # Errors
-    /// As [`SharedMemory::create`]; [`ShmError::TooLong`] for a string of
-    /// ten million bytes or more.
+    /// As [`SharedMemory::create`]; [`ShmError::TooLong`] for a `str` or
+    /// `bytes` of 9,999,992 bytes or more, whose format (`10000000s`)
+    /// would not fit its 8-byte field (Python refuses those too).
     pub fn create(name: Option<&str>, items: &[ShareableValue]) -> Result<ShareableList, ShmError> {
         let n = items.len();
         let mut formats = Vec::with_capacity(n);
