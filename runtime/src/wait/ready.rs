@@ -1,0 +1,301 @@
+//! Waiting until one of many objects is ready: `connection::wait`, Python's
+//! `multiprocessing.connection.wait`. The protocol (register, re-check,
+//! one `poll`, unregister) is described in `connection/README.md`
+//! ("Waiting on many objects").
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::door::{drain, ring};
+use super::{Wait, WakeWords};
+use crate::sys::{self, AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// An object [`wait`] can watch: a `connection::Connection`, a pipe's
+/// receiving end (`Connection<T>`, `PipeReceiver<T>`), a `Queue`,
+/// `JoinableQueue` or `SimpleQueue`, or a process's `Sentinel`.
+///
+/// The trait is sealed: only mproc's types implement it.
+pub trait Waitable: sealed::Sealed {}
+
+impl<T: sealed::Sealed + ?Sized> Waitable for T {}
+
+pub(crate) mod sealed {
+    // The sealing pattern: public items in a module nobody outside can
+    // name, so that users see `Waitable` but cannot implement it.
+    #![allow(unreachable_pub)]
+
+    use super::Wake;
+    use std::io;
+
+    /// What [`wait`](super::wait) asks of an object.
+    pub trait Sealed {
+        /// Whether a receive (or `join`) would return without blocking.
+        fn ready(&mut self) -> io::Result<bool>;
+
+        /// How to sleep until [`ready`](Self::ready) may have changed.
+        fn wake(&self) -> Wake;
+    }
+}
+
+/// How a not-ready object is woken.
+pub enum Wake {
+    /// Nothing to sleep on (the object is ready for good).
+    Nothing,
+    /// This descriptor turns readable (the object outlives the `wait`).
+    Fd(RawFd),
+    /// A shared-memory channel: count a sleeper on its data words.
+    Ring(Arc<dyn Rings>),
+}
+
+/// A shared-memory channel's receiving side, owned (an `Arc` of the
+/// handle's inner), so that a helper thread may hold it.
+pub trait Rings: Send + Sync {
+    /// The words receivers count themselves on and wakers bump.
+    // Sealed: nobody outside the crate can name this trait to call it.
+    #[allow(private_interfaces)]
+    fn words(&self) -> &WakeWords;
+
+    /// The doorbell a sender rings when it sees a sleeper (pipes); `None`
+    /// for queues, whose senders bump the futex word instead.
+    fn door(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Drains the doorbell's stale bytes if that steals no wake-up from a
+    /// blocked receiver (it takes the consumer lock without waiting).
+    /// Returns whether it could.
+    fn drain_door(&self) -> bool;
+}
+
+/// Waits until at least one of `objects` is ready, or `timeout` passes
+/// (`None`: for as long as it takes), and returns the indices of the ready
+/// ones, in order.
+///
+/// This is Python's `multiprocessing.connection.wait(object_list,
+/// timeout)`, which returns the ready objects themselves; here
+/// `ready.iter().map(|&i| &objects[i])` gives them. An empty result means
+/// the timeout passed with nothing ready (Python's empty list).
+///
+/// "Ready" means that the next receive does not block: a whole message is
+/// waiting, or the other side is gone (a pipe's senders, a connection's
+/// peer: the receive then reports that at once), or the queue was closed
+/// in this process, or the process has exited. Another reader may still
+/// take the message first.
+///
+/// No object is polled in a loop: the caller sleeps in one `poll` over
+/// every object's descriptor (a helper thread per queue turns its futex
+/// word into one), see `connection/README.md` in the sources.
+///
+/// # Errors
+/// A closed `connection::Connection` is an error (Python raises `OSError`
+/// for it too); so is a failing system call.
+///
+/// # Examples
+/// ```
+/// use mproc::{Pipe, Queue, connection};
+/// use std::time::Duration;
+///
+/// let (mut a, mut b) = Pipe::<u32>::new()?;
+/// let mut q = Queue::<u32>::new()?;
+/// // Nothing yet: the wait times out.
+/// let ready = connection::wait(&mut [&mut b, &mut q], Some(Duration::from_millis(10)))?;
+/// assert!(ready.is_empty());
+///
+/// q.put(7).unwrap();
+/// let ready = connection::wait(&mut [&mut b, &mut q], Some(Duration::from_secs(10)))?;
+/// assert_eq!(ready, [1]);
+/// assert_eq!(q.get().unwrap(), 7);
+/// # a.send(&1).unwrap();
+/// # assert_eq!(connection::wait(&mut [&mut b], None)?, [0]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait(
+    objects: &mut [&mut dyn Waitable],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<usize>> {
+    let wait = Wait::optional(timeout);
+    // The helpers' socket pair, made the first time a queue sleeps.
+    let mut bell: Option<(OwnedFd, OwnedFd)> = None;
+    loop {
+        let wakes: Vec<Wake> = objects.iter().map(|o| o.wake()).collect();
+        let seen = register(&wakes);
+        let ready = check(objects);
+        let ready = match ready {
+            Ok(r) if !r.is_empty() || wait.expired() => {
+                unregister(&wakes);
+                return Ok(r);
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ready {
+            unregister(&wakes);
+            return Err(e);
+        }
+        let outcome = sleep(&wakes, &seen, &mut bell, wait.remaining());
+        unregister(&wakes);
+        if outcome? == Woke::Stale {
+            // A doorbell we may not drain keeps `poll` readable.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Counts a sleeper on every ring; returns each queue's futex value as
+/// read before counting (what its helper sleeps against).
+fn register(wakes: &[Wake]) -> Vec<u32> {
+    let seen = wakes
+        .iter()
+        .map(|w| match w {
+            Wake::Ring(r) => {
+                let words = r.words();
+                let seen = words.seq.load(Ordering::Acquire);
+                words.sleepers.fetch_add(1, Ordering::SeqCst);
+                seen
+            }
+            Wake::Fd(_) | Wake::Nothing => 0,
+        })
+        .collect();
+    fence(Ordering::SeqCst);
+    seen
+}
+
+fn unregister(wakes: &[Wake]) {
+    for w in wakes {
+        if let Wake::Ring(r) = w {
+            r.words().sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The indices of the ready objects.
+fn check(objects: &mut [&mut dyn Waitable]) -> io::Result<Vec<usize>> {
+    let mut ready = Vec::new();
+    for (i, o) in objects.iter_mut().enumerate() {
+        if o.ready()? {
+            ready.push(i);
+        }
+    }
+    Ok(ready)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// Something fired (or the time ran out): look again.
+    Look,
+    /// Only doorbells fired that could not be drained.
+    Stale,
+}
+
+/// One `poll` over every object's descriptor, plus the helpers' bell.
+fn sleep(
+    wakes: &[Wake],
+    seen: &[u32],
+    bell: &mut Option<(OwnedFd, OwnedFd)>,
+    limit: Option<Duration>,
+) -> io::Result<Woke> {
+    let queues = wakes
+        .iter()
+        .any(|w| matches!(w, Wake::Ring(r) if r.door().is_none()));
+    if queues && bell.is_none() {
+        *bell = Some(sys::doorbell_pair()?);
+    }
+    let mut fds = Vec::with_capacity(wakes.len() + 1);
+    for w in wakes {
+        fds.push(match w {
+            Wake::Fd(fd) => sys::PollFd::readable(*fd),
+            Wake::Nothing => sys::PollFd::nothing(),
+            Wake::Ring(r) => match r.door() {
+                Some(door) => sys::PollFd::readable(door.as_raw_fd()),
+                None => sys::PollFd::nothing(),
+            },
+        });
+    }
+    let helpers = match bell {
+        Some((ours, theirs)) if queues => {
+            fds.push(sys::PollFd::readable(ours.as_raw_fd()));
+            Some(Helpers::start(wakes, seen, theirs)?)
+        }
+        _ => None,
+    };
+    let polled = sys::poll(&mut fds, limit);
+    if let Some(helpers) = helpers {
+        helpers.stop();
+    }
+    if let Some((ours, _)) = bell {
+        drain(ours.as_fd());
+    }
+    polled?;
+    let mut stale = false;
+    let mut other = false;
+    for (w, fd) in wakes.iter().zip(&fds) {
+        match w {
+            Wake::Ring(r) if r.door().is_some() && fd.fired() => {
+                stale |= !r.drain_door();
+            }
+            _ => other |= fd.fired(),
+        }
+    }
+    // The bell's own entry, if any, counts as "something fired".
+    other |= fds.len() > wakes.len() && fds[wakes.len()].fired();
+    Ok(if stale && !other {
+        Woke::Stale
+    } else {
+        Woke::Look
+    })
+}
+
+/// One thread per queue for one round, each asleep on its queue's futex
+/// word and ringing the bell when it changes.
+struct Helpers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(Arc<dyn Rings>, JoinHandle<()>)>,
+}
+
+impl Helpers {
+    fn start(wakes: &[Wake], seen: &[u32], bell: &OwnedFd) -> io::Result<Helpers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut helpers = Helpers {
+            stop: Arc::clone(&stop),
+            threads: Vec::new(),
+        };
+        for (w, &seen) in wakes.iter().zip(seen) {
+            let Wake::Ring(r) = w else { continue };
+            if r.door().is_some() {
+                continue;
+            }
+            let bell = bell.try_clone()?;
+            let (rings, stop) = (Arc::clone(r), Arc::clone(&stop));
+            let thread = std::thread::Builder::new()
+                .name("mproc-wait".into())
+                .spawn(move || {
+                    let seq = &rings.words().seq;
+                    while !stop.load(Ordering::SeqCst) && seq.load(Ordering::SeqCst) == seen {
+                        sys::word_wait(seq, seen, None);
+                    }
+                    ring(bell.as_fd());
+                });
+            match thread {
+                Ok(t) => helpers.threads.push((Arc::clone(r), t)),
+                Err(e) => {
+                    helpers.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(helpers)
+    }
+
+    /// Wakes every helper (bumping its word: other sleepers on that queue
+    /// wake once too, and sleep again) and waits for them to end.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for (rings, _) in &self.threads {
+            rings.words().wake_unconditionally();
+        }
+        for (_, thread) in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
