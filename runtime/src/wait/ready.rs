@@ -5,8 +5,8 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::thread::JoinHandle;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 use super::door::{drain, ring};
@@ -221,7 +221,7 @@ fn sleep(
     };
     let polled = sys::poll(&mut fds, limit);
     if let Some(helpers) = helpers {
-        helpers.stop();
+        helpers.stop(seen);
     }
     if let Some((ours, _)) = bell {
         drain(ours.as_fd());
@@ -246,56 +246,135 @@ fn sleep(
     })
 }
 
-/// One thread per queue for one round, each asleep on its queue's futex
-/// word and ringing the bell when it changes.
+/// The threads that turn queues' futex words into a ring of the bell, for
+/// one round. On Linux one thread sleeps on up to 127 words at once
+/// (`futex_waitv`) plus a private stop word; elsewhere (or on a kernel
+/// before 5.16) there is one thread per queue. They are not joined: each
+/// owns what it uses and ends by itself once woken, so the caller does not
+/// wait for them to be scheduled before it returns.
 struct Helpers {
     stop: Arc<AtomicBool>,
-    threads: Vec<(Arc<dyn Rings>, JoinHandle<()>)>,
+    /// What every grouped helper also sleeps on; bumped to stop them.
+    stop_word: Arc<AtomicU32>,
+    /// Queues with a thread of their own: the queue and its index.
+    single: Vec<(Arc<dyn Rings>, usize)>,
+}
+
+/// A queue a helper watches: its words and the value seen at registration.
+type Watched = (Arc<dyn Rings>, u32);
+
+/// Whether this kernel has `futex_waitv` (asked once).
+fn grouped_waits() -> bool {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        // A word that differs from the expected value: answered at once.
+        let probe = AtomicU32::new(1);
+        sys::WORDS_WAIT_MAX > 1 && sys::words_wait(&[(&probe, 0)]).is_ok()
+    })
 }
 
 impl Helpers {
     fn start(wakes: &[Wake], seen: &[u32], bell: &OwnedFd) -> io::Result<Helpers> {
-        let stop = Arc::new(AtomicBool::new(false));
         let mut helpers = Helpers {
-            stop: Arc::clone(&stop),
-            threads: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            stop_word: Arc::new(AtomicU32::new(0)),
+            single: Vec::new(),
         };
-        for (w, &seen) in wakes.iter().zip(seen) {
-            let Wake::Ring(r) = w else { continue };
-            if r.door().is_some() {
-                continue;
-            }
-            let bell = bell.try_clone()?;
-            let (rings, stop) = (Arc::clone(r), Arc::clone(&stop));
-            let thread = std::thread::Builder::new()
-                .name("mproc-wait".into())
-                .spawn(move || {
-                    let seq = &rings.words().seq;
-                    while !stop.load(Ordering::SeqCst) && seq.load(Ordering::SeqCst) == seen {
-                        sys::word_wait(seq, seen, None);
-                    }
-                    ring(bell.as_fd());
-                });
-            match thread {
-                Ok(t) => helpers.threads.push((Arc::clone(r), t)),
-                Err(e) => {
-                    helpers.stop();
-                    return Err(e);
-                }
+        let queues: Vec<(usize, Watched)> = wakes
+            .iter()
+            .zip(seen)
+            .enumerate()
+            .filter_map(|(i, (w, &seen))| match w {
+                Wake::Ring(r) if r.door().is_none() => Some((i, (Arc::clone(r), seen))),
+                _ => None,
+            })
+            .collect();
+        let started = if grouped_waits() {
+            queues
+                .chunks(sys::WORDS_WAIT_MAX - 1)
+                .try_for_each(|group| helpers.start_group(group, bell))
+        } else {
+            queues
+                .iter()
+                .try_for_each(|q| helpers.start_single(q, bell))
+        };
+        match started {
+            Ok(()) => Ok(helpers),
+            Err(e) => {
+                helpers.stop(seen);
+                Err(e)
             }
         }
-        Ok(helpers)
     }
 
-    /// Wakes every helper (bumping its word: other sleepers on that queue
-    /// wake once too, and sleep again) and waits for them to end.
-    fn stop(self) {
+    /// One thread asleep on every word of `group` and the stop word.
+    fn start_group(&mut self, group: &[(usize, Watched)], bell: &OwnedFd) -> io::Result<()> {
+        let watched: Vec<Watched> = group.iter().map(|(_, w)| w.clone()).collect();
+        let (stop, stop_word) = (Arc::clone(&self.stop), Arc::clone(&self.stop_word));
+        let bell = bell.try_clone()?;
+        spawn(move || {
+            while !stop.load(Ordering::SeqCst)
+                && watched
+                    .iter()
+                    .all(|(r, seen)| r.words().seq.load(Ordering::SeqCst) == *seen)
+            {
+                let mut words: Vec<(&AtomicU32, u32)> = watched
+                    .iter()
+                    .map(|(r, seen)| (&r.words().seq, *seen))
+                    .collect();
+                words.push((&stop_word, 0));
+                if sys::words_wait(&words).is_err() {
+                    break;
+                }
+            }
+            if !stop.load(Ordering::SeqCst) {
+                ring(bell.as_fd());
+            }
+        })
+    }
+
+    /// One thread asleep on one queue's word.
+    fn start_single(
+        &mut self,
+        (i, (rings, seen)): &(usize, Watched),
+        bell: &OwnedFd,
+    ) -> io::Result<()> {
+        let (r, seen) = (Arc::clone(rings), *seen);
+        let stop = Arc::clone(&self.stop);
+        let bell = bell.try_clone()?;
+        spawn(move || {
+            let seq = &r.words().seq;
+            while !stop.load(Ordering::SeqCst) && seq.load(Ordering::SeqCst) == seen {
+                sys::word_wait(seq, seen, None);
+            }
+            if !stop.load(Ordering::SeqCst) {
+                ring(bell.as_fd());
+            }
+        })?;
+        self.single.push((Arc::clone(rings), *i));
+        Ok(())
+    }
+
+    /// Ends every helper: the grouped ones through the stop word; a single
+    /// one whose word has moved ends by itself, the others are woken by
+    /// bumping their word (other sleepers on that queue wake once too, and
+    /// sleep again).
+    fn stop(self, seen: &[u32]) {
         self.stop.store(true, Ordering::SeqCst);
-        for (rings, _) in &self.threads {
-            rings.words().wake_unconditionally();
-        }
-        for (_, thread) in self.threads {
-            let _ = thread.join();
+        self.stop_word.store(1, Ordering::SeqCst);
+        sys::word_wake(&self.stop_word, u32::MAX);
+        for (rings, i) in &self.single {
+            let words = rings.words();
+            if words.seq.load(Ordering::SeqCst) == seen[*i] {
+                words.wake_unconditionally();
+            }
         }
     }
+}
+
+fn spawn(f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("mproc-wait".into())
+        .spawn(f)
+        .map(drop)
 }

@@ -260,7 +260,7 @@ extern "C" fn pre_main() {
 mod futex;
 mod memory;
 mod robust;
-pub(crate) use futex::{word_wait, word_wake};
+pub(crate) use futex::{WORDS_WAIT_MAX, word_wait, word_wake, words_wait};
 pub(crate) use memory::shared_memory;
 pub(crate) use robust::{RawMutex, thread_identity};
 
