@@ -687,8 +687,16 @@ impl wait::Rings for End {
 macro_rules! waitable {
     ($ty:ident) => {
         impl<T> wait::Sealed for $ty<T> {
-            fn ready(&mut self) -> io::Result<bool> {
-                self.end.poll(Some(Duration::ZERO))
+            fn ready(&mut self, fired: bool) -> io::Result<bool> {
+                // A message counts once it is whole (`len` counts it at
+                // its last piece); the senders' hang-up fires the `poll`.
+                if self.end.rx().ring.len() > 0 {
+                    return Ok(true);
+                }
+                if fired {
+                    return self.end.poll(Some(Duration::ZERO));
+                }
+                Ok(false)
             }
 
             fn wake(&self) -> wait::Wake {

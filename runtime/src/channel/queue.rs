@@ -717,7 +717,7 @@ impl QueueInner {
 macro_rules! waitable {
     ($ty:ident) => {
         impl<T> wait::Sealed for $ty<T> {
-            fn ready(&mut self) -> io::Result<bool> {
+            fn ready(&mut self, _fired: bool) -> io::Result<bool> {
                 Ok(self.inner.wait_ready())
             }
 

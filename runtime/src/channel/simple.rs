@@ -153,7 +153,7 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 
 /// `connection::wait` on a simple queue: as on a [`Queue`](super::Queue).
 impl<T> wait::Sealed for SimpleQueue<T> {
-    fn ready(&mut self) -> io::Result<bool> {
+    fn ready(&mut self, _fired: bool) -> io::Result<bool> {
         Ok(self.inner.wait_ready())
     }
 

@@ -448,7 +448,7 @@ fn write_message(w: &mut impl Write, header: &[u8], payload: &[u8]) -> io::Resul
 /// whole message buffered, or the end of the stream); a sleeper is woken
 /// by the socket turning readable. Closed here: an error, as in Python.
 impl crate::wait::Sealed for Connection {
-    fn ready(&mut self) -> io::Result<bool> {
+    fn ready(&mut self, _fired: bool) -> io::Result<bool> {
         self.poll(Some(Duration::ZERO)).map_err(|e| match e {
             ConnectionError::Io(e) => e,
             other => io::Error::other(other),

@@ -62,7 +62,7 @@ impl fmt::Debug for Sentinel {
 }
 
 impl wait::Sealed for Sentinel {
-    fn ready(&mut self) -> io::Result<bool> {
+    fn ready(&mut self, _fired: bool) -> io::Result<bool> {
         Ok(self.has_exited())
     }
 

@@ -33,7 +33,10 @@ pub(crate) mod sealed {
     /// What [`wait`](super::wait) asks of an object.
     pub trait Sealed {
         /// Whether a receive (or `join`) would return without blocking.
-        fn ready(&mut self) -> io::Result<bool>;
+        /// `fired`: the object's descriptor turned readable in `wait`'s
+        /// `poll`; without it, an object may answer from memory alone (a
+        /// pipe then leaves the hang-up of its senders to the `poll`).
+        fn ready(&mut self, fired: bool) -> io::Result<bool>;
 
         /// How to sleep until [`ready`](Self::ready) may have changed.
         fn wake(&self) -> Wake;
@@ -120,24 +123,13 @@ pub fn wait(
     loop {
         let wakes: Vec<Wake> = objects.iter().map(|o| o.wake()).collect();
         let seen = register(&wakes);
-        let ready = check(objects);
-        let ready = match ready {
-            Ok(r) if !r.is_empty() || wait.expired() => {
-                unregister(&wakes);
-                return Ok(r);
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = ready {
-            unregister(&wakes);
-            return Err(e);
-        }
-        let outcome = sleep(&wakes, &seen, &mut bell, wait.remaining());
+        let round = round(objects, &wakes, &seen, &mut bell, &wait);
         unregister(&wakes);
-        if outcome? == Woke::Stale {
+        match round? {
+            Round::Ready(ready) => return Ok(ready),
+            Round::Again => {}
             // A doorbell we may not drain keeps `poll` readable.
-            std::thread::sleep(Duration::from_millis(1));
+            Round::Stale => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }
@@ -169,49 +161,54 @@ fn unregister(wakes: &[Wake]) {
     }
 }
 
-/// The indices of the ready objects.
-fn check(objects: &mut [&mut dyn Waitable]) -> io::Result<Vec<usize>> {
-    let mut ready = Vec::new();
-    for (i, o) in objects.iter_mut().enumerate() {
-        if o.ready()? {
-            ready.push(i);
-        }
-    }
-    Ok(ready)
-}
-
+/// How a round ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Woke {
-    /// Something fired (or the time ran out): look again.
-    Look,
-    /// Only doorbells fired that could not be drained.
+enum Round {
+    /// These objects are ready (empty: the time ran out).
+    Ready(Vec<usize>),
+    /// Something fired but nothing is ready: look again.
+    Again,
+    /// Only doorbells fired, and they could not be drained.
     Stale,
 }
 
-/// One `poll` over every object's descriptor, plus the helpers' bell.
-fn sleep(
+/// One round, registered: the quick look at every object, one `poll`
+/// (not waiting if something is ready already), then the full look at
+/// whatever fired.
+fn round(
+    objects: &mut [&mut dyn Waitable],
     wakes: &[Wake],
     seen: &[u32],
     bell: &mut Option<(OwnedFd, OwnedFd)>,
-    limit: Option<Duration>,
-) -> io::Result<Woke> {
-    let queues = wakes
-        .iter()
-        .any(|w| matches!(w, Wake::Ring(r) if r.door().is_none()));
+    wait: &Wait,
+) -> io::Result<Round> {
+    let mut ready = vec![false; objects.len()];
+    for (o, r) in objects.iter_mut().zip(&mut ready) {
+        *r = o.ready(false)?;
+    }
+    let some = ready.contains(&true);
+    let limit = if some {
+        Some(Duration::ZERO)
+    } else {
+        wait.remaining()
+    };
+    let queues = !some
+        && wakes
+            .iter()
+            .any(|w| matches!(w, Wake::Ring(r) if r.door().is_none()));
     if queues && bell.is_none() {
         *bell = Some(sys::doorbell_pair()?);
     }
-    let mut fds = Vec::with_capacity(wakes.len() + 1);
-    for w in wakes {
-        fds.push(match w {
+    let mut fds: Vec<sys::PollFd> = wakes
+        .iter()
+        .map(|w| match w {
             Wake::Fd(fd) => sys::PollFd::readable(*fd),
+            Wake::Ring(r) => r.door().map_or_else(sys::PollFd::nothing, |door| {
+                sys::PollFd::readable(door.as_raw_fd())
+            }),
             Wake::Nothing => sys::PollFd::nothing(),
-            Wake::Ring(r) => match r.door() {
-                Some(door) => sys::PollFd::readable(door.as_raw_fd()),
-                None => sys::PollFd::nothing(),
-            },
-        });
-    }
+        })
+        .collect();
     let helpers = match bell {
         Some((ours, theirs)) if queues => {
             fds.push(sys::PollFd::readable(ours.as_raw_fd()));
@@ -223,26 +220,41 @@ fn sleep(
     if let Some(helpers) = helpers {
         helpers.stop(seen);
     }
-    if let Some((ours, _)) = bell {
-        drain(ours.as_fd());
-    }
-    polled?;
-    let mut stale = false;
-    let mut other = false;
-    for (w, fd) in wakes.iter().zip(&fds) {
-        match w {
-            Wake::Ring(r) if r.door().is_some() && fd.fired() => {
-                stale |= !r.drain_door();
-            }
-            _ => other |= fd.fired(),
+    if queues {
+        if let Some((ours, _)) = bell {
+            drain(ours.as_fd());
         }
     }
-    // The bell's own entry, if any, counts as "something fired".
-    other |= fds.len() > wakes.len() && fds[wakes.len()].fired();
-    Ok(if stale && !other {
-        Woke::Stale
+    polled?;
+    // The full look: at what fired, and again at the queues (no descriptor).
+    let mut stale = false;
+    let mut other = fds.len() > wakes.len() && fds[wakes.len()].fired();
+    for (i, o) in objects.iter_mut().enumerate() {
+        let fired = fds[i].fired();
+        if !ready[i] {
+            ready[i] = match &wakes[i] {
+                Wake::Ring(r) if r.door().is_none() => o.ready(false)?,
+                _ if fired => o.ready(true)?,
+                _ => false,
+            };
+        }
+        match &wakes[i] {
+            Wake::Ring(r) if fired && r.door().is_some() => {
+                // A byte nobody drains would keep the doorbell readable.
+                if !r.drain_door() && !ready[i] {
+                    stale = true;
+                }
+            }
+            _ => other |= fired,
+        }
+    }
+    let ready: Vec<usize> = (0..objects.len()).filter(|&i| ready[i]).collect();
+    Ok(if !ready.is_empty() || wait.expired() {
+        Round::Ready(ready)
+    } else if stale && !other {
+        Round::Stale
     } else {
-        Woke::Look
+        Round::Again
     })
 }
 
