@@ -84,9 +84,11 @@ pub(crate) static BEFORE_MAIN: registry::Registry<fn()> = registry::Registry::ne
 
 pub(crate) mod registry;
 
-/// No `futex_waitv` on this system: a caller sleeps on one word per thread.
+/// No `futex_waitv` on this system ([`words_wait`] always fails, and a
+/// caller sleeps on one word per thread); a group of one word plus a stop
+/// word, for arithmetic's sake.
 #[cfg(not(target_os = "linux"))]
-pub(crate) const WORDS_WAIT_MAX: usize = 0;
+pub(crate) const WORDS_WAIT_MAX: usize = 2;
 
 /// No `futex_waitv` on this system: always `Unsupported`.
 #[cfg(not(target_os = "linux"))]
