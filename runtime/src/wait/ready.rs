@@ -87,8 +87,12 @@ pub trait Rings: Send + Sync {
 /// take the message first.
 ///
 /// No object is polled in a loop: the caller sleeps in one `poll` over
-/// every object's descriptor (a helper thread per queue turns its futex
-/// word into one), see `connection/README.md` in the sources.
+/// every object's descriptor; queues, which have none, are watched by a
+/// helper thread asleep on their futex words (one thread for up to 127
+/// queues on Linux 5.16+, one per queue elsewhere) that wakes the `poll`.
+/// See `connection/README.md` in the sources.
+///
+/// Compiled for Windows and macOS but run and tested on Linux only.
 ///
 /// # Errors
 /// A closed `connection::Connection` is an error (Python raises `OSError`
