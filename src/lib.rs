@@ -250,7 +250,10 @@
 //! function is refused before it is decoded; nothing is ever created from
 //! the wire. The other way round, [`PyManager`] is a Rust client of a
 //! server that Python runs. [`connection`] has `Listener`, `Client` and `Connection` on
-//! the framing of `multiprocessing.connection`. The README's "Mixing
+//! the framing of `multiprocessing.connection`, and [`connection::wait`]
+//! (Python's `multiprocessing.connection.wait`) sleeps until one of many
+//! connections, pipe receivers, queues or process sentinels
+//! ([`Process::sentinel`]) is ready. The README's "Mixing
 //! Python and Rust" shows both sides.
 //!
 //! # Beyond one machine

@@ -98,3 +98,25 @@ fn joinable_queue() {
         "one task_done() too many: task_done() called more times than there were items"
     );
 }
+
+#[test]
+fn connection_wait() {
+    let out = util::example_stdout("connection_wait");
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.pop(), Some("every child closed its pipe"), "{out}");
+    // Ten messages from each of four children, each child's in order.
+    let mut per_child: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for line in &lines {
+        let (i, name) = line
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix("\")"))
+            .and_then(|l| l.split_once(", \""))
+            .unwrap_or_else(|| panic!("unexpected line {line:?} in {out}"));
+        per_child.entry(name).or_default().push(i.parse().unwrap());
+    }
+    assert_eq!(per_child.len(), 4, "{out}");
+    for (name, got) in per_child {
+        assert!(name.starts_with("Process-"), "{name}");
+        assert_eq!(got, (0..10).collect::<Vec<u32>>(), "{name}");
+    }
+}

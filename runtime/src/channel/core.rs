@@ -435,6 +435,23 @@ impl Rx<'_> {
         Ok(ready.unwrap_or(false))
     }
 
+    /// Drains the doorbell's wake-up bytes, but only if the consumer lock
+    /// is free: a holder may be asleep on the doorbell and need them
+    /// (`connection::wait`'s clean-up after its `poll` fired). Returns
+    /// whether it could.
+    pub(crate) fn drain_door(&self) -> bool {
+        let Some(door) = self.door else {
+            return true;
+        };
+        match self.ring.lock_consumer(&Wait::Try) {
+            Ok(Some(_holding)) => {
+                wait::drain(door);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Drops what is already there of a message whose reader died.
     fn finish_dead_readers_message(&self, c: &mut Consumer<'_>) {
         while c.partial() {

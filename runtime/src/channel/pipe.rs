@@ -18,7 +18,7 @@ use super::payload;
 use crate::ipc::codec::SharedFd;
 use crate::shm::region::Region;
 use crate::sys;
-use crate::wait::Wait;
+use crate::wait::{self, Wait};
 
 /// Bytes each direction of a pipe can hold before a sender waits for the
 /// receiver (virtual size: only what is used is ever allocated).
@@ -666,3 +666,45 @@ impl<'de, T> Deserialize<'de> for PipeSender<T> {
         })
     }
 }
+
+/// `connection::wait` on a receiving end: ready as [`End::poll`] with no
+/// wait (a whole message, or every sender gone); a sleeper is woken by
+/// the doorbell.
+impl wait::Rings for End {
+    fn words(&self) -> &wait::WakeWords {
+        self.rx().ring.data_wake()
+    }
+
+    fn door(&self) -> Option<sys::BorrowedFd<'_>> {
+        Some(self.door.as_fd())
+    }
+
+    fn drain_door(&self) -> bool {
+        self.rx().drain_door()
+    }
+}
+
+macro_rules! waitable {
+    ($ty:ident) => {
+        impl<T> wait::Sealed for $ty<T> {
+            fn ready(&mut self, fired: bool) -> io::Result<bool> {
+                // A message counts once it is whole (`len` counts it at
+                // its last piece); the senders' hang-up fires the `poll`.
+                if self.end.rx().ring.len() > 0 {
+                    return Ok(true);
+                }
+                if fired {
+                    return self.end.poll(Some(Duration::ZERO));
+                }
+                Ok(false)
+            }
+
+            fn wake(&self) -> wait::Wake {
+                wait::Wake::Ring(Arc::clone(&self.end) as Arc<dyn wait::Rings>)
+            }
+        }
+    };
+}
+
+waitable!(Connection);
+waitable!(PipeReceiver);

@@ -21,7 +21,7 @@ use crate::ipc::codec::SharedFd;
 use crate::shm::region::Region;
 use crate::shm::ring::Ring;
 use crate::sys;
-use crate::wait::{Sleep, Wait};
+use crate::wait::{self, Sleep, Wait};
 
 /// Bytes of pending messages a queue can hold before `put` waits for a
 /// consumer (virtual size: only what is used is ever allocated).
@@ -690,3 +690,43 @@ impl<T> JoinableQueue<T> {
         sleep.until(&Wait::Forever, |_| (ring.unfinished() == 0).then_some(()));
     }
 }
+
+/// `connection::wait` on a queue: ready when an item is in the ring or the
+/// queue was closed in this process; a sleeper is woken through the
+/// ring's futex word (by a helper thread, see `connection/README.md`).
+impl wait::Rings for QueueInner {
+    fn words(&self) -> &wait::WakeWords {
+        self.ring().data_wake()
+    }
+
+    fn door(&self) -> Option<crate::sys::BorrowedFd<'_>> {
+        None
+    }
+
+    fn drain_door(&self) -> bool {
+        true
+    }
+}
+
+impl QueueInner {
+    pub(crate) fn wait_ready(&self) -> bool {
+        self.is_closed() || self.ring().len() > 0
+    }
+}
+
+macro_rules! waitable {
+    ($ty:ident) => {
+        impl<T> wait::Sealed for $ty<T> {
+            fn ready(&mut self, _fired: bool) -> io::Result<bool> {
+                Ok(self.inner.wait_ready())
+            }
+
+            fn wake(&self) -> wait::Wake {
+                wait::Wake::Ring(Arc::clone(&self.inner) as Arc<dyn wait::Rings>)
+            }
+        }
+    };
+}
+
+waitable!(Queue);
+waitable!(JoinableQueue);

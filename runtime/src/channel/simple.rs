@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{GetError, PutError};
 use super::queue::{Flavor, QueueInner, get_error, put_error};
-use crate::wait::Wait;
+use crate::wait::{self, Wait};
 
 /// An unbounded queue with only `put`, `get`, `is_empty` and `close`:
 /// Python's `multiprocessing.SimpleQueue`. Same transport and guarantees as
@@ -148,5 +148,16 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
             inner: Arc::new(inner),
             _marker: PhantomData,
         })
+    }
+}
+
+/// `connection::wait` on a simple queue: as on a [`Queue`](super::Queue).
+impl<T> wait::Sealed for SimpleQueue<T> {
+    fn ready(&mut self, _fired: bool) -> io::Result<bool> {
+        Ok(self.inner.wait_ready())
+    }
+
+    fn wake(&self) -> wait::Wake {
+        wait::Wake::Ring(Arc::clone(&self.inner) as Arc<dyn wait::Rings>)
     }
 }

@@ -444,6 +444,25 @@ fn write_message(w: &mut impl Write, header: &[u8], payload: &[u8]) -> io::Resul
     w.write_all(&payload[sent - header.len()..])
 }
 
+/// `wait` on a connection: ready as [`Connection::poll`] with no wait (a
+/// whole message buffered, or the end of the stream); a sleeper is woken
+/// by the socket turning readable. Closed here: an error, as in Python.
+impl crate::wait::Sealed for Connection {
+    fn ready(&mut self, _fired: bool) -> io::Result<bool> {
+        self.poll(Some(Duration::ZERO)).map_err(|e| match e {
+            ConnectionError::Io(e) => e,
+            other => io::Error::other(other),
+        })
+    }
+
+    fn wake(&self) -> crate::wait::Wake {
+        match &self.stream {
+            Some(stream) => crate::wait::Wake::Fd(stream.raw_fd()),
+            None => crate::wait::Wake::Nothing,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,9 @@ pub use conn::Connection;
 pub use error::ConnectionError;
 pub use listener::{Client, HANDSHAKE_TIMEOUT, Listener};
 
+pub use crate::process::Sentinel;
+pub use crate::wait::{Waitable, wait};
+
 /// The error for a Unix socket path on a system without Unix sockets.
 #[cfg(not(unix))]
 fn no_unix_sockets(path: &std::path::Path) -> ConnectionError {

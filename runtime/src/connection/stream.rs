@@ -111,6 +111,16 @@ impl Stream {
         self.deadline = deadline;
     }
 
+    /// The socket's descriptor, for `wait`'s `poll`.
+    pub(super) fn raw_fd(&self) -> crate::sys::RawFd {
+        use crate::sys::{AsFd, AsRawFd};
+        match &self.socket {
+            Socket::Tcp(s) => s.as_fd().as_raw_fd(),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.as_fd().as_raw_fd(),
+        }
+    }
+
     /// Shuts both directions down, so that the peer sees the end at once.
     pub(super) fn shutdown(&self) {
         self.socket.shutdown();

@@ -7,6 +7,7 @@ pub(crate) mod current;
 pub(crate) mod init;
 pub mod log;
 pub(crate) mod method;
+mod sentinel;
 pub(crate) mod table;
 pub(crate) mod task;
 pub(crate) mod wire;
@@ -29,6 +30,7 @@ pub use method::{
     ContextError, DEFAULT_START_METHOD, StartMethod, get_all_start_methods, get_start_method,
     set_start_method,
 };
+pub use sentinel::Sentinel;
 pub use table::{ChildInfo, active_children};
 
 /// Options for a process that has not started yet; made by [`Process::new`].
@@ -165,6 +167,35 @@ impl<R> Process<R> {
         self.shared
             .as_ref()
             .expect("a Process handle always holds its child until join")
+    }
+
+    /// Python's `p.sentinel`: a handle that [`connection::wait`] reports
+    /// ready once the child has exited (ready at once if it already has).
+    /// It holds a descriptor of its own (a duplicate of the child's
+    /// pidfd; the kqueue on macOS, the exit socket on Windows), so it
+    /// stays valid after `join` and may be kept apart from the `Process`.
+    ///
+    /// [`connection::wait`]: crate::connection::wait
+    ///
+    /// # Errors
+    /// If the descriptor cannot be duplicated (out of descriptors).
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// #[mproc::process]
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    ///
+    /// let p = mproc::Process::new(nap, 50).start()?;
+    /// let mut sentinel = p.sentinel()?;
+    /// let ready = mproc::connection::wait(&mut [&mut sentinel], Some(Duration::from_secs(30)))?;
+    /// assert_eq!(ready, [0]);
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sentinel(&self) -> io::Result<Sentinel> {
+        let exit = self.shared().lock().exit_watch()?;
+        Ok(Sentinel::new(self.pid(), exit))
     }
 
     /// The child's pid.

@@ -212,6 +212,18 @@ impl ChildState {
         })
     }
 
+    /// A descriptor of its own that turns readable when the child exits
+    /// (a duplicate of the pidfd); `None` once the exit is known.
+    pub(crate) fn exit_watch(&self) -> io::Result<Option<OwnedFd>> {
+        if self.exitcode.is_some() {
+            return Ok(None);
+        }
+        self.pidfd
+            .as_ref()
+            .map(sys::duplicate_process_handle)
+            .transpose()
+    }
+
     /// The descriptor that becomes readable when the child exits.
     pub(crate) fn exit_fd(&self) -> Option<RawFd> {
         if self.exitcode.is_some() {

@@ -84,6 +84,18 @@ pub(crate) static BEFORE_MAIN: registry::Registry<fn()> = registry::Registry::ne
 
 pub(crate) mod registry;
 
+/// No `futex_waitv` on this system ([`words_wait`] always fails, and a
+/// caller sleeps on one word per thread); a group of one word plus a stop
+/// word, for arithmetic's sake.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const WORDS_WAIT_MAX: usize = 2;
+
+/// No `futex_waitv` on this system: always `Unsupported`.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn words_wait(_words: &[(&std::sync::atomic::AtomicU32, u32)]) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
 mod mapping;
 pub(crate) use mapping::{mapping_read, mapping_u32, mapping_write};
 

@@ -20,10 +20,13 @@
 
 mod door;
 mod futex;
+mod ready;
 mod sleep;
 
-pub(crate) use door::{hung_up, ring};
+pub(crate) use door::{drain, hung_up, ring};
 pub(crate) use futex::{WakeWords, wait_for_change, wake_all, wake_one};
+pub(crate) use ready::{Rings, Wake, sealed::Sealed};
+pub use ready::{Waitable, wait};
 pub(crate) use sleep::{Sleep, Why};
 
 use std::sync::atomic::{AtomicU8, Ordering};

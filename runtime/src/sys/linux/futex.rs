@@ -39,6 +39,61 @@ pub(crate) fn word_wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadl
     !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
 }
 
+/// The most words one [`words_wait`] takes (the kernel's
+/// `FUTEX_WAITV_MAX`).
+pub(crate) const WORDS_WAIT_MAX: usize = 128;
+
+/// `struct futex_waitv` of `linux/futex.h`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// A 32-bit, shared futex (`FUTEX2_SIZE_U32`, no `FUTEX2_PRIVATE`).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// `futex_waitv(2)` (Linux 5.16): sleeps until one of `words` is woken or
+/// differs from its expected value, with no timeout. `Ok` means "look
+/// again"; `Unsupported` an older kernel. At most [`WORDS_WAIT_MAX`] words.
+pub(crate) fn words_wait(words: &[(&AtomicU32, u32)]) -> io::Result<()> {
+    if words.len() > WORDS_WAIT_MAX {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|(word, expected)| FutexWaitv {
+            val: u64::from(*expected),
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    // SAFETY: `waiters` holds `len` valid entries, each naming a live,
+    // aligned u32 that outlives the call; no flags, no timeout.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            std::ptr::null::<libc::timespec>(),
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => Ok(()),
+        Some(libc::ENOSYS) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        _ => Err(e),
+    }
+}
+
 /// Wakes at most `n` threads (of any process) sleeping on `word`.
 pub(crate) fn word_wake(word: &AtomicU32, n: u32) {
     let n = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);

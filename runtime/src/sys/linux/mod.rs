@@ -32,6 +32,12 @@ pub(crate) fn open_process(pid: u32) -> io::Result<ProcessHandle> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// A second descriptor for the process `handle` names, which turns
+/// readable when it exits, as the handle does (a `Sentinel`'s).
+pub(crate) fn duplicate_process_handle(handle: &ProcessHandle) -> io::Result<OwnedFd> {
+    handle.try_clone()
+}
+
 /// `pidfd_send_signal(2)`: signals exactly the process the pidfd names,
 /// never a later process that reused its pid.
 pub(crate) fn signal_process(pidfd: &ProcessHandle, sig: i32) -> io::Result<()> {
@@ -254,7 +260,7 @@ extern "C" fn pre_main() {
 mod futex;
 mod memory;
 mod robust;
-pub(crate) use futex::{word_wait, word_wake};
+pub(crate) use futex::{WORDS_WAIT_MAX, word_wait, word_wake, words_wait};
 pub(crate) use memory::shared_memory;
 pub(crate) use robust::{RawMutex, thread_identity};
 

@@ -19,7 +19,9 @@ mod wait;
 pub(crate) use local::{LocalName, listen_local, local_address};
 pub(crate) use memory::shared_memory;
 pub(in crate::sys) use process::helper_threads;
-pub(crate) use process::{ProcessHandle, die_with_parent, open_process, reap, signal_process};
+pub(crate) use process::{
+    ProcessHandle, die_with_parent, duplicate_process_handle, open_process, reap, signal_process,
+};
 pub(crate) use wait::{word_wait, word_wake};
 
 /// The pre-`main` hook: dyld runs every function in `__mod_init_func`

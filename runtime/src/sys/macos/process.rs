@@ -40,6 +40,19 @@ impl ProcessHandle {
     }
 }
 
+/// A second descriptor for the kqueue of `handle`, which turns readable
+/// when the process exits, as the handle does (a `Sentinel`'s). Not in a
+/// forked child, where the kqueue is gone.
+pub(crate) fn duplicate_process_handle(handle: &ProcessHandle) -> io::Result<OwnedFd> {
+    if !handle.is_ours() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a process handle inherited through fork cannot be watched on macOS",
+        ));
+    }
+    handle.kq.try_clone()
+}
+
 impl AsRawFd for ProcessHandle {
     /// The kqueue, or -1 (which `poll` skips) in a forked child, where the
     /// kqueue was closed by the fork and its number may be another's now.

@@ -72,6 +72,12 @@ pub(crate) fn getpid() -> u32 {
 /// reads end-of-file (to [`PollFd`]) once it has ended.
 pub(crate) type ProcessHandle = OwnedFd;
 
+/// A second descriptor for the process `handle` names, which turns
+/// readable when it exits, as the handle does (a `Sentinel`'s).
+pub(crate) fn duplicate_process_handle(handle: &ProcessHandle) -> io::Result<OwnedFd> {
+    handle.try_clone()
+}
+
 /// A handle to process `pid` that [`poll`] can wait on: it reads
 /// end-of-file once the process has ended. A thread-pool wait on the
 /// process handle closes the far end of a socket pair when it fires.
