@@ -31,6 +31,17 @@ fn smoke() {
     // A copy of this binary runs the child.
     let copy = dir.join(me.file_name().unwrap());
     std::fs::copy(&me, &copy).unwrap();
+    // Libraries beside the program go with it (under Wine, the
+    // `bcryptprimitives.dll` stand-in the build puts there).
+    for entry in std::fs::read_dir(me.parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dll"))
+        {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
     mproc::set_executable(&copy);
     assert_eq!(spawn_my_exe().unwrap(), copy);
     // Other start methods are not affected.

@@ -75,7 +75,13 @@ pub(crate) type ProcessHandle = OwnedFd;
 /// A second descriptor for the process `handle` names, which turns
 /// readable when it exits, as the handle does (a `Sentinel`'s).
 pub(crate) fn duplicate_process_handle(handle: &ProcessHandle) -> io::Result<OwnedFd> {
-    handle.try_clone()
+    // A process handle is watched through its own socket pair: a copy
+    // needs a copy of the process handle and a watch of its own (which
+    // fires at once if the process has already ended).
+    let Some(h) = handle.as_fd().process_handle() else {
+        return handle.try_clone();
+    };
+    watch_process(handle::duplicate_in_this_process(h, false)?)
 }
 
 /// A handle to process `pid` that [`poll`] can wait on: it reads
