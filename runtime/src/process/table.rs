@@ -373,7 +373,9 @@ impl ChildInfo {
 /// reaped on the way (their handles keep exit code and result).
 ///
 /// # Examples
-/// ```
+/// ```standalone_crate
+/// // (Its own process: doctests otherwise share one, and others start
+/// // children.)
 /// assert!(mproc::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<ChildInfo> {
