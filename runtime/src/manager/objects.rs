@@ -202,7 +202,7 @@ fn ok<R: serde::Serialize>(r: R) -> DispatchResult {
 
 /// Waits on `cv` until `ready` holds, the deadline passes or the caller
 /// goes away; returns the guard and whether `ready` holds.
-fn wait_until<'a, T>(
+pub(super) fn wait_until<'a, T>(
     cv: &Condvar,
     mut guard: MutexGuard<'a, T>,
     deadline: Option<Instant>,
@@ -237,7 +237,7 @@ fn wait_until<'a, T>(
 
 /// The deadline `nanos` from now; `None` (no deadline) when absent or too
 /// far away to represent.
-fn deadline(nanos: Option<u64>) -> Option<Instant> {
+pub(super) fn deadline(nanos: Option<u64>) -> Option<Instant> {
     nanos.and_then(|n| Instant::now().checked_add(Duration::from_nanos(n)))
 }
 
@@ -279,7 +279,7 @@ impl Dict {
 
 impl DictInner {
     /// Inserts, keeping an existing key's position (as Python does).
-    fn put(&mut self, k: Bytes, item: Item) {
+    pub(super) fn put(&mut self, k: Bytes, item: Item) {
         match self.map.get_mut(&k) {
             Some(slot) => slot.1 = item,
             None => {

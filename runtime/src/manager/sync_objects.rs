@@ -8,53 +8,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::objects::{SLICE, lock};
+use super::objects::{deadline, lock, wait_until};
 use super::shared::{Call, CallError, DispatchResult, Object, encode_result, remote};
 use super::wire::{CallFailure, Failure};
 
 fn ok<R: serde::Serialize>(r: R) -> DispatchResult {
     encode_result(&r)
-}
-
-fn deadline(nanos: Option<u64>) -> Option<Instant> {
-    nanos.and_then(|n| Instant::now().checked_add(Duration::from_nanos(n)))
-}
-
-/// Waits on `cv` until `ready` holds (true), the deadline passes (false)
-/// or the caller goes away (an error), checking the caller every slice.
-fn wait_until<'a, T>(
-    cv: &Condvar,
-    mut g: std::sync::MutexGuard<'a, T>,
-    until: Option<Instant>,
-    call: &Call<'_>,
-    mut ready: impl FnMut(&mut T) -> bool,
-) -> Result<(std::sync::MutexGuard<'a, T>, bool), CallError> {
-    loop {
-        if ready(&mut g) {
-            return Ok((g, true));
-        }
-        let slice = match until {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok((g, false));
-                }
-                left.min(SLICE)
-            }
-            None => SLICE,
-        };
-        g = cv
-            .wait_timeout(g, slice)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-        if !ready(&mut g) && !call.client_alive() {
-            return Err(remote(
-                "the caller went away or the manager is shutting down",
-            ));
-        }
-    }
 }
 
 /// A counting semaphore; `bound` makes it Python's `BoundedSemaphore`

@@ -30,19 +30,6 @@ pub(crate) const DICT_EXPOSED: &[&str] = &[
     "values",
 ];
 
-/// Inserts keeping an existing key's position, as Python does.
-fn dict_insert(d: &mut DictInner, k: Vec<u8>, v: Vec<u8>) {
-    let item = Item::plain(v);
-    match d.map.get_mut(&k) {
-        Some(slot) => slot.1 = item,
-        None => {
-            let n = d.next;
-            d.map.insert(k, (n, item));
-            d.next += 1;
-        }
-    }
-}
-
 /// A Python client's call on a dict of keys `kc` and values `vc`.
 pub(crate) fn dict(
     d: &Mutex<DictInner>,
@@ -86,7 +73,7 @@ pub(crate) fn dict(
         "__setitem__" => {
             a.expect(m, &["key", "value"], 2)?;
             let (k, v) = (kc.input(&arg(0, "key"))?, vc.input(&arg(1, "value"))?);
-            dict_insert(&mut lock(d), k, v);
+            lock(d).put(k, Item::plain(v));
             done(NONE.to_vec())
         }
         "__delitem__" | "pop" => {
@@ -112,7 +99,7 @@ pub(crate) fn dict(
                 return done(vc.out(&v.bytes)?);
             }
             let default = arg(1, "default");
-            dict_insert(&mut g, k, vc.input(&default)?);
+            g.put(k, Item::plain(vc.input(&default)?));
             done(body_of(&default))
         }
         "popitem" => {
@@ -172,7 +159,7 @@ pub(crate) fn dict(
             }
             let mut g = lock(d);
             for (k, v) in pairs {
-                dict_insert(&mut g, k, v);
+                g.put(k, Item::plain(v));
             }
             done(NONE.to_vec())
         }

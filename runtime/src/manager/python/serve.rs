@@ -26,7 +26,8 @@ pub(crate) fn serve(
     alive: &dyn Fn() -> bool,
     cache: &mut HashMap<u64, Arc<dyn Object>>,
 ) -> io::Result<()> {
-    let me = NEXT_CONN.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    // The server's connection number, in the 16 bits `LAST_REPLY` keeps.
+    let me = conn & 0xffff;
     let mut frame = first;
     loop {
         let reply = request(state, conn, &frame, alive, cache);
@@ -51,7 +52,6 @@ static SPINNING: AtomicUsize = AtomicUsize::new(0);
 /// bits, microseconds since `EPOCH` below.
 static LAST_REPLY: AtomicU64 = AtomicU64::new(0);
 static EPOCH: OnceLock<Instant> = OnceLock::new();
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 const TIME_BITS: u32 = 48;
 
