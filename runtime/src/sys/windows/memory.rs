@@ -151,14 +151,16 @@ pub(crate) fn memory_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
 }
 
 /// A whole view of a section, unmapped on drop.
-struct View {
-    ptr: NonNull<u8>,
-    len: usize,
+#[derive(Debug)]
+pub(super) struct View {
+    pub(super) ptr: NonNull<u8>,
+    /// The view's size: whole pages.
+    pub(super) len: usize,
 }
 
 impl View {
     /// Maps all of section `h` (`len` 0) or its first `len` bytes.
-    fn map(h: HANDLE, len: usize) -> io::Result<View> {
+    pub(super) fn map(h: HANDLE, len: usize) -> io::Result<View> {
         // SAFETY: `h` is a section handle the caller holds open.
         let addr = unsafe { MapViewOfFile(h, FILE_MAP_ALL_ACCESS, 0, 0, len) };
         let Some(ptr) = NonNull::new(addr.Value.cast::<u8>()) else {

@@ -9,21 +9,22 @@
 //! does nothing, as Python's `unlink` does nothing on Windows.
 
 use std::io;
-use std::ptr::NonNull;
 
 use windows_sys::Win32::Foundation::{ERROR_ALREADY_EXISTS, GetLastError, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, FILE_MAP_ALL_ACCESS, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
-    MapViewOfFile, OpenFileMappingW, PAGE_READWRITE, UnmapViewOfFile, VirtualQuery,
+    CreateFileMappingW, FILE_MAP_ALL_ACCESS, OpenFileMappingW, PAGE_READWRITE,
 };
 
 use super::handle::OwnedFd;
+use super::memory::View;
 
 /// A whole named section mapped read-write, with its handle; unmapped and
 /// closed on drop.
 #[derive(Debug)]
 pub(crate) struct NamedMemory {
-    ptr: NonNull<u8>,
+    /// Unmapped on drop.
+    view: View,
+    /// What the creator asked for, or the whole view for an opener.
     len: usize,
     _section: OwnedFd,
 }
@@ -93,55 +94,23 @@ impl NamedMemory {
     fn map(section: OwnedFd, len: usize) -> io::Result<NamedMemory> {
         use super::handle::AsRawFd;
         let h = section.as_raw_fd().value as windows_sys::Win32::Foundation::HANDLE;
-        // SAFETY: `h` is a section handle we hold open.
-        let addr = unsafe { MapViewOfFile(h, FILE_MAP_ALL_ACCESS, 0, 0, 0) };
-        let Some(ptr) = NonNull::new(addr.Value.cast::<u8>()) else {
-            return Err(io::Error::last_os_error());
-        };
-        let mut memory = NamedMemory {
-            ptr,
+        let view = View::map(h, 0)?;
+        let len = if len == 0 { view.len } else { len };
+        Ok(NamedMemory {
+            view,
             len,
             _section: section,
-        };
-        if len == 0 {
-            // SAFETY: an all-zero MEMORY_BASIC_INFORMATION is a valid buffer.
-            let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
-            // SAFETY: `info` is a valid out-buffer of the size passed.
-            let n = unsafe {
-                VirtualQuery(
-                    ptr.as_ptr().cast(),
-                    &mut info,
-                    std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
-                )
-            };
-            if n == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            memory.len = info.RegionSize;
-        }
-        Ok(memory)
+        })
     }
 
     /// The first byte.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.view.ptr.as_ptr()
     }
 
     /// The length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-}
-
-impl Drop for NamedMemory {
-    fn drop(&mut self) {
-        // SAFETY: mapped by MapViewOfFile in `map`, unmapped once; every
-        // borrow of it borrowed from the owner of this value.
-        unsafe {
-            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                Value: self.ptr.as_ptr().cast(),
-            })
-        };
     }
 }
 
