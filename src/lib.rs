@@ -241,7 +241,8 @@
 //!
 //! # Python peers
 //!
-//! mproc speaks CPython's own wire, with every CPython from 3.6 on. A
+//! mproc speaks CPython's own wire (tested with CPython 3.8, 3.11 and
+//! 3.13; the handshake with every CPython from 3.6). A
 //! Python program is a client of a [`BaseManager`] through Python's own
 //! `BaseManager` and proxies: what Rust registers — an [`mproc::Queue`](Queue),
 //! a `HashMap` or `BTreeMap` (a dict), a `Vec` (a list), a [`Namespace`],
