@@ -5,7 +5,7 @@
 
 Python's own task_master lesson: a BaseManager serving a task queue and a
 result queue; the worker is a Rust program (mproc's PyManager speaks
-CPython's manager protocol). Works with CPython 3.6 and newer.
+CPython's manager protocol). Tested with CPython 3.8, 3.11 and 3.13 (tests/examples_python.rs).
 """
 import queue
 import sys

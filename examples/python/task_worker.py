@@ -5,7 +5,7 @@
 
 It is the worker of Python's own task_master/task_worker lesson, unchanged
 but for the names: the Rust master registers "task_queue" (numbers, a
-Rust u64) and "result_queue" (strings). Works with CPython 3.6 and newer.
+Rust u64) and "result_queue" (strings). Tested with CPython 3.8, 3.11 and 3.13 (tests/examples_python.rs).
 """
 import queue
 import sys
