@@ -51,8 +51,10 @@ unsafe fn fork_and_run(
     let err = std::io::stderr().lock();
     let cur = current::lock_for_fork();
     let tab = table::lock_for_fork();
-    let lau = launcher::lock_for_fork();
+    // The fork server's lock before the launcher's: starting the fork
+    // server holds the first while it waits on the launcher.
     let mut srv = forkserver::lock_for_fork();
+    let lau = launcher::lock_for_fork();
     let rea = table::reaper_lock_for_fork();
     let met = crate::process::method::lock_for_fork();
     // SAFETY: the locks mproc needs in the child are held by this thread
