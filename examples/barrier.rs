@@ -1,7 +1,17 @@
 //! Lesson: a `Barrier` holds every party until all of them have arrived;
-//! four processes meet, then go on together.
+//! four processes meet, then go on together. Its action (Python's
+//! `Barrier(4, action=f)`) runs once, in the last process to arrive,
+//! before anyone is let through.
 
 use std::error::Error;
+
+#[mproc::process]
+fn all_arrived() {
+    println!(
+        "all arrived: the action ran once, in pid {}",
+        std::process::id()
+    );
+}
 
 #[mproc::process]
 fn worker(barrier: mproc::Barrier, i: u32) -> usize {
@@ -12,7 +22,7 @@ fn worker(barrier: mproc::Barrier, i: u32) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let barrier = mproc::Barrier::new(4)?;
+    let barrier = mproc::Barrier::with_action(4, all_arrived)?;
     let mut workers = Vec::new();
     for i in 0..4 {
         workers.push(mproc::spawn(worker, (barrier.clone(), i))?);

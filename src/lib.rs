@@ -99,7 +99,8 @@
 //! `spawn`, `fork`, `forkserver`), or through a [`Context`] from
 //! [`get_context`]. Every feature works under every method, and a child may
 //! use a different method for its own children.
-//! [`set_executable`] points `Spawn` at another copy of the same binary.
+//! [`set_executable`] points `Spawn` at another copy of the same binary
+//! ([`get_executable`] tells which one it runs).
 //!
 //! # Child set-up
 //!

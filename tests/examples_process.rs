@@ -215,3 +215,76 @@ fn child_init_logs_from_spawn_and_forkserver_children() {
         "{stderr}"
     );
 }
+
+/// Runs `panics` with `RUST_BACKTRACE` set to `backtrace`.
+fn panics(backtrace: &str) -> Vec<String> {
+    let out = util::run_example_with(
+        "panics",
+        &[("RUST_BACKTRACE", backtrace)],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().map(str::to_string).collect()
+}
+
+/// The lines `panics` prints besides the backtrace line (the second).
+fn panic_lines_but_backtrace(lines: &[String]) {
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    assert_eq!(lines[0], "the child exited with code Some(1)");
+    assert_eq!(
+        lines[2],
+        "panicked: the port must be a number: ParseIntError { kind: InvalidDigit }"
+    );
+    assert!(
+        lines[3].starts_with("at: ") && lines[3].ends_with("panics.rs"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[4..],
+        [
+            "8080 -> port 8080",
+            "http -> task failed: true",
+            "443 -> port 443",
+            "the pool still works: 22"
+        ]
+    );
+}
+
+#[test]
+fn panics_come_back_with_message_and_location() {
+    let lines = panics("0");
+    panic_lines_but_backtrace(&lines);
+    assert_eq!(lines[1], "no backtrace (set RUST_BACKTRACE=1 for one)");
+}
+
+#[test]
+fn panics_bring_the_backtrace_when_the_environment_asks() {
+    let lines = panics("1");
+    panic_lines_but_backtrace(&lines);
+    assert!(
+        lines[1].starts_with("the child's backtrace came back (")
+            && lines[1].ends_with("names parse_port: true)"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn set_executable_runs_children_from_the_link() {
+    let out = util::example_stdout("set_executable");
+    let exe = format!("set_executable{}", std::env::consts::EXE_SUFFIX);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            format!("spawn runs {exe}"),
+            format!("a child ran {exe}"),
+            "after set_executable, a child ran the link: true".to_string(),
+            format!("and now spawn runs {exe} again"),
+        ]
+    );
+}

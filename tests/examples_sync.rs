@@ -142,16 +142,29 @@ fn condition_stage_two_runs_after_stage_one() {
 fn barrier_lets_four_through_together() {
     let out = run("barrier");
     let lines = lines(&out);
-    assert_eq!(lines.len(), 9, "{out}");
+    assert_eq!(lines.len(), 10, "{out}");
     let last_wait = lines
         .iter()
         .rposition(|l| l.ends_with("waiting at the barrier"));
     let first_pass = lines
         .iter()
         .position(|l| l.contains("passed (arrival index"));
+    let action = lines.iter().position(|l| l.starts_with("all arrived:"));
     assert!(
         last_wait < first_pass,
         "nobody passes before all arrive:\n{out}"
+    );
+    assert!(
+        last_wait < action && action < first_pass,
+        "the action runs after the last arrival, before anyone passes:\n{out}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("all arrived:"))
+            .count(),
+        1,
+        "the action runs once:\n{out}"
     );
     let mut indices: Vec<u32> = lines
         .iter()
@@ -159,7 +172,7 @@ fn barrier_lets_four_through_together() {
         .collect();
     indices.sort_unstable();
     assert_eq!(indices, [0, 1, 2, 3], "{out}");
-    assert_eq!(lines[8], "all 4 workers passed; 1 of them got index 0");
+    assert_eq!(lines[9], "all 4 workers passed; 1 of them got index 0");
 }
 
 #[test]

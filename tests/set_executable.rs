@@ -26,6 +26,7 @@ fn smoke() {
     std::fs::create_dir_all(&dir).unwrap();
 
     // The default: this binary.
+    assert_eq!(mproc::get_executable().unwrap(), me);
     assert_eq!(spawn_my_exe().unwrap(), me);
 
     // A copy of this binary runs the child.
@@ -43,6 +44,7 @@ fn smoke() {
         }
     }
     mproc::set_executable(&copy);
+    assert_eq!(mproc::get_executable().unwrap(), copy);
     assert_eq!(spawn_my_exe().unwrap(), copy);
     // Other start methods are not affected.
     for method in mproc::get_all_start_methods() {
@@ -58,6 +60,7 @@ fn smoke() {
     // A path that does not exist: an Io error at start that names it.
     let missing = dir.join("no-such-program");
     mproc::set_executable(&missing);
+    assert_eq!(mproc::get_executable().unwrap(), missing);
     let Err(err) = Process::new(my_exe, ())
         .start_method(StartMethod::Spawn)
         .start()

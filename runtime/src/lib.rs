@@ -55,7 +55,7 @@ pub use process::{
 };
 #[cfg(unix)]
 pub use start::fork::fork;
-pub use start::spawn::set_executable;
+pub use start::spawn::{get_executable, set_executable};
 
 /// Everything this crate registers at link time: the runtime's own tasks
 /// (the manager server, the pool worker) and what runs before `main` (a

@@ -52,6 +52,23 @@ pub fn set_executable(path: impl AsRef<Path>) {
     *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = Some(path.as_ref().to_path_buf());
 }
 
+/// Python's `multiprocessing.spawn.get_executable()`: the program the
+/// [`Spawn`](crate::StartMethod::Spawn) start method runs for children —
+/// the one [`set_executable`] set, else this program's own executable.
+///
+/// # Errors
+/// Nothing was set and the OS cannot tell this program's path
+/// ([`std::env::current_exe`]'s error).
+///
+/// # Examples
+/// ```
+/// let me = std::env::current_exe().unwrap();
+/// assert_eq!(mproc::get_executable().unwrap(), me);
+/// ```
+pub fn get_executable() -> io::Result<PathBuf> {
+    executable().map_or_else(std::env::current_exe, Ok)
+}
+
 /// The executable set with [`set_executable`], if any.
 fn executable() -> Option<PathBuf> {
     EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone()
