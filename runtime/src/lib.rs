@@ -7,6 +7,8 @@
 // public contract makes `unsafe`); every other module forbids it.
 #![deny(unsafe_code)]
 
+#[cfg(all(unix, feature = "tokio"))]
+mod aio;
 mod channel;
 /// Python's `multiprocessing.connection`: listeners, clients and
 /// connections on CPython's wire, with its authkey handshake.

@@ -12,6 +12,8 @@ mod memory;
 mod named_memory;
 mod poll;
 mod process;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 mod socket;
 
 pub(crate) use clock::Deadline;
