@@ -3,6 +3,8 @@
 //! cases, from another process, with handles inside values, and on a
 //! `BaseManager`'s registered dict and list.
 
+mod util;
+
 use std::collections::HashMap;
 
 use mproc::{DictProxy, ListProxy, Manager};
@@ -72,6 +74,64 @@ fn list_methods() {
     assert_eq!(l.to_vec().unwrap(), [2, 5, 4, 3, 1, 0]);
     l.clear().unwrap();
     assert_eq!((l.len().unwrap(), l.pop().unwrap()), (0, None));
+}
+
+#[test]
+fn slice_assignment_and_deletion_clamp_as_python_does() {
+    let m = Manager::start().unwrap();
+    let l = m.list_from(vec![0, 1, 2, 3, 4]).unwrap();
+    // l[1:3] = [10, 11, 12]: longer than the range.
+    l.set_slice(1..3, [10, 11, 12]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [0, 10, 11, 12, 3, 4]);
+    // l[0:4] = [7]: shorter.
+    l.set_slice(0..4, [7]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [7, 3, 4]);
+    // l[2:1] = [8]: an end before the start inserts at the start.
+    #[allow(clippy::reversed_empty_ranges)]
+    l.set_slice(2..1, [8]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [7, 3, 8, 4]);
+    // l[50:60] = [9]: past the end appends; l[0:0] = [..] prepends.
+    l.set_slice(50..60, [9]).unwrap();
+    l.set_slice(0..0, [-2, -1]).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [-2, -1, 7, 3, 8, 4, 9]);
+    // del l[1:3]; del l[5:100]; del l[9:10] (nothing there).
+    l.del_slice(1..3).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [-2, 3, 8, 4, 9]);
+    l.del_slice(3..100).unwrap();
+    l.del_slice(9..10).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [-2, 3, 8]);
+    // l[:] = []: everything.
+    l.set_slice(0..usize::MAX, []).unwrap();
+    assert!(l.is_empty().unwrap());
+}
+
+#[mproc::process]
+fn splice_from_a_child(l: ListProxy<mproc::Queue<u32>>, q: mproc::Queue<u32>) -> usize {
+    l.set_slice(0..1, [q.clone(), q]).unwrap();
+    l.len().unwrap()
+}
+
+#[test]
+fn slice_assignment_from_a_child_carries_handles() {
+    let m = Manager::start().unwrap();
+    let (a, b) = (mproc::Queue::new().unwrap(), mproc::Queue::new().unwrap());
+    let l = m.list_from(vec![a.clone(), a]).unwrap();
+    for method in util::METHODS {
+        let n = mproc::Process::new(splice_from_a_child, (l.clone(), b.clone()))
+            .start_method(method)
+            .start()
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(n, 3, "{method:?}");
+        // The first two items are now `b`, the last still `a`.
+        let items = l.to_vec().unwrap();
+        items[0].put(1).unwrap();
+        items[1].put(2).unwrap();
+        assert_eq!((b.get().unwrap(), b.get().unwrap()), (1, 2), "{method:?}");
+        l.set_slice(0..2, [items[2].clone()]).unwrap();
+        assert_eq!(l.len().unwrap(), 2);
+    }
 }
 
 #[mproc::process]

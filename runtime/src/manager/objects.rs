@@ -477,6 +477,18 @@ impl Object for List {
                 }
                 ok(out)
             }
+            // Python's `l[start:end] = items` (and `del l[start:end]`, with
+            // no items): the bounds are clamped as a slice's are, and an
+            // end before the start inserts at the start.
+            "splice" => {
+                let (start, end, items): (u64, u64, Vec<(Bytes, u32)>) = call.args()?;
+                let items = Item::many_from_call(call, items)?;
+                let mut l = lock(&self.0);
+                let start = (start as usize).min(l.len());
+                let end = (end as usize).clamp(start, l.len());
+                l.splice(start..end, items);
+                ok(())
+            }
             "extend" => {
                 let items: Vec<(Bytes, u32)> = call.args()?;
                 let items = Item::many_from_call(call, items)?;

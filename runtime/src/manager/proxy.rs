@@ -31,6 +31,26 @@ fn enc_item<T: Serialize + ?Sized>(v: &T) -> Result<(Vec<u8>, Vec<RawFd>), Manag
     codec::encode_with_fds(v).map_err(ManagerError::Encode)
 }
 
+/// Encodes `items` for a call carrying many: each item's bytes and how many
+/// descriptors it has, all the descriptors in order, and the items
+/// themselves, which own those descriptors and must outlive the call.
+type EncodedItems<T> = (Vec<(Vec<u8>, u32)>, Vec<RawFd>, Vec<T>);
+
+fn enc_items<T: Serialize>(
+    items: impl IntoIterator<Item = T>,
+) -> Result<EncodedItems<T>, ManagerError> {
+    let mut wire = Vec::new();
+    let mut raw = Vec::new();
+    let mut keep = Vec::new();
+    for item in items {
+        let (bytes, fds) = enc_item(&item)?;
+        wire.push((bytes, fds.len() as u32));
+        raw.extend(fds);
+        keep.push(item);
+    }
+    Ok((wire, raw, keep))
+}
+
 /// Calls `method` with plain `args` and the descriptors of the item they
 /// carry; decodes the (plain) result and returns the reply's descriptors.
 fn call_item<R: DeserializeOwned>(
@@ -328,16 +348,40 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
 
     /// Appends every item, in one round trip (Python's `extend`).
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        let mut raw = Vec::new();
-        let mut wire = Vec::new();
-        let mut keep = Vec::new();
-        for item in items {
-            let (bytes, fds) = enc_item(&item)?;
-            wire.push((bytes, fds.len() as u32));
-            raw.extend(fds);
-            keep.push(item);
-        }
+        let (wire, raw, _keep) = enc_items(items)?;
         call_item(&self.handle, "extend", &wire, &raw).map(|((), _)| ())
+    }
+
+    /// Replaces items `range` with `items`, in one round trip (Python's
+    /// `l[a:b] = items`). The range is clamped to the list as a slice is,
+    /// so `len..len` appends and `0..0` prepends; `items` may be longer or
+    /// shorter than the range.
+    ///
+    /// # Examples
+    /// ```
+    /// let m = mproc::Manager::start().unwrap();
+    /// let l = m.list_from(vec![1, 2, 3, 4]).unwrap();
+    /// l.set_slice(1..3, [20, 30, 35]).unwrap(); // l[1:3] = [20, 30, 35]
+    /// assert_eq!(l.to_vec().unwrap(), [1, 20, 30, 35, 4]);
+    /// l.del_slice(0..2).unwrap(); // del l[0:2]
+    /// assert_eq!(l.to_vec().unwrap(), [30, 35, 4]);
+    /// l.set_slice(9..9, [5]).unwrap(); // past the end: appended
+    /// assert_eq!(l.to_vec().unwrap(), [30, 35, 4, 5]);
+    /// ```
+    pub fn set_slice(
+        &self,
+        range: std::ops::Range<usize>,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<(), ManagerError> {
+        let (wire, raw, _keep) = enc_items(items)?;
+        let args = (range.start as u64, range.end as u64, wire);
+        call_item(&self.handle, "splice", &args, &raw).map(|((), _)| ())
+    }
+
+    /// Removes items `range` (clamped to the list), in one round trip
+    /// (Python's `del l[a:b]`).
+    pub fn del_slice(&self, range: std::ops::Range<usize>) -> Result<(), ManagerError> {
+        self.set_slice(range, [])
     }
 
     /// Inserts `item` before `index` (Python's `insert`: a negative index
@@ -413,14 +457,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ListProxy<T> {
                 .map(|((v, _), fds)| dec_item::<T>(v, fds))
                 .collect::<Result<Vec<T>, _>>()?;
             f(&mut values);
-            let mut raw = Vec::new();
-            let mut wire = Vec::new();
-            for v in &values {
-                let (bytes, fds) = enc_item(v)?;
-                wire.push((bytes, fds.len() as u32));
-                raw.extend(fds);
-            }
+            let (wire, raw, values) = enc_items(values)?;
             let (done, _): (bool, _) = call_item(&self.handle, "replace_if", &(seen, wire), &raw)?;
+            drop(values);
             if done {
                 return Ok(());
             }
