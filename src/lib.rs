@@ -130,6 +130,13 @@
 //!   message names the hook ("the `#[mproc::child_init]` hook
 //!   `app::set_up` panicked: …"). The hooks run after the child knows who it is, so
 //!   [`current_process`] works inside them.
+//! * In a pool, a worker whose hook panics is not replaced at once (its
+//!   replacement would most likely fail too, over and over, as Python's
+//!   pool does with a failing `initializer`). Its tasks go to the other
+//!   workers; once no worker is left, every queued task fails with
+//!   [`TaskError::Panicked`] whose message is "no pool worker could start:"
+//!   and the hook's panic, and the next task submitted starts the workers
+//!   again.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};

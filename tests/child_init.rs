@@ -6,7 +6,9 @@ mod util;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mproc::{Pool, Process, ProcessError};
+use std::time::Duration;
+
+use mproc::{Pool, Process, ProcessError, TaskError};
 
 /// How many times the first hook ran in this process.
 static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -49,13 +51,26 @@ fn b_second() {
     ORDER.lock().unwrap().push("b");
 }
 
-/// Fails the child it runs in when that child is named `fail-init`.
+/// Fails the child it runs in when that child is named `fail-init`, or
+/// when it is a pool worker while the test process's flag file exists.
 #[mproc::child_init]
 fn c_fails_for_one_name() {
-    if mproc::current_process().name() == "fail-init" {
-        panic!("no set-up for {}", mproc::current_process().name());
+    let me = mproc::current_process();
+    let name = me.name();
+    if name == "fail-init" || (name.contains("PoolWorker-") && pool_flag().exists()) {
+        panic!("no set-up for {name}");
     }
 }
+
+/// While this file exists, the test process's pool workers fail their
+/// set-up. The test process and its children agree on the name.
+fn pool_flag() -> std::path::PathBuf {
+    let root = mproc::parent_process().map_or(std::process::id(), |p| p.pid());
+    std::env::temp_dir().join(format!("mproc-child-init-fail-pool-{root}"))
+}
+
+/// The tests that start pools, one at a time (the flag is process-wide).
+static POOLS: Mutex<()> = Mutex::new(());
 
 /// What a child saw: hook runs, hook order, and the logger's lines.
 type Seen = (usize, Vec<String>, Vec<String>);
@@ -120,6 +135,7 @@ fn every_start_method_runs_the_hooks_once_in_order() {
 
 #[test]
 fn a_pool_worker_runs_the_hooks_once_for_all_its_tasks() {
+    let _serial = POOLS.lock().unwrap_or_else(|e| e.into_inner());
     for method in util::METHODS {
         let pool = Pool::builder()
             .processes(1)
@@ -175,4 +191,52 @@ fn a_failed_hook_gives_exit_code_one() {
         p.join_timeout(std::time::Duration::from_secs(30)).unwrap(),
         Some(1)
     );
+}
+
+#[test]
+fn a_pool_whose_workers_fail_their_set_up_fails_its_tasks_instead_of_hanging() {
+    let _serial = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let want = "no pool worker could start: the #[mproc::child_init] hook \
+                `child_init::c_fails_for_one_name` panicked: no set-up for ";
+    for method in util::METHODS {
+        std::fs::write(pool_flag(), b"").unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .build()
+            .unwrap();
+        // Every queued task fails with the hook's panic, once no worker is
+        // left, instead of waiting for workers that keep failing.
+        let pending: Vec<_> = (0..3)
+            .map(|_| pool.apply_async(report, ()).unwrap())
+            .collect();
+        for r in pending {
+            let err = r.get_timeout(Duration::from_secs(60)).unwrap_err();
+            let TaskError::Panicked { message, location } = err else {
+                panic!("{method:?}: expected the hook's panic, got {err:?}");
+            };
+            assert!(
+                message.starts_with(want) && message.contains("PoolWorker-"),
+                "{method:?}: {message}"
+            );
+            assert!(
+                location.as_deref().unwrap_or("").contains("child_init.rs"),
+                "{method:?}: {location:?}"
+            );
+        }
+        // Once the set-up works again, new work starts new workers.
+        std::fs::remove_file(pool_flag()).unwrap();
+        let (runs, order, _) = pool
+            .apply_async(report, ())
+            .unwrap()
+            .get_timeout(Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            (runs, order),
+            (1, vec!["a".to_string(), "b".into()]),
+            "{method:?}"
+        );
+        pool.close();
+        pool.join().unwrap();
+    }
 }

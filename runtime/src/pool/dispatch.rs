@@ -71,6 +71,12 @@ pub(crate) enum Event<J: Payload> {
     /// The worker is gone and its results are all in: `claimed` is what its
     /// claim word held at the end.
     WorkerDied { lane: LaneKey, claimed: u64 },
+    /// The worker is gone before it started any job because its own
+    /// set-up failed (a `#[mproc::child_init]` hook panicked): its jobs
+    /// are queued again, it is not replaced until more work is submitted,
+    /// and if no worker is left the queue fails with
+    /// [`Failure::StartFailed`] instead of waiting for one forever.
+    StartFailed { lane: LaneKey },
     /// A thread in `apply` wants a worker to itself. `unflushed`: workers
     /// whose sockets still have jobs to write (their order on the wire is
     /// not the lender's to break).
@@ -117,6 +123,8 @@ pub(crate) enum Failure {
     Closed,
     /// It was still queued when the queue was cancelled.
     Cancelled,
+    /// No worker was left to run it: each one started failed its set-up.
+    StartFailed,
 }
 
 /// What the machine wants done, in the order queued.
@@ -291,6 +299,10 @@ pub(crate) struct Dispatch<J: Payload> {
     next_id: u64,
     closed: bool,
     terminated: bool,
+    /// Workers not replaced after their set-up failed; started again when
+    /// more work is submitted (`restart`).
+    unstarted: usize,
+    restart: bool,
     /// Workers the supervisor is not watching in its current sleep (they
     /// were lent when it went to sleep).
     unwatched: Vec<LaneKey>,
@@ -314,6 +326,8 @@ impl<J: Payload> Dispatch<J> {
             next_id: 1,
             closed: false,
             terminated: false,
+            unstarted: 0,
+            restart: false,
             unwatched: Vec::new(),
             rings_unchecked: false,
             revoking: None,
@@ -359,7 +373,15 @@ impl<J: Payload> Dispatch<J> {
     #[inline]
     pub(crate) fn on(&mut self, ev: Event<J>) {
         match ev {
-            Event::Submitted(jobs) => self.pending.extend(jobs),
+            Event::Submitted(jobs) => {
+                self.pending.extend(jobs);
+                if self.unstarted > 0 {
+                    // Workers are started by the supervisor, before it
+                    // sleeps (see `plan_sleep`).
+                    self.restart = true;
+                    self.out.push_back(Action::Wake);
+                }
+            }
             Event::Dispatch { now } => self.dispatch(now),
             Event::Revoked { lane, started } => self.revoked(lane, started),
             Event::WorkerStarted { lane, now } => self.lanes.push(Lane::new(lane, now)),
@@ -378,6 +400,7 @@ impl<J: Payload> Dispatch<J> {
             }
             Event::Exited { lane } => self.exited(lane),
             Event::WorkerDied { lane, claimed } => self.bury(lane, claimed),
+            Event::StartFailed { lane } => self.start_failed(lane),
             Event::Borrow { unflushed } => self.lend(&unflushed),
             Event::Returned {
                 lane,
@@ -634,6 +657,28 @@ impl<J: Payload> Dispatch<J> {
         }
     }
 
+    /// A worker failed its set-up: it started nothing, so every job sent
+    /// to it is queued again (claimed = 0), but a replacement would most
+    /// likely fail the same way, over and over. It is replaced only when
+    /// more work comes; and with no worker left, the queue fails now.
+    fn start_failed(&mut self, key: LaneKey) {
+        let before = self.out.len();
+        self.bury(key, 0);
+        // `bury` asks for a replacement last, if at all: take it back.
+        if self.out.len() > before && matches!(self.out.back(), Some(Action::StartWorker)) {
+            self.out.pop_back();
+            self.unstarted += 1;
+        }
+        if !self.lanes.iter().any(|l| l.open) {
+            for job in self.pending.drain(..) {
+                self.out.push_back(Action::Fail {
+                    job,
+                    why: Failure::StartFailed,
+                });
+            }
+        }
+    }
+
     /// The fast path of a blocking `apply`: a worker with nothing to do,
     /// while nothing is queued.
     fn lend(&mut self, unflushed: &[LaneKey]) {
@@ -689,6 +734,11 @@ impl<J: Payload> Dispatch<J> {
     }
 
     fn plan_sleep(&mut self) {
+        if std::mem::take(&mut self.restart) && !self.closed {
+            for _ in 0..std::mem::take(&mut self.unstarted) {
+                self.out.push_back(Action::StartWorker);
+            }
+        }
         let deadline = self
             .lanes
             .iter()
@@ -1068,6 +1118,48 @@ mod tests {
             [Start]
         );
         assert_eq!(sim.dispatch(us(1040)), [Send(2, 14, "d")]);
+    }
+
+    #[test]
+    fn a_worker_failing_its_set_up_is_replaced_only_when_work_comes() {
+        let mut sim = Sim::new(2, None);
+        sim.warm(2);
+        assert_eq!(sim.submit(&["a", "b"], us(1000)).len(), 2);
+        // Worker 1 fails its set-up: its job goes back to the queue, for
+        // worker 2, which is still open; no replacement is started.
+        assert_eq!(sim.on(Event::Exited { lane: 1 }), [Bury(1)]);
+        assert_eq!(sim.on(Event::StartFailed { lane: 1 }), []);
+        assert_eq!(sim.on(Event::Sleep).len(), 1, "no replacement");
+        // Worker 2 fails too: nobody is left, so the queue fails now.
+        assert_eq!(sim.on(Event::Exited { lane: 2 }), [Bury(2)]);
+        let failed = sim.on(Event::StartFailed { lane: 2 });
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(
+            failed.contains(&Fail("a", Failure::StartFailed)),
+            "{failed:?}"
+        );
+        assert!(
+            failed.contains(&Fail("b", Failure::StartFailed)),
+            "{failed:?}"
+        );
+        // New work wakes the supervisor, which starts both workers again
+        // before it sleeps (and the work waits for them).
+        assert_eq!(sim.on(Event::Submitted(jobs(&["c"]))), [Wake]);
+        assert_eq!(sim.on(Event::Sleep)[..2], [Start, Start]);
+        assert_eq!(sim.on(Event::Sleep).len(), 1, "started once");
+        let now = sim.at(us(2000));
+        sim.on(Event::WorkerStarted { lane: 3, now });
+        assert_eq!(sim.dispatch(us(2000)), [Send(3, 11, "c")]);
+        // Once a worker has started a job, its death is an ordinary one.
+        sim.claimed.insert(3, 11);
+        assert_eq!(sim.on(Event::Exited { lane: 3 }), [Bury(3)]);
+        assert_eq!(
+            sim.on(Event::WorkerDied {
+                lane: 3,
+                claimed: 11
+            }),
+            [Fail("c", DIED), Start]
+        );
     }
 
     #[test]

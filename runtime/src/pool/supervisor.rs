@@ -108,6 +108,9 @@ struct LaneIo {
 struct Death {
     worker: Arc<Process<()>>,
     exitcode: i32,
+    /// It panicked before starting any job (its set-up failed): the panic's
+    /// message and location.
+    start_failure: Option<(String, Option<String>)>,
 }
 
 /// What carrying out the machine's actions leaves to the caller, once it
@@ -134,6 +137,17 @@ impl Effects {
             Failure::Timeout => TaskError::Timeout,
             Failure::Closed => TaskError::PoolClosed,
             Failure::Cancelled => TaskError::Cancelled,
+            Failure::StartFailed => {
+                let (message, location) =
+                    match self.died.as_ref().and_then(|d| d.start_failure.clone()) {
+                        Some(panic) => panic,
+                        None => ("the worker exited before it started".into(), None),
+                    };
+                TaskError::Panicked {
+                    message: format!("no pool worker could start: {message}"),
+                    location,
+                }
+            }
             Failure::WorkerDied { running } => {
                 let (name, pid, code) = match &self.died {
                     Some(d) => (d.worker.name(), d.worker.pid(), d.exitcode),
@@ -529,6 +543,15 @@ impl Supervisor {
         }
         s.sched.on(Event::Sleep);
         s.apply(&mut fx);
+        if fx.start > 0 {
+            // Workers not replaced after a failed set-up, wanted again now
+            // that work has come: start them, then dispatch to them.
+            drop(s);
+            for _ in 0..fx.start {
+                self.add_worker();
+            }
+            return Err(Next::Continue);
+        }
         let plan = fx
             .sleep
             .take()
@@ -677,14 +700,31 @@ impl Supervisor {
                 Some(p) => s.lanes.swap_remove(p).slot.claimed(),
                 None => 0,
             };
-            s.sched.on(Event::WorkerDied {
-                lane: w.key,
-                claimed,
-            });
+            // A worker panics only outside its jobs (a job's panic is that
+            // job's answer): before any job, that is its set-up failing.
+            let start_failure = (claimed == 0)
+                .then(|| w.worker.panic_report())
+                .flatten()
+                .map(|(message, location, _)| (message, location));
+            if let Some((message, _)) = &start_failure {
+                log::error!(
+                    target: "mproc",
+                    "worker {} (pid {}) failed before its first task: {message}",
+                    w.worker.name(),
+                    w.worker.pid()
+                );
+                s.sched.on(Event::StartFailed { lane: w.key });
+            } else {
+                s.sched.on(Event::WorkerDied {
+                    lane: w.key,
+                    claimed,
+                });
+            }
             let mut fx = self.effects();
             fx.died = Some(Death {
                 worker: w.worker.clone(),
                 exitcode,
+                start_failure,
             });
             s.apply(&mut fx);
             self.done = std::mem::take(&mut fx.done);

@@ -254,10 +254,24 @@ impl<R> Process<R> {
     /// assert!(p.join().unwrap_err().is_panicked());
     /// ```
     pub fn panic_backtrace(&mut self) -> Option<String> {
+        self.panic_report()?.2
+    }
+
+    /// The panic an exited child reported: message, location, backtrace.
+    /// `None` while it runs, or if it did not panic.
+    pub(crate) fn panic_report(&self) -> Option<(String, Option<String>, Option<String>)> {
         let mut s = self.shared().lock();
         s.wait(Some(Duration::ZERO)).ok().flatten()?;
         match &s.reply {
-            Some((Reply::Panicked { backtrace, .. }, _, _)) => backtrace.clone(),
+            Some((
+                Reply::Panicked {
+                    message,
+                    location,
+                    backtrace,
+                },
+                _,
+                _,
+            )) => Some((message.clone(), location.clone(), backtrace.clone())),
             _ => None,
         }
     }
