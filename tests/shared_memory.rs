@@ -225,6 +225,33 @@ fn shareable_list_round_trips_each_type() {
 }
 
 #[test]
+fn shareable_list_count_and_index() {
+    let items: Vec<ShareableValue> = vec![
+        1i64.into(),
+        "a".into(),
+        1i64.into(),
+        1.0f64.into(),
+        true.into(),
+        ShareableValue::None,
+    ];
+    let list = ShareableList::create(None, &items).unwrap();
+    assert_eq!(list.count(&1i64.into()).unwrap(), 2);
+    assert_eq!(list.count(&1.0f64.into()).unwrap(), 1);
+    assert_eq!(list.count(&ShareableValue::None).unwrap(), 1);
+    assert_eq!(list.count(&"b".into()).unwrap(), 0);
+    assert_eq!(list.index(&1i64.into()).unwrap(), Some(0));
+    assert_eq!(list.index(&true.into()).unwrap(), Some(4));
+    assert_eq!(list.index(&"b".into()).unwrap(), None);
+    // A change made through another handle is seen at once.
+    ShareableList::open(list.name())
+        .unwrap()
+        .set(1, "b")
+        .unwrap();
+    assert_eq!(list.index(&"b".into()).unwrap(), Some(1));
+    unlink(list.shm());
+}
+
+#[test]
 fn shareable_list_changed_by_a_child() {
     for method in METHODS {
         let list = ShareableList::create(

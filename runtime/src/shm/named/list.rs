@@ -353,6 +353,44 @@ impl ShareableList {
         (0..self.len).map(|i| self.get(i)).collect()
     }
 
+    /// How many items equal `value` (Python's `sl.count(value)`). Items
+    /// are equal when both kind and value are: unlike Python, where
+    /// `1 == 1.0 == True`, an `Int(1)` does not count `Float(1.0)` items.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// use mproc::{ShareableList, ShareableValue as V};
+    /// let sl = ShareableList::create(None, &[V::Int(1), V::from("a"), V::Int(1)]).unwrap();
+    /// assert_eq!(sl.count(&V::Int(1)).unwrap(), 2);
+    /// assert_eq!(sl.index(&V::from("a")).unwrap(), Some(1));
+    /// assert_eq!(sl.index(&V::Int(7)).unwrap(), None); // Python: ValueError
+    /// sl.shm().unlink().unwrap();
+    /// ```
+    pub fn count(&self, value: &ShareableValue) -> Result<usize, ShmError> {
+        let mut n = 0;
+        for i in 0..self.len {
+            n += usize::from(self.get(i)? == *value);
+        }
+        Ok(n)
+    }
+
+    /// The index of the first item equal to `value` (Python's
+    /// `sl.index(value)`, with `None` for its `ValueError`).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn index(&self, value: &ShareableValue) -> Result<Option<usize>, ShmError> {
+        for i in 0..self.len {
+            if self.get(i)? == *value {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
     /// Replaces item `index` with `value` (Python's `sl[index] = value`).
     ///
     /// # Errors
