@@ -141,3 +141,23 @@ fn manager_sync() {
         "{out}"
     );
 }
+
+#[test]
+fn manager_methods() {
+    let out = util::example_stdout("manager_methods");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            r#"counts: [("brown", 1), ("dog", 1), ("fox", 1), ("jumps", 1), ("lazy", 1), ("over", 1), ("quick", 1), ("the", 2)]"#,
+            "'the' appears Some(2) times",
+            "after update: fox=Some(10) cat=Some(1) len=9",
+            r#"list: ["zebra", "brown", "jumps", "ant", "bee"]"#,
+            r#"after l[1:3] = ["yak"]: ["zebra", "yak", "ant", "bee"]"#,
+            r#"index of "ant": Some(2), count of "yak": 1"#,
+            r#"sorted: ["ant", "bee", "yak", "zebra"]"#,
+            r#"pop: Some("zebra"), pop(0): Some("ant")"#,
+            r#"left: ["yak"]"#,
+            "two lists from one factory: [0, 1, 2, 3] [10, 11]",
+        ]
+    );
+}
