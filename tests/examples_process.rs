@@ -275,7 +275,7 @@ fn panics_bring_the_backtrace_when_the_environment_asks() {
 }
 
 #[test]
-fn set_executable_runs_children_from_the_link() {
+fn set_executable_runs_children_from_the_copy() {
     let out = util::example_stdout("set_executable");
     let exe = format!("set_executable{}", std::env::consts::EXE_SUFFIX);
     assert_eq!(
@@ -283,7 +283,7 @@ fn set_executable_runs_children_from_the_link() {
         [
             format!("spawn runs {exe}"),
             format!("a child ran {exe}"),
-            "after set_executable, a child ran the link: true".to_string(),
+            "after set_executable, a child ran the copy: true".to_string(),
             format!("and now spawn runs {exe} again"),
         ]
     );
