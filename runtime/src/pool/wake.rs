@@ -1,0 +1,139 @@
+//! How results reach the iterators of `imap`/`imap_unordered`: a channel
+//! whose senders, with the `tokio` feature, ring a [`Bell`] that wakes an
+//! async consumer (`aio.rs`). Without the feature the bell does not exist
+//! and a sender is the bare `mpsc::Sender`.
+//!
+//! A wake-up carries no data: it says "look at the channel again". Senders
+//! ring when they are dropped (after their last message, and after the
+//! channel saw them go, so the consumer also learns of a disconnection),
+//! so a completion — which sends its results and is dropped — rings once.
+//! See "Awaiting results" in `README.md`.
+
+use std::sync::mpsc;
+#[cfg(feature = "tokio")]
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering, fence},
+};
+#[cfg(feature = "tokio")]
+use std::task::Waker;
+
+use crate::pool::result::Streamed;
+
+/// Where an async consumer leaves its waker. `armed` says whether one is
+/// there, so a ringer with nobody to wake pays a fence and one load.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Default)]
+pub(crate) struct Bell {
+    armed: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+#[cfg(feature = "tokio")]
+impl Bell {
+    /// Leaves `waker` to be woken by the next ring. The caller must look at
+    /// what it waits for again after this returns: a ring that came before
+    /// it woke nobody.
+    pub(crate) fn arm(&self, waker: &Waker) {
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *slot {
+                Some(w) if w.will_wake(waker) => {}
+                other => *other = Some(waker.clone()),
+            }
+            self.armed.store(true, Ordering::Relaxed);
+        }
+        // Orders the store above before the caller's second look. With the
+        // fence in `ring`, either that look sees the message, or the ringer
+        // sees `armed` (the store-buffer pattern: both fences are SeqCst).
+        fence(Ordering::SeqCst);
+    }
+
+    /// Wakes the armed waker, if any. Call after publishing the change.
+    #[inline]
+    pub(crate) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.armed.load(Ordering::Relaxed) {
+            let waker = {
+                let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+                self.armed.store(false, Ordering::Relaxed);
+                slot.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The pool's end of an `imap` channel.
+pub(crate) struct StreamTx<R> {
+    /// `None` only while being dropped.
+    tx: Option<mpsc::Sender<Streamed<R>>>,
+    #[cfg(feature = "tokio")]
+    bell: Arc<Bell>,
+}
+
+/// The iterator's end of an `imap` channel.
+pub(crate) struct StreamRx<R> {
+    pub(crate) rx: mpsc::Receiver<Streamed<R>>,
+    #[cfg(feature = "tokio")]
+    pub(crate) bell: Arc<Bell>,
+}
+
+/// A channel from the pool to an `imap` iterator.
+pub(crate) fn stream_channel<R>() -> (StreamTx<R>, StreamRx<R>) {
+    let (tx, rx) = mpsc::channel();
+    #[cfg(feature = "tokio")]
+    let bell = Arc::new(Bell::default());
+    (
+        StreamTx {
+            tx: Some(tx),
+            #[cfg(feature = "tokio")]
+            bell: bell.clone(),
+        },
+        StreamRx {
+            rx,
+            #[cfg(feature = "tokio")]
+            bell,
+        },
+    )
+}
+
+impl<R> Clone for StreamTx<R> {
+    fn clone(&self) -> Self {
+        StreamTx {
+            tx: self.tx.clone(),
+            #[cfg(feature = "tokio")]
+            bell: self.bell.clone(),
+        }
+    }
+}
+
+impl<R> StreamTx<R> {
+    /// Sends without ringing: the ring comes when this sender is dropped.
+    /// For completions, which are dropped right after they send.
+    pub(crate) fn send(&self, msg: Streamed<R>) {
+        if let Some(tx) = &self.tx {
+            // The iterator may be gone: nobody wants the result.
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Sends and rings now, for a sender that lives on (the feeder).
+    pub(crate) fn send_now(&self, msg: Streamed<R>) {
+        self.send(msg);
+        #[cfg(feature = "tokio")]
+        self.bell.ring();
+    }
+}
+
+impl<R> Drop for StreamTx<R> {
+    fn drop(&mut self) {
+        // The channel first, so that a consumer woken by the last sender
+        // sees the disconnection.
+        drop(self.tx.take());
+        #[cfg(feature = "tokio")]
+        self.bell.ring();
+    }
+}
