@@ -137,3 +137,89 @@ impl<R> Drop for StreamTx<R> {
         self.bell.ring();
     }
 }
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+    use std::thread::Thread;
+    use std::time::{Duration, Instant};
+
+    /// A waker that unparks the consumer's thread and counts wake-ups.
+    struct Unpark(Thread, AtomicUsize);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.unpark();
+        }
+    }
+
+    /// Producers send items from completions (send, then drop: one ring
+    /// each) while the consumer looks, arms, looks again and parks, as the
+    /// streams do. A ring lost between the two looks would leave the
+    /// consumer parked with items in the channel: each park is bounded,
+    /// and a park that runs out of time with an item waiting fails.
+    #[test]
+    fn a_ring_racing_an_arming_is_never_lost() {
+        const N: usize = 20_000;
+        let (tx, inbox) = stream_channel::<usize>();
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in (p..N).step_by(2) {
+                        // As a completion: its own clone, sent and dropped.
+                        let done = tx.clone();
+                        done.send(Streamed::Item(i, Ok(i)));
+                        drop(done);
+                        if i % 64 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let unpark = Arc::new(Unpark(std::thread::current(), AtomicUsize::new(0)));
+        let waker = Waker::from(unpark.clone());
+        let (mut got, mut parks) = (0, 0);
+        let look = |got: &mut usize| loop {
+            match inbox.rx.try_recv() {
+                Ok(_) => *got += 1,
+                Err(mpsc::TryRecvError::Empty) => return false,
+                Err(mpsc::TryRecvError::Disconnected) => return true,
+            }
+        };
+        loop {
+            if look(&mut got) {
+                break;
+            }
+            inbox.bell.arm(&waker);
+            if look(&mut got) {
+                break;
+            }
+            let t = Instant::now();
+            // A spurious unpark or an old wake-up only costs a look.
+            std::thread::park_timeout(Duration::from_secs(10));
+            parks += 1;
+            assert!(
+                t.elapsed() < Duration::from_secs(9),
+                "a wake-up was lost with {got} of {N} items seen"
+            );
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(got, N);
+        assert!(parks > 0, "the consumer never had to wait");
+        println!(
+            "{parks} parks, {} wake-ups",
+            unpark.1.load(Ordering::Relaxed)
+        );
+    }
+}
