@@ -42,6 +42,7 @@ impl Pool {
                             let complete: Completion = Box::new(move |o| {
                                 bar.inc(1);
                                 tx.send(Streamed::Item(first, decode_outcome(o)));
+                                tx.ring();
                             });
                             (frame, fds, complete)
                         },
@@ -60,6 +61,7 @@ impl Pool {
                             {
                                 tx.send(Streamed::Item(first + k, r));
                             }
+                            tx.ring();
                         });
                         (frame, fds, complete)
                     })
@@ -87,8 +89,7 @@ impl Pool {
                     break;
                 }
             }
-            // Rung when the feeder drops `tx`, just after.
-            tx.send(Streamed::Total(n));
+            tx.send_now(Streamed::Total(n));
         };
         if let Err(e) = std::thread::Builder::new()
             .name("mproc-imap-feeder".into())

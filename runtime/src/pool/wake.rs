@@ -1,18 +1,18 @@
 //! How results reach the iterators of `imap`/`imap_unordered`: a channel
 //! whose senders, with the `tokio` feature, ring a [`Bell`] that wakes an
 //! async consumer (`aio.rs`). Without the feature the bell does not exist
-//! and a sender is the bare `mpsc::Sender`.
+//! and a sender is a shared `mpsc::Sender`.
 //!
-//! A wake-up carries no data: it says "look at the channel again". Senders
-//! ring when they are dropped (after their last message, and after the
-//! channel saw them go, so the consumer also learns of a disconnection),
-//! so a completion — which sends its results and is dropped — rings once.
-//! See "Awaiting results" in `README.md`.
+//! A wake-up carries no data: it says "look at the channel again". A
+//! completion rings once after it sent its job's results, the feeder after
+//! each message, and the channel when its last sender goes (after the
+//! disconnection, so that the consumer learns of it). See "Awaiting
+//! results" in `README.md`.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 #[cfg(feature = "tokio")]
 use std::sync::{
-    Arc, Mutex,
+    Mutex,
     atomic::{AtomicBool, Ordering, fence},
 };
 #[cfg(feature = "tokio")]
@@ -66,8 +66,13 @@ impl Bell {
     }
 }
 
-/// The pool's end of an `imap` channel.
-pub(crate) struct StreamTx<R> {
+/// The pool's end of an `imap` channel, shared by the feeder and the
+/// completions of its jobs. One `Arc` clone per job, as cloning the bare
+/// `mpsc::Sender` would cost; the channel disconnects when the last clone
+/// goes.
+pub(crate) struct StreamTx<R>(Arc<Feed<R>>);
+
+struct Feed<R> {
     /// `None` only while being dropped.
     tx: Option<mpsc::Sender<Streamed<R>>>,
     #[cfg(feature = "tokio")]
@@ -87,11 +92,11 @@ pub(crate) fn stream_channel<R>() -> (StreamTx<R>, StreamRx<R>) {
     #[cfg(feature = "tokio")]
     let bell = Arc::new(Bell::default());
     (
-        StreamTx {
+        StreamTx(Arc::new(Feed {
             tx: Some(tx),
             #[cfg(feature = "tokio")]
             bell: bell.clone(),
-        },
+        })),
         StreamRx {
             rx,
             #[cfg(feature = "tokio")]
@@ -102,36 +107,39 @@ pub(crate) fn stream_channel<R>() -> (StreamTx<R>, StreamRx<R>) {
 
 impl<R> Clone for StreamTx<R> {
     fn clone(&self) -> Self {
-        StreamTx {
-            tx: self.tx.clone(),
-            #[cfg(feature = "tokio")]
-            bell: self.bell.clone(),
-        }
+        StreamTx(self.0.clone())
     }
 }
 
 impl<R> StreamTx<R> {
-    /// Sends without ringing: the ring comes when this sender is dropped.
-    /// For completions, which are dropped right after they send.
+    /// Sends without ringing; [`ring`](Self::ring) once after the last
+    /// message of a batch.
     pub(crate) fn send(&self, msg: Streamed<R>) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = &self.0.tx {
             // The iterator may be gone: nobody wants the result.
             let _ = tx.send(msg);
         }
     }
 
-    /// Sends and rings now, for a sender that lives on (the feeder).
+    /// Tells an async consumer, if one waits, to look again: a fence and a
+    /// load when none does.
+    #[inline]
+    pub(crate) fn ring(&self) {
+        #[cfg(feature = "tokio")]
+        self.0.bell.ring();
+    }
+
+    /// Sends and rings.
     pub(crate) fn send_now(&self, msg: Streamed<R>) {
         self.send(msg);
-        #[cfg(feature = "tokio")]
-        self.bell.ring();
+        self.ring();
     }
 }
 
-impl<R> Drop for StreamTx<R> {
+impl<R> Drop for Feed<R> {
     fn drop(&mut self) {
-        // The channel first, so that a consumer woken by the last sender
-        // sees the disconnection.
+        // The channel first, so that the consumer, woken, sees the
+        // disconnection.
         drop(self.tx.take());
         #[cfg(feature = "tokio")]
         self.bell.ring();
@@ -159,8 +167,7 @@ mod tests {
         }
     }
 
-    /// Producers send items from completions (send, then drop: one ring
-    /// each) while the consumer looks, arms, looks again and parks, as the
+    /// Producers send items from completions (send, ring, drop) while the consumer looks, arms, looks again and parks, as the
     /// streams do. A ring lost between the two looks would leave the
     /// consumer parked with items in the channel: each park is bounded,
     /// and a park that runs out of time with an item waiting fails.
@@ -173,9 +180,10 @@ mod tests {
                 let tx = tx.clone();
                 std::thread::spawn(move || {
                     for i in (p..N).step_by(2) {
-                        // As a completion: its own clone, sent and dropped.
+                        // As a completion: its own clone, sent, rung, dropped.
                         let done = tx.clone();
                         done.send(Streamed::Item(i, Ok(i)));
+                        done.ring();
                         drop(done);
                         if i % 64 == 0 {
                             std::thread::yield_now();
