@@ -28,13 +28,16 @@ pub enum ReturnWhen {
 
 /// The iterator of [`as_completed`]: each handle once it is ready, with its
 /// position in the input, in the order the tasks finished.
+///
+/// With the `tokio` feature it is also a `futures_core::Stream` of the
+/// same items.
 pub struct AsCompleted<R> {
     /// The handles not yielded yet, by input position.
-    held: Vec<Option<AsyncResult<R>>>,
-    left: usize,
-    watch: Arc<Watch>,
+    pub(super) held: Vec<Option<AsyncResult<R>>>,
+    pub(super) left: usize,
+    pub(super) watch: Arc<Watch>,
     deadline: Option<Instant>,
-    timed_out: bool,
+    pub(super) timed_out: bool,
 }
 
 impl<R> std::fmt::Debug for AsCompleted<R> {

@@ -2,10 +2,9 @@
 //! thread consumes the input lazily and submits it, and the iterators of
 //! `result.rs` put the answers back in order or hand them out as they come.
 
-use std::sync::mpsc;
-
 use crate::pool::result::{IMap, IMapUnordered, Streamed};
 use crate::pool::supervisor::{Completion, Job};
+use crate::pool::wake::{StreamRx, stream_channel};
 use crate::pool::worker::{KIND_CHUNK, KIND_ONE};
 use crate::pool::{Bar, Pool, TaskError, decode_chunk, decode_outcome, encode_job};
 use crate::process::task::{self, Task};
@@ -14,17 +13,12 @@ impl Pool {
     /// Starts the feeder thread of `imap`/`imap_unordered`: it consumes
     /// the input lazily, as Python's task handler does, and submits it one
     /// item per job (`chunksize` 1) or in chunks of `chunksize` items.
-    fn stream<T: Task, I>(
-        &self,
-        task: T,
-        items: I,
-        chunksize: usize,
-    ) -> mpsc::Receiver<Streamed<T::Output>>
+    fn stream<T: Task, I>(&self, task: T, items: I, chunksize: usize) -> StreamRx<T::Output>
     where
         I: IntoIterator<Item = T::Args>,
         I::IntoIter: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = stream_channel();
         let shared = self.shared.clone();
         let timeout = self.task_timeout;
         let progress = self.progress;
@@ -47,7 +41,8 @@ impl Pool {
                             let bar = bar.clone();
                             let complete: Completion = Box::new(move |o| {
                                 bar.inc(1);
-                                let _ = tx.send(Streamed::Item(first, decode_outcome(o)));
+                                tx.send(Streamed::Item(first, decode_outcome(o)));
+                                tx.ring();
                             });
                             (frame, fds, complete)
                         },
@@ -64,8 +59,9 @@ impl Pool {
                             bar.inc(len);
                             for (k, r) in decode_chunk::<T::Output>(o, len).into_iter().enumerate()
                             {
-                                let _ = tx.send(Streamed::Item(first + k, r));
+                                tx.send(Streamed::Item(first + k, r));
                             }
+                            tx.ring();
                         });
                         (frame, fds, complete)
                     })
@@ -74,7 +70,7 @@ impl Pool {
                     Ok(parts) => parts,
                     Err(e) => {
                         for i in first..n {
-                            let _ = tx.send(Streamed::Item(i, Err(e.clone())));
+                            tx.send_now(Streamed::Item(i, Err(e.clone())));
                         }
                         continue;
                     }
@@ -88,12 +84,12 @@ impl Pool {
                 };
                 if let Err(e) = shared.submit(vec![job]) {
                     for i in first..n {
-                        let _ = tx.send(Streamed::Item(i, Err(e.clone())));
+                        tx.send_now(Streamed::Item(i, Err(e.clone())));
                     }
                     break;
                 }
             }
-            let _ = tx.send(Streamed::Total(n));
+            tx.send_now(Streamed::Total(n));
         };
         if let Err(e) = std::thread::Builder::new()
             .name("mproc-imap-feeder".into())

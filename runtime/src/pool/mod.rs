@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod dispatch;
 mod error;
 mod executor;
@@ -9,6 +11,7 @@ mod imap;
 mod result;
 mod slot;
 mod supervisor;
+mod wake;
 pub(crate) mod worker;
 
 use crate::sys::OwnedFd;

@@ -5,9 +5,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Poll;
+#[cfg(feature = "tokio")]
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::pool::error::TaskError;
+use crate::pool::wake::StreamRx;
 
 enum SlotState<R> {
     Pending,
@@ -22,6 +26,10 @@ struct SlotInner<R> {
     /// Waiters on many results at once (`as_completed`, `wait`): each is
     /// told this slot's position in its set when the slot fills.
     watchers: Vec<(Arc<Watch>, usize)>,
+    /// The task awaiting the handle (`aio.rs`), woken when the slot fills.
+    /// Kept under the lock the filler takes anyway: no cost without one.
+    #[cfg(feature = "tokio")]
+    waker: Option<Waker>,
 }
 
 /// Where a result lands; shared by the pool's completion and the handle.
@@ -36,6 +44,8 @@ impl<R> Slot<R> {
             inner: Mutex::new(SlotInner {
                 state: SlotState::Pending,
                 watchers: Vec::new(),
+                #[cfg(feature = "tokio")]
+                waker: None,
             }),
             cv: Condvar::new(),
         })
@@ -57,6 +67,20 @@ impl<R> Slot<R> {
         for (watch, index) in s.watchers.drain(..) {
             watch.push(index);
         }
+        #[cfg(feature = "tokio")]
+        if let Some(waker) = s.waker.take() {
+            drop(s);
+            waker.wake();
+        }
+    }
+}
+
+/// Leaves `waker` in `slot`, unless the one there wakes the same task.
+#[cfg(feature = "tokio")]
+fn keep_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        other => *other = Some(waker.clone()),
     }
 }
 
@@ -64,17 +88,44 @@ impl<R> Slot<R> {
 /// positions of the filled ones, in the order they filled.
 #[derive(Default)]
 pub(crate) struct Watch {
-    filled: Mutex<VecDeque<usize>>,
+    filled: Mutex<Filled>,
     cv: Condvar,
+}
+
+#[derive(Default)]
+struct Filled {
+    queue: VecDeque<usize>,
+    /// An `AsCompleted` polled as a stream (`aio.rs`).
+    #[cfg(feature = "tokio")]
+    waker: Option<Waker>,
 }
 
 impl Watch {
     fn push(&self, index: usize) {
-        self.filled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(index);
+        let mut f = self.filled.lock().unwrap_or_else(|e| e.into_inner());
+        f.queue.push_back(index);
+        #[cfg(feature = "tokio")]
+        let waker = f.waker.take();
+        drop(f);
         self.cv.notify_one();
+        #[cfg(feature = "tokio")]
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The next filled position, or `Pending` with `waker` left to be
+    /// woken by the next one.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_next(&self, waker: &Waker) -> Poll<usize> {
+        let mut f = self.filled.lock().unwrap_or_else(|e| e.into_inner());
+        match f.queue.pop_front() {
+            Some(i) => Poll::Ready(i),
+            None => {
+                keep_waker(&mut f.waker, waker);
+                Poll::Pending
+            }
+        }
     }
 
     /// The next filled position, waiting until `deadline` (`None`: no
@@ -82,7 +133,7 @@ impl Watch {
     pub(crate) fn next(&self, deadline: Option<Instant>) -> Option<usize> {
         let mut q = self.filled.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = q.pop_front() {
+            if let Some(i) = q.queue.pop_front() {
                 return Some(i);
             }
             match deadline {
@@ -144,10 +195,28 @@ impl Ticket {
     }
 }
 
+/// Takes the value out of a slot that is not pending (`Timeout` if it is).
+fn take_from<R>(s: &mut SlotInner<R>) -> Result<R, TaskError> {
+    match std::mem::replace(&mut s.state, SlotState::Pending) {
+        SlotState::Ready(r) => {
+            s.state = SlotState::Taken(r.is_ok());
+            r
+        }
+        SlotState::Taken(ok) => {
+            s.state = SlotState::Taken(ok);
+            Err(TaskError::Decode(
+                "the value was already taken by an earlier get_timeout or await".into(),
+            ))
+        }
+        SlotState::Pending => Err(TaskError::Timeout),
+    }
+}
+
 /// A result that will be ready later (Python's `AsyncResult`).
 ///
 /// It owns its state: it outlives the pool, and dropping it does not cancel
-/// the task.
+/// the task. With the `tokio` feature it is also a `Future` whose output is
+/// what [`get`](Self::get) returns: awaiting it does not block the thread.
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
     /// Set for a task that can be cancelled while queued.
@@ -219,20 +288,19 @@ impl<R> AsyncResult<R> {
     }
 
     fn take(&self) -> Result<R, TaskError> {
+        take_from(&mut self.slot.lock())
+    }
+
+    /// The result if it is ready (taking it, as `get` does); else
+    /// `Pending`, with `waker` left to be woken when it is.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_take(&self, waker: &Waker) -> Poll<Result<R, TaskError>> {
         let mut s = self.slot.lock();
-        match std::mem::replace(&mut s.state, SlotState::Pending) {
-            SlotState::Ready(r) => {
-                s.state = SlotState::Taken(r.is_ok());
-                r
-            }
-            SlotState::Taken(ok) => {
-                s.state = SlotState::Taken(ok);
-                Err(TaskError::Decode(
-                    "the value was already taken by an earlier get_timeout".into(),
-                ))
-            }
-            SlotState::Pending => Err(TaskError::Timeout),
+        if matches!(s.state, SlotState::Pending) {
+            keep_waker(&mut s.waker, waker);
+            return Poll::Pending;
         }
+        Poll::Ready(take_from(&mut s))
     }
 
     /// Waits for the result and returns it.
@@ -351,9 +419,48 @@ pub(crate) enum Streamed<R> {
     Total(usize),
 }
 
+/// What one look at an `imap` channel found.
+pub(crate) enum Got<R> {
+    Msg(Streamed<R>),
+    /// Nothing yet (only when looking without waiting).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Empty,
+    /// Every sender is gone: the pool was terminated under us, or
+    /// everything was sent.
+    Gone,
+}
+
+impl<R> Got<R> {
+    /// Waits for the next message.
+    fn wait(rx: &mpsc::Receiver<Streamed<R>>) -> Got<R> {
+        rx.recv().map_or(Got::Gone, Got::Msg)
+    }
+
+    /// Looks without waiting.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_now(rx: &mpsc::Receiver<Streamed<R>>) -> Got<R> {
+        match rx.try_recv() {
+            Ok(m) => Got::Msg(m),
+            Err(mpsc::TryRecvError::Empty) => Got::Empty,
+            Err(mpsc::TryRecvError::Disconnected) => Got::Gone,
+        }
+    }
+}
+
+/// Unwraps the answer of a `pump` that was allowed to wait.
+fn waited<T>(p: Poll<T>) -> T {
+    match p {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("a waiting look never finds the channel empty"),
+    }
+}
+
 /// The lazy, ordered iterator of [`Pool::imap`](crate::Pool::imap).
+///
+/// With the `tokio` feature it is also a `futures_core::Stream` of the
+/// same items, without blocking the thread that polls it.
 pub struct IMap<R> {
-    rx: mpsc::Receiver<Streamed<R>>,
+    pub(crate) inbox: StreamRx<R>,
     next: usize,
     total: Option<usize>,
     held: BTreeMap<usize, Result<R, TaskError>>,
@@ -366,12 +473,46 @@ impl<R> std::fmt::Debug for IMap<R> {
 }
 
 impl<R> IMap<R> {
-    pub(crate) fn new(rx: mpsc::Receiver<Streamed<R>>) -> Self {
+    pub(crate) fn new(inbox: StreamRx<R>) -> Self {
         IMap {
-            rx,
+            inbox,
             next: 0,
             total: None,
             held: BTreeMap::new(),
+        }
+    }
+
+    /// The next item, looking at the channel with `look` until it has one
+    /// or `look` finds it empty (`Pending`).
+    pub(crate) fn pump(
+        &mut self,
+        look: impl Fn(&mpsc::Receiver<Streamed<R>>) -> Got<R>,
+    ) -> Poll<Option<Result<R, TaskError>>> {
+        loop {
+            if let Some(r) = self.held.remove(&self.next) {
+                self.next += 1;
+                return Poll::Ready(Some(r));
+            }
+            if self.total.is_some_and(|t| self.next >= t) {
+                return Poll::Ready(None);
+            }
+            match look(&self.inbox.rx) {
+                Got::Msg(Streamed::Item(i, r)) => {
+                    self.held.insert(i, r);
+                }
+                Got::Msg(Streamed::Total(t)) => self.total = Some(t),
+                Got::Empty => return Poll::Pending,
+                // Missing items fail; an unknown total ends the iteration.
+                Got::Gone => {
+                    match self.total {
+                        Some(t) if self.next >= t => return Poll::Ready(None),
+                        Some(_) => {}
+                        None => self.total = Some(self.next + 1),
+                    }
+                    self.next += 1;
+                    return Poll::Ready(Some(Err(TaskError::PoolClosed)));
+                }
+            }
         }
     }
 }
@@ -380,39 +521,17 @@ impl<R> Iterator for IMap<R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(r) = self.held.remove(&self.next) {
-                self.next += 1;
-                return Some(r);
-            }
-            if self.total.is_some_and(|t| self.next >= t) {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(Streamed::Item(i, r)) => {
-                    self.held.insert(i, r);
-                }
-                Ok(Streamed::Total(t)) => self.total = Some(t),
-                // Every sender is gone: the pool was terminated under us.
-                // Missing items fail; an unknown total ends the iteration.
-                Err(_) => {
-                    match self.total {
-                        Some(t) if self.next >= t => return None,
-                        Some(_) => {}
-                        None => self.total = Some(self.next + 1),
-                    }
-                    self.next += 1;
-                    return Some(Err(TaskError::PoolClosed));
-                }
-            }
-        }
+        waited(self.pump(Got::wait))
     }
 }
 
 /// The iterator of [`Pool::imap_unordered`](crate::Pool::imap_unordered):
 /// results as they complete.
+///
+/// With the `tokio` feature it is also a `futures_core::Stream` of the
+/// same items, without blocking the thread that polls it.
 pub struct IMapUnordered<R> {
-    rx: mpsc::Receiver<Streamed<R>>,
+    pub(crate) inbox: StreamRx<R>,
     seen: usize,
     total: Option<usize>,
 }
@@ -426,11 +545,40 @@ impl<R> std::fmt::Debug for IMapUnordered<R> {
 }
 
 impl<R> IMapUnordered<R> {
-    pub(crate) fn new(rx: mpsc::Receiver<Streamed<R>>) -> Self {
+    pub(crate) fn new(inbox: StreamRx<R>) -> Self {
         IMapUnordered {
-            rx,
+            inbox,
             seen: 0,
             total: None,
+        }
+    }
+
+    /// As [`IMap::pump`], in completion order.
+    pub(crate) fn pump(
+        &mut self,
+        look: impl Fn(&mpsc::Receiver<Streamed<R>>) -> Got<R>,
+    ) -> Poll<Option<Result<R, TaskError>>> {
+        loop {
+            if self.total.is_some_and(|t| self.seen >= t) {
+                return Poll::Ready(None);
+            }
+            match look(&self.inbox.rx) {
+                Got::Msg(Streamed::Item(_, r)) => {
+                    self.seen += 1;
+                    return Poll::Ready(Some(r));
+                }
+                Got::Msg(Streamed::Total(t)) => self.total = Some(t),
+                Got::Empty => return Poll::Pending,
+                Got::Gone => {
+                    match self.total {
+                        Some(t) if self.seen >= t => return Poll::Ready(None),
+                        Some(_) => {}
+                        None => self.total = Some(self.seen + 1),
+                    }
+                    self.seen += 1;
+                    return Poll::Ready(Some(Err(TaskError::PoolClosed)));
+                }
+            }
         }
     }
 }
@@ -439,26 +587,6 @@ impl<R> Iterator for IMapUnordered<R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.total.is_some_and(|t| self.seen >= t) {
-                return None;
-            }
-            match self.rx.recv() {
-                Ok(Streamed::Item(_, r)) => {
-                    self.seen += 1;
-                    return Some(r);
-                }
-                Ok(Streamed::Total(t)) => self.total = Some(t),
-                Err(_) => {
-                    match self.total {
-                        Some(t) if self.seen >= t => return None,
-                        Some(_) => {}
-                        None => self.total = Some(self.seen + 1),
-                    }
-                    self.seen += 1;
-                    return Some(Err(TaskError::PoolClosed));
-                }
-            }
-        }
+        waited(self.pump(Got::wait))
     }
 }
