@@ -91,6 +91,17 @@ fn wait_async_in_child(e: Event, ready: Semaphore) -> bool {
     e.is_set()
 }
 
+/// An async waiter in a child whose handle arrived in a message (its
+/// descriptors passed with `SCM_RIGHTS`), not as an argument.
+#[mproc::process]
+fn wait_async_on_a_received_event(handles: mproc::Queue<Event>, ready: Semaphore) -> bool {
+    let e = handles.get().unwrap();
+    let rt = runtime();
+    ready.release().unwrap();
+    rt.block_on(e.wait_async());
+    e.is_set()
+}
+
 #[test]
 fn smoke() {
     let rt = runtime();
@@ -361,5 +372,36 @@ fn event_waiters_in_several_processes_all_wake() {
         for c in children {
             assert!(join_in_time(c), "{m:?}");
         }
+    }
+}
+
+#[test]
+fn the_bell_travels_with_a_handle_sent_in_a_message() {
+    let rt = runtime();
+    for m in METHODS {
+        let handles = mproc::Queue::new().unwrap();
+        let ready = Semaphore::new(0).unwrap();
+        let p = start(
+            wait_async_on_a_received_event,
+            (handles.clone(), ready.clone()),
+            m,
+        );
+        let e = Event::new().unwrap();
+        handles.put(e.clone()).unwrap();
+        assert!(ready.acquire_timeout(PATIENCE).unwrap(), "{m:?}");
+        // And one received here, through the queue too.
+        handles.put(e.clone()).unwrap();
+        let received = handles.get_timeout(PATIENCE).unwrap();
+        rt.block_on(async {
+            let setter = async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                e.set();
+            };
+            in_time("wait_async", async {
+                tokio::join!(received.wait_async(), setter)
+            })
+            .await;
+        });
+        assert!(join_in_time(p), "{m:?}");
     }
 }
