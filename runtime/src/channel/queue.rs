@@ -558,9 +558,11 @@ macro_rules! queue_methods {
             /// tries it sleeps on the queue's doorbell, which every put
             /// rings while an async waiter waits. The runtime needs its IO
             /// and time drivers (`enable_all`): it also looks again every
-            /// 50 ms, for a lock holder that died. An item whose first
-            /// pieces have arrived is read whole within the try, as
-            /// `try_get` does (the rest is on its way).
+            /// 50 ms, for a lock holder that died. Each try runs on the
+            /// runtime's thread as `try_get` does: it may spin up to about
+            /// 50 µs for a consumer lock that is held (a blocking `get`
+            /// asleep on an empty queue holds it), and an item whose first
+            /// pieces have arrived is read whole (the rest is on its way).
             ///
             /// # Cancellation
             /// Cancel-safe: an item is taken only by the poll that returns
