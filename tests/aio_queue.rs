@@ -107,6 +107,18 @@ fn get_async_in_child(q: Queue<u32>, ready: Queue<()>) -> u32 {
     rt.block_on(q.get_async()).unwrap()
 }
 
+/// A blocking consumer: takes items until `u32::MAX`, returns them.
+#[mproc::process]
+fn take_until_stop(q: Queue<u32>) -> Vec<u32> {
+    let mut got = Vec::new();
+    loop {
+        match q.get().unwrap() {
+            u32::MAX => return got,
+            v => got.push(v),
+        }
+    }
+}
+
 #[mproc::process]
 fn echo_simple(input: SimpleQueue<Vec<u8>>, output: SimpleQueue<Vec<u8>>) {
     let v = input.get().unwrap();
@@ -417,5 +429,71 @@ fn async_waiters_in_several_processes_are_all_served() {
         let mut all: BTreeSet<u32> = children.into_iter().map(join_in_time).collect();
         assert!(all.insert(mine), "{m:?}: {mine} twice");
         assert_eq!(all, [0, 1, 2].into(), "{m:?}");
+    }
+}
+
+/// A blocking consumer in a child (which keeps the consumer lock while it
+/// sleeps) and async consumers here share a queue a child fills: every
+/// item reaches exactly one of them, and the runtime keeps ticking.
+#[test]
+fn blocking_and_async_consumers_share_a_queue() {
+    const N: u32 = 300;
+    let rt = runtime();
+    for m in METHODS {
+        let q = Queue::<u32>::new().unwrap();
+        let blocking = start(take_until_stop, q.clone(), m);
+        let producer = start(put_slowly, (q.clone(), N, 500), m);
+        let local = tokio::task::LocalSet::new();
+        let (mine, max_gap) = local.block_on(&rt, async {
+            let done = Rc::new(Cell::new(false));
+            let ticker = tokio::task::spawn_local({
+                let done = Rc::clone(&done);
+                async move {
+                    let mut interval = tokio::time::interval(Duration::from_millis(1));
+                    let (mut last, mut max_gap) = (Instant::now(), Duration::ZERO);
+                    while !done.get() {
+                        interval.tick().await;
+                        max_gap = max_gap.max(last.elapsed());
+                        last = Instant::now();
+                    }
+                    max_gap
+                }
+            });
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let q = q.clone();
+                    tokio::task::spawn_local(async move {
+                        let mut got = Vec::new();
+                        while let Ok(Ok(v)) =
+                            tokio::time::timeout(Duration::from_millis(500), q.get_async()).await
+                        {
+                            got.push(v);
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let mut mine = Vec::new();
+            for t in tasks {
+                mine.extend(in_time("an async consumer", t).await.unwrap());
+            }
+            done.set(true);
+            (mine, ticker.await.unwrap())
+        });
+        join_in_time(producer);
+        q.put(u32::MAX).unwrap();
+        let theirs = join_in_time(blocking);
+        let mut all: Vec<u32> = mine.iter().chain(&theirs).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..N).collect::<Vec<_>>(), "{m:?}");
+        eprintln!(
+            "{m:?}: {} async, {} blocking, longest tick gap {max_gap:?}",
+            mine.len(),
+            theirs.len()
+        );
+        assert!(
+            max_gap < Duration::from_millis(250),
+            "{m:?}: a gap of {max_gap:?}"
+        );
     }
 }

@@ -559,10 +559,11 @@ macro_rules! queue_methods {
             /// rings while an async waiter waits. The runtime needs its IO
             /// and time drivers (`enable_all`): it also looks again every
             /// 50 ms, for a lock holder that died. Each try runs on the
-            /// runtime's thread as `try_get` does: it may spin up to about
-            /// 50 µs for a consumer lock that is held (a blocking `get`
-            /// asleep on an empty queue holds it), and an item whose first
-            /// pieces have arrived is read whole (the rest is on its way).
+            /// runtime's thread as `try_get` does, so an item whose first
+            /// pieces have arrived is read whole (the rest is on its way);
+            /// while the consumer lock looks held (a blocking `get` asleep
+            /// on an empty queue holds it) only every 8th look tries, since
+            /// a try spins up to about 50 µs for a held lock.
             ///
             /// # Cancellation
             /// Cancel-safe: an item is taken only by the poll that returns

@@ -313,6 +313,12 @@ impl Ring {
         &self.h().async_waiters.0
     }
 
+    /// Whether a consumer seems to hold the consumer lock (a hint).
+    #[cfg(all(unix, feature = "tokio"))]
+    pub(crate) fn consumer_looks_locked(&self) -> bool {
+        self.h().consumer.lock.looks_locked()
+    }
+
     /// Whether a producer seems to hold the producer lock (a hint).
     #[cfg(all(unix, feature = "tokio"))]
     pub(crate) fn producer_looks_locked(&self) -> bool {
