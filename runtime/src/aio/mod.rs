@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 #![forbid(unsafe_code)]
 
+mod bell;
+
+pub(crate) use bell::{Bell, DEATH_CHECK, Look};
+
 use std::io;
 
 use tokio::io::Interest;

@@ -23,6 +23,9 @@ use crate::shm::ring::Ring;
 use crate::sys;
 use crate::wait::{self, Sleep, Wait};
 
+#[cfg(all(unix, feature = "tokio"))]
+mod aio;
+
 /// Bytes of pending messages a queue can hold before `put` waits for a
 /// consumer (virtual size: only what is used is ever allocated).
 const CAPACITY: u64 = 256 << 20;
@@ -43,6 +46,10 @@ pub(crate) struct QueueInner {
     side_rx: SharedFd,
     flavor: Flavor,
     closed: AtomicBool,
+    /// Rung after every put, get and `task_done` when an async waiter
+    /// waits (`aio/README.md`).
+    #[cfg(all(unix, feature = "tokio"))]
+    bell: crate::aio::Bell,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,6 +58,8 @@ struct Wire {
     side_tx: SharedFd,
     side_rx: SharedFd,
     flavor: Flavor,
+    #[cfg(all(unix, feature = "tokio"))]
+    bell: crate::aio::Bell,
 }
 
 /// Why a put failed, before it takes the shape of the caller's error type.
@@ -98,6 +107,8 @@ impl QueueInner {
             side_rx: SharedFd::new(rx),
             flavor,
             closed: AtomicBool::new(false),
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: crate::aio::Bell::new()?,
         })
     }
 
@@ -114,6 +125,8 @@ impl QueueInner {
             side_rx: wire.side_rx,
             flavor,
             closed: AtomicBool::new(false),
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: wire.bell,
         })
     }
 
@@ -124,6 +137,8 @@ impl QueueInner {
             side_tx: self.side_tx.clone(),
             side_rx: self.side_rx.clone(),
             flavor: self.flavor,
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: self.bell.clone(),
         }
         .serialize(s)
     }
@@ -151,27 +166,49 @@ impl QueueInner {
                 log::debug!("a queue item could not be encoded: {why}");
                 Err(PutFail::Encode)
             }
-            Ok(encoded) => {
-                let tx = Tx {
-                    ring: self.ring(),
-                    side: self.side_tx.as_fd(),
-                    door: None,
-                    closed: Some(&self.closed),
-                };
-                tx.send(encoded.bytes(), encoded.fds(), wait)
-                    .map_err(|e| match e {
-                        SendFail::Full => PutFail::Full,
-                        SendFail::Timeout => PutFail::Timeout,
-                        SendFail::Closed => PutFail::Closed,
-                        SendFail::TooLarge { .. } => PutFail::TooLarge,
-                        SendFail::Io(e) => {
-                            log::debug!("the handles inside a queue item could not be passed: {e}");
-                            PutFail::Encode
-                        }
-                    })
-            }
+            Ok(encoded) => self.send(&encoded, wait),
         };
         outcome.map_err(|e| (e, value))
+    }
+
+    /// Puts an encoded item; then rings the doorbell if an async waiter
+    /// waits (the producer lock is free again by then).
+    fn send(&self, encoded: &payload::Encoded<'_>, wait: &Wait) -> Result<(), PutFail> {
+        let tx = Tx {
+            ring: self.ring(),
+            side: self.side_tx.as_fd(),
+            door: None,
+            closed: Some(&self.closed),
+        };
+        let sent = tx
+            .send(encoded.bytes(), encoded.fds(), wait)
+            .map_err(|e| match e {
+                SendFail::Full => PutFail::Full,
+                SendFail::Timeout => PutFail::Timeout,
+                SendFail::Closed => PutFail::Closed,
+                SendFail::TooLarge { .. } => PutFail::TooLarge,
+                SendFail::Io(e) => {
+                    log::debug!("the handles inside a queue item could not be passed: {e}");
+                    PutFail::Encode
+                }
+            });
+        // A `try_put` that found no room changed nothing: ringing would
+        // only wake async waiters (this one too) for nothing.
+        if !matches!(sent, Err(PutFail::Full)) {
+            self.ring_bell();
+        }
+        sent
+    }
+
+    /// Rings the doorbell if an async waiter waits: after every operation
+    /// that may have changed what a waiter can do (an item, room, a lock
+    /// released). A `try_*` that found nothing to do does not ring: an
+    /// async waiter that found its side's lock busy is rung when the
+    /// holder's operation ends.
+    #[inline]
+    fn ring_bell(&self) {
+        #[cfg(all(unix, feature = "tokio"))]
+        self.bell.ring_if_waiting(self.ring().async_waiters());
     }
 
     /// Gets one item.
@@ -182,10 +219,14 @@ impl QueueInner {
             door: None,
             closed: Some(&self.closed),
         };
-        payload::receive(
+        let got = payload::receive(
             |buf| rx.recv(buf, wait).map_err(GetFail::from),
             GetFail::Decode,
-        )
+        );
+        if !matches!(got, Err(GetFail::Empty)) {
+            self.ring_bell();
+        }
+        got
     }
 
     /// Stops this process's use of the queue; wakes its blocked calls.
@@ -193,6 +234,8 @@ impl QueueInner {
         self.closed.store(true, Ordering::SeqCst);
         self.ring().data_wake().wake_unconditionally();
         self.ring().space_wake().wake_unconditionally();
+        #[cfg(all(unix, feature = "tokio"))]
+        self.bell.ring();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -470,6 +513,79 @@ macro_rules! queue_methods {
             pub fn try_get(&self) -> Result<T, TryGetError> {
                 self.inner.get(&Wait::Try).map_err(try_get_error)
             }
+
+            /// Puts `value` at the back, waiting without blocking the tokio
+            /// runtime's thread while a bounded queue is full (the `tokio`
+            /// feature).
+            ///
+            /// Each try is a whole [`try_put`](Self::try_put); between
+            /// tries it sleeps on the queue's doorbell, which every get
+            /// rings while an async waiter waits. The runtime needs its IO
+            /// and time drivers (`enable_all`): it also looks again every
+            /// 50 ms, for a lock holder that died. An item that encodes to
+            /// more than the queue's capacity (256 MiB) never fits in one
+            /// try: put it with [`put`](Self::put).
+            ///
+            /// # Cancellation
+            /// Cancel-safe as to the queue: a future dropped before it
+            /// completed put nothing (never part of an item), holds no
+            /// lock and no slot. The value it owned is dropped with it.
+            ///
+            /// # Errors
+            /// As [`put`](Self::put); the value is given back.
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = concat!("let q = mproc::", stringify!($ty), "::bounded(1)?;")]
+            /// rt.block_on(q.put_async(1)).unwrap();
+            /// let consumer = q.clone();
+            /// rt.spawn(async move { assert_eq!(consumer.get_async().await.unwrap(), 1) });
+            /// // Full: this put waits until the task above makes room.
+            /// rt.block_on(q.put_async(2)).unwrap();
+            /// assert_eq!(q.get().unwrap(), 2);
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
+                self.inner.put_async(value).await.map_err(put_error)
+            }
+
+            /// Takes the item at the front, waiting for one without
+            /// blocking the tokio runtime's thread (the `tokio` feature).
+            ///
+            /// Each try is a whole [`try_get`](Self::try_get); between
+            /// tries it sleeps on the queue's doorbell, which every put
+            /// rings while an async waiter waits. The runtime needs its IO
+            /// and time drivers (`enable_all`): it also looks again every
+            /// 50 ms, for a lock holder that died. Each try runs on the
+            /// runtime's thread as `try_get` does, so an item whose first
+            /// pieces have arrived is read whole (the rest is on its way);
+            /// while the consumer lock looks held (a blocking `get` asleep
+            /// on an empty queue holds it) only every 8th look tries, since
+            /// a try spins up to about 50 µs for a held lock.
+            ///
+            /// # Cancellation
+            /// Cancel-safe: an item is taken only by the poll that returns
+            /// it, so a future dropped before it completed lost no item;
+            /// the next `get` (in any process) returns it.
+            ///
+            /// # Errors
+            /// As [`get`](Self::get).
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = concat!("let q = mproc::", stringify!($ty), "::new()?;")]
+            /// let producer = q.clone();
+            /// rt.spawn(async move { producer.put("hi".to_string()).unwrap() });
+            /// assert_eq!(rt.block_on(q.get_async()).unwrap(), "hi");
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn get_async(&self) -> Result<T, GetError> {
+                self.inner.get_async().await.map_err(get_error)
+            }
         }
 
         impl<T> $ty<T> {
@@ -651,6 +767,7 @@ impl<T> JoinableQueue<T> {
     /// ```
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
         if self.inner.ring().task_done() {
+            self.inner.ring_bell();
             Ok(())
         } else {
             Err(TaskDoneError::TooManyCalls)
@@ -688,6 +805,33 @@ impl<T> JoinableQueue<T> {
             slice: None,
         };
         sleep.until(&Wait::Forever, |_| (ring.unfinished() == 0).then_some(()));
+    }
+
+    /// Waits until every item put has been marked done, without blocking
+    /// the tokio runtime's thread (the `tokio` feature); as
+    /// [`join`](Self::join). Between looks it sleeps on the queue's
+    /// doorbell, which `task_done` rings while an async waiter waits.
+    ///
+    /// # Cancellation
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let q = mproc::JoinableQueue::<u32>::new()?;
+    /// q.put(1).unwrap();
+    /// let worker = q.clone();
+    /// rt.spawn(async move {
+    ///     assert_eq!(worker.get_async().await.unwrap(), 1);
+    ///     worker.task_done().unwrap();
+    /// });
+    /// rt.block_on(q.join_async());
+    /// assert!(q.is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn join_async(&self) {
+        self.inner.join_async().await;
     }
 }
 

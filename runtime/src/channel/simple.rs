@@ -85,6 +85,53 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> SimpleQueue<T> {
     pub fn get(&self) -> Result<T, GetError> {
         self.inner.get(&Wait::Forever).map_err(get_error)
     }
+
+    /// Puts `value` at the back without blocking the tokio runtime's thread
+    /// (the `tokio` feature); as [`Queue::put_async`](crate::Queue::put_async).
+    ///
+    /// # Cancellation
+    /// Cancel-safe as to the queue: a dropped future put nothing; the value
+    /// it owned is dropped with it.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put); the value is given back.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let q = mproc::SimpleQueue::new()?;
+    /// rt.block_on(q.put_async(5u8)).unwrap();
+    /// assert_eq!(rt.block_on(q.get_async()).unwrap(), 5);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn put_async(&self, value: T) -> Result<(), PutError<T>> {
+        self.inner.put_async(value).await.map_err(put_error)
+    }
+
+    /// Takes the item at the front, waiting for one without blocking the
+    /// tokio runtime's thread (the `tokio` feature); as
+    /// [`Queue::get_async`](crate::Queue::get_async).
+    ///
+    /// # Cancellation
+    /// Cancel-safe: a future dropped before it completed lost no item.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let q = mproc::SimpleQueue::new()?;
+    /// let producer = q.clone();
+    /// rt.spawn(async move { producer.put('x').unwrap() });
+    /// assert_eq!(rt.block_on(q.get_async()).unwrap(), 'x');
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn get_async(&self) -> Result<T, GetError> {
+        self.inner.get_async().await.map_err(get_error)
+    }
 }
 
 impl<T> SimpleQueue<T> {

@@ -12,6 +12,9 @@ use super::segment::{Kind, Page};
 #[repr(C)]
 pub(crate) struct LockPage {
     pub(crate) mutex: SharedMutex,
+    /// Async waiters counted (the `tokio` feature's doorbell; `aio/`).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) async_waiters: AtomicU32,
 }
 
 // SAFETY: a zeroed SharedMutex is an unlocked one; SharedMutex is Sync.
@@ -83,6 +86,9 @@ pub(crate) struct SemaphorePage {
     pub(crate) value: AtomicU32,
     /// Threads asleep in the kernel (so `release` can skip the wake-up call).
     pub(crate) sleepers: AtomicU32,
+    /// Async waiters counted (the `tokio` feature's doorbell; `aio/`).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) async_waiters: AtomicU32,
 }
 
 // SAFETY: all-zero atomics are valid; everything is usable through `&self`.
@@ -98,6 +104,9 @@ pub(crate) struct EventPage {
     pub(crate) word: AtomicU32,
     /// Threads asleep in the kernel.
     pub(crate) sleepers: AtomicU32,
+    /// Async waiters counted (the `tokio` feature's doorbell; `aio/`).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) async_waiters: AtomicU32,
 }
 
 // SAFETY: all-zero atomics are valid; everything is usable through `&self`.

@@ -168,6 +168,11 @@ struct JoinLine {
     words: WakeWords,
 }
 
+/// Async waiters of a queue (the `tokio` feature's doorbell; `aio/`): its
+/// own line, read by every put and get only when the feature is on.
+#[repr(C, align(64))]
+struct AsyncLine(#[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))] AtomicU32);
+
 /// The shared state of one direction; all-zero bytes before [`Ring::init`].
 #[repr(C)]
 struct RingHeader {
@@ -179,6 +184,7 @@ struct RingHeader {
     data_wake: WakeLine,
     space_wake: WakeLine,
     join: JoinLine,
+    async_waiters: AsyncLine,
 }
 
 const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_SLOT);
@@ -299,6 +305,24 @@ impl Ring {
     /// `JoinableQueue::join` sleeps here.
     pub(crate) fn join_wake(&self) -> &WakeWords {
         &self.h().join.words
+    }
+
+    /// The count of async waiters on the queue (`aio::Bell`).
+    #[cfg(all(unix, feature = "tokio"))]
+    pub(crate) fn async_waiters(&self) -> &AtomicU32 {
+        &self.h().async_waiters.0
+    }
+
+    /// Whether a consumer seems to hold the consumer lock (a hint).
+    #[cfg(all(unix, feature = "tokio"))]
+    pub(crate) fn consumer_looks_locked(&self) -> bool {
+        self.h().consumer.lock.looks_locked()
+    }
+
+    /// Whether a producer seems to hold the producer lock (a hint).
+    #[cfg(all(unix, feature = "tokio"))]
+    pub(crate) fn producer_looks_locked(&self) -> bool {
+        self.h().producer.lock.looks_locked()
     }
 
     /// Messages put and not yet marked done.

@@ -234,7 +234,7 @@ impl Condition {
 
         let depth = match &self.lock {
             CondLock::Lock(l) => {
-                l.mutex().unlock();
+                l.unlock();
                 1
             }
             CondLock::RLock(r) => r.release_all(),

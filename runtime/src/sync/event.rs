@@ -30,9 +30,12 @@ use crate::wait::{self, Wait};
 /// p.join().unwrap();
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[cfg_attr(not(all(unix, feature = "tokio")), serde(transparent))]
 pub struct Event {
     shm: Shm<EventPage>,
+    /// Rung by `set` when an async waiter waits (`aio/README.md`).
+    #[cfg(all(unix, feature = "tokio"))]
+    bell: crate::aio::Bell,
 }
 
 impl Event {
@@ -48,6 +51,8 @@ impl Event {
     pub fn new() -> io::Result<Event> {
         Ok(Event {
             shm: Shm::create([0; 4])?,
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: crate::aio::Bell::new()?,
         })
     }
 
@@ -74,6 +79,8 @@ impl Event {
             }
         }
         wait::wake_all(&page.word, &page.sleepers);
+        #[cfg(all(unix, feature = "tokio"))]
+        self.bell.ring_if_waiting(&page.async_waiters);
     }
 
     /// Clears the flag; later waiters block until the next [`set`](Self::set).
@@ -126,6 +133,44 @@ impl Event {
         // A clear with the flag down leaves the word unchanged, so any
         // change is a set.
         wait::wait_for_change(&page.word, seen, &page.sleepers, &wait)
+    }
+
+    /// Waits until the flag is set, without blocking the tokio runtime's
+    /// thread (the `tokio` feature). Returns once the flag is set, or was
+    /// set while waiting (even if cleared again since), as
+    /// [`wait`](Self::wait) returns `true`. For a timeout, wrap it in
+    /// `tokio::time::timeout`.
+    ///
+    /// Between looks it sleeps on the event's doorbell, which `set` rings
+    /// whenever an async waiter waits. The runtime needs its IO driver.
+    ///
+    /// # Cancellation
+    /// Cancel-safe: it changes nothing, so dropping it leaves nothing
+    /// behind.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let e = mproc::Event::new()?;
+    /// let setter = e.clone();
+    /// rt.spawn(async move { setter.set() });
+    /// rt.block_on(e.wait_async());
+    /// assert!(e.is_set());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn wait_async(&self) {
+        let page = self.shm.page();
+        let seen = page.word.load(SeqCst);
+        if seen & 1 == 1 {
+            return;
+        }
+        // As in `wait`: any change of the word is a set.
+        self.bell
+            .wait_until(&page.async_waiters, None, || {
+                (page.word.load(SeqCst) != seen).then_some(()).into()
+            })
+            .await;
     }
 }
 

@@ -39,9 +39,12 @@ use crate::wait::Wait;
 /// assert!(lock.try_acquire().unwrap().is_some());
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[cfg_attr(not(all(unix, feature = "tokio")), serde(transparent))]
 pub struct Lock {
     shm: Shm<LockPage>,
+    /// Rung on release when an async acquirer waits (`aio/README.md`).
+    #[cfg(all(unix, feature = "tokio"))]
+    bell: crate::aio::Bell,
 }
 
 impl Lock {
@@ -59,12 +62,23 @@ impl Lock {
         // A zeroed mutex is an unlocked one.
         Ok(Lock {
             shm: Shm::create([0; 4])?,
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: crate::aio::Bell::new()?,
         })
     }
 
     #[inline]
     pub(crate) fn mutex(&self) -> &SharedMutex {
         &self.shm.page().mutex
+    }
+
+    /// Releases the lock the calling thread holds (a no-op otherwise), and
+    /// rings the doorbell if an async acquirer waits.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        self.mutex().unlock();
+        #[cfg(all(unix, feature = "tokio"))]
+        self.bell.ring_if_waiting(&self.shm.page().async_waiters);
     }
 
     pub(crate) fn same_lock(&self, other: &Lock) -> bool {
@@ -154,6 +168,62 @@ impl Lock {
     ) -> Result<Option<LockGuard<'_>>, OwnerDied<LockGuard<'_>>> {
         lock_result(self.mutex().lock(&Wait::timeout(timeout)), || self.guard())
     }
+
+    /// Waits for the lock without blocking the tokio runtime's thread (the
+    /// `tokio` feature), and gives what [`acquire`](Self::acquire) gives.
+    ///
+    /// It tries the lock, and between tries sleeps on the lock's doorbell,
+    /// which a release rings whenever an async acquirer waits; since a
+    /// holder that dies rings nothing, it also tries every 50 ms. The
+    /// runtime needs its IO and time drivers (`enable_all`).
+    ///
+    /// The guard is not `Send`: a task that holds it across an `.await`
+    /// must run on a `current_thread` runtime or a `LocalSet`. While such a
+    /// task holds the lock, other tasks of the same thread wait for it
+    /// here (a blocking `acquire` on that thread would panic instead).
+    ///
+    /// # Cancellation
+    /// Cancel-safe: the lock is taken only in the poll that returns the
+    /// guard, so a future dropped before it completed holds nothing and
+    /// leaves nothing behind.
+    ///
+    /// # Errors
+    /// [`OwnerDied`] (holding the guard) if the previous holder died
+    /// holding the lock, as for [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let lock = mproc::Lock::new()?;
+    /// let other = lock.clone();
+    /// let (held_tx, held) = std::sync::mpsc::channel();
+    /// let holder = std::thread::spawn(move || {
+    ///     let _guard = other.acquire().unwrap();
+    ///     held_tx.send(()).unwrap();
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    /// });
+    /// held.recv().unwrap();
+    /// // Waits for the other thread's release; the runtime keeps running.
+    /// let guard = rt.block_on(lock.acquire_async()).unwrap();
+    /// assert!(lock.try_acquire().unwrap().is_none());
+    /// drop(guard);
+    /// holder.join().unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn acquire_async(&self) -> LockResult<LockGuard<'_>> {
+        self.bell
+            .wait_until(
+                &self.shm.page().async_waiters,
+                Some(crate::aio::DEATH_CHECK),
+                || match self.try_acquire() {
+                    Ok(None) => crate::aio::Look::Wait,
+                    Ok(Some(g)) => crate::aio::Look::Done(Ok(g)),
+                    Err(e) => crate::aio::Look::Done(Err(e)),
+                },
+            )
+            .await
+    }
 }
 
 impl fmt::Debug for Lock {
@@ -184,7 +254,7 @@ impl LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.mutex().unlock();
+        self.lock.unlock();
     }
 }
 

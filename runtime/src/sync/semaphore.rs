@@ -27,9 +27,12 @@ pub enum SemaphoreError {
 /// The shared machinery of both semaphores: `bound` is `u32::MAX` for an
 /// unbounded one.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+#[cfg_attr(not(all(unix, feature = "tokio")), serde(transparent))]
 struct Permits {
     shm: Shm<SemaphorePage>,
+    /// Rung on release when an async acquirer waits (`aio/README.md`).
+    #[cfg(all(unix, feature = "tokio"))]
+    bell: crate::aio::Bell,
 }
 
 impl Permits {
@@ -42,7 +45,11 @@ impl Permits {
         })?;
         let shm = Shm::<SemaphorePage>::create([u64::from(bound), 0, 0, 0])?;
         shm.page().value.store(value, SeqCst);
-        Ok(Permits { shm })
+        Ok(Permits {
+            shm,
+            #[cfg(all(unix, feature = "tokio"))]
+            bell: crate::aio::Bell::new()?,
+        })
     }
 
     fn bound(&self) -> u32 {
@@ -88,7 +95,20 @@ impl Permits {
             }
         }
         wait::wake_one(&page.value, &page.sleepers);
+        #[cfg(all(unix, feature = "tokio"))]
+        self.bell.ring_if_waiting(&page.async_waiters);
         Ok(())
+    }
+
+    /// Waits for a permit on the doorbell (`aio/README.md`).
+    #[cfg(all(unix, feature = "tokio"))]
+    async fn acquire_async(&self) {
+        let page = self.shm.page();
+        self.bell
+            .wait_until(&page.async_waiters, None, || {
+                self.take().then_some(()).into()
+            })
+            .await;
     }
 
     fn value(&self) -> usize {
@@ -146,6 +166,38 @@ macro_rules! semaphore_methods {
             /// ```
             pub fn try_acquire(&self) -> Result<bool, SemaphoreError> {
                 Ok(self.permits.take())
+            }
+
+            /// Takes a permit, waiting without blocking the tokio
+            /// runtime's thread while there is none (the `tokio` feature).
+            ///
+            /// Between tries it sleeps on the semaphore's doorbell, which
+            /// a release rings whenever an async acquirer waits. The
+            /// runtime needs its IO driver.
+            ///
+            /// # Cancellation
+            /// Cancel-safe: the permit is taken only in the poll that
+            /// completes, so a future dropped before that took nothing.
+            ///
+            /// # Errors
+            /// As [`acquire`](Self::acquire).
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            #[doc = concat!("let s = ", $ctor, ";")]
+            /// rt.block_on(s.acquire_async()).unwrap();
+            /// assert_eq!(s.value(), 0);
+            /// // A task gives it back; the second acquire waits for it.
+            /// let other = s.clone();
+            /// rt.spawn(async move { other.release().unwrap() });
+            /// rt.block_on(s.acquire_async()).unwrap();
+            /// assert_eq!(s.value(), 0);
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn acquire_async(&self) -> Result<(), SemaphoreError> {
+                self.permits.acquire_async().await;
+                Ok(())
             }
 
             /// The number of free permits right now (other processes may

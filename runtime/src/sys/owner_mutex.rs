@@ -314,7 +314,10 @@ impl RawMutex {
         self.forget();
         self.thread.store(0, Ordering::Relaxed);
         self.start.store(0, Ordering::Relaxed);
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+        // SeqCst (the same `xchg` as Release on x86): a waker that then
+        // loads an async-waiter count (`aio/README.md`) must not have that
+        // load ordered before this store.
+        if self.word.swap(0, Ordering::SeqCst) & WAITERS != 0 {
             word_wake(&self.word, 1);
         }
         true

@@ -330,7 +330,10 @@ impl RawMutex {
             Self::set_pending(info.head, self.entry());
             self.dequeue();
         }
-        if self.word.swap(0, Ordering::Release) & FUTEX_WAITERS != 0 {
+        // SeqCst (the same `xchg` as Release on x86): a waker that then
+        // loads an async-waiter count (`aio/README.md`) must not have that
+        // load ordered before this store.
+        if self.word.swap(0, Ordering::SeqCst) & FUTEX_WAITERS != 0 {
             word_wake(&self.word, 1);
         }
         // SAFETY: as above.

@@ -7,6 +7,8 @@
 
 use std::io;
 
+#[cfg(feature = "tokio")]
+mod bell;
 mod clock;
 mod memory;
 mod named_memory;
@@ -16,6 +18,8 @@ mod process;
 pub(crate) mod reactor;
 mod socket;
 
+#[cfg(feature = "tokio")]
+pub(crate) use bell::{bell, bell_ring};
 pub(crate) use clock::Deadline;
 pub(crate) use memory::{Mapping, copy_bytes, memory_size, page_size};
 pub(crate) use named_memory::{NamedMemory, named_memory_unlink};
