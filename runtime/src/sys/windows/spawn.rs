@@ -14,7 +14,7 @@ use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::sync::OnceLock;
 
-use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Foundation::{ERROR_INTERNAL_ERROR, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::Console::{
     GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
@@ -221,27 +221,42 @@ pub(crate) fn spawn_self(
         flags |= CREATE_SUSPENDED;
     }
     let job = if daemon { Some(daemon_job()?) } else { None };
-    // SAFETY: every pointer is valid for the call; `cmd` is mutable as
-    // CreateProcessW requires; the environment block is double-NUL ended.
-    let ok = unsafe {
-        CreateProcessW(
-            exe_w.as_ptr(),
-            cmd.as_mut_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            1,
-            flags,
-            env.as_mut_ptr().cast(),
-            std::ptr::null(),
-            &si.StartupInfo,
-            &mut pi,
-        )
+    // Wine 8 fails a CreateProcess now and then with ERROR_INTERNAL_ERROR
+    // while many processes start at once (seen in CI: a doctest's pool,
+    // and a probe's child); the same call made again has always worked.
+    // Windows itself does not fail this way, so there the loop runs once.
+    let mut attempts = 0;
+    let created = loop {
+        attempts += 1;
+        // SAFETY: every pointer is valid for the call; `cmd` is mutable as
+        // CreateProcessW requires; the environment block is double-NUL
+        // ended.
+        let ok = unsafe {
+            CreateProcessW(
+                exe_w.as_ptr(),
+                cmd.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                1,
+                flags,
+                env.as_mut_ptr().cast(),
+                std::ptr::null(),
+                &si.StartupInfo,
+                &mut pi,
+            )
+        };
+        if ok != 0 {
+            break Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(ERROR_INTERNAL_ERROR as i32) || attempts == 3 {
+            break Err(e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10 * attempts));
     };
     drop(list);
     drop(inherited);
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
+    created?;
     let thread = OwnedFd::from_handle(pi.hThread);
     if let Some(job) = job {
         // SAFETY: both handles are live; the child has not run yet.
