@@ -697,13 +697,12 @@ macro_rules! receiving_methods {
             /// ```
             /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             #[doc = $make]
-            /// let got = rt.block_on(async {
-            ///     let sender = async { tx.send(&vec![7]).unwrap() };
-            ///     let (got, ()) = tokio::join!(rx.recv_async(), sender);
-            ///     got
+            /// let sender = std::thread::spawn(move || {
+            ///     std::thread::sleep(std::time::Duration::from_millis(10));
+            ///     tx.send(&vec![7]).unwrap();
             /// });
-            /// assert_eq!(got.unwrap(), vec![7]);
-            /// drop(tx);
+            /// assert_eq!(rt.block_on(rx.recv_async()).unwrap(), vec![7]);
+            /// sender.join().unwrap(); // `tx` is gone with the thread
             /// assert!(matches!(rt.block_on(rx.recv_async()), Err(mproc::RecvError::Closed)));
             /// # Ok::<(), std::io::Error>(())
             /// ```
