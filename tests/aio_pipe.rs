@@ -446,3 +446,45 @@ fn a_connection_lends_its_socket_for_readiness() {
     // Closed here: the descriptor stays valid, and reads the end.
     assert!(readable(&a));
 }
+
+/// Several tasks await clones of one end on one runtime while a thread
+/// sends: every message is received exactly once (the doorbell wakes them
+/// all; whoever looks first takes a message, the others look again).
+#[test]
+fn tasks_sharing_an_end_receive_every_message_once() {
+    const MESSAGES: u64 = 2000;
+    let rt = runtime();
+    let (rx, tx) = Pipe::<u64>::simplex().unwrap();
+    let got = rt.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Ok(n) = rx.recv_async().await {
+                        got.push(n);
+                    }
+                    got
+                })
+            })
+            .collect();
+        drop(rx);
+        let sender = std::thread::spawn(move || {
+            for n in 0..MESSAGES {
+                tx.send(&n).unwrap();
+                if n % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        let mut got = Vec::new();
+        for t in tasks {
+            got.extend(tokio::time::timeout(PATIENCE, t).await.unwrap().unwrap());
+        }
+        sender.join().unwrap();
+        got
+    });
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..MESSAGES).collect::<Vec<_>>());
+}
