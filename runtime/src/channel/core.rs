@@ -76,6 +76,13 @@ fn locally_closed(flag: Option<&AtomicBool>) -> bool {
 }
 
 impl Tx<'_> {
+    /// Whether a message of `len` bytes can ever be sent by a `Try` send,
+    /// which needs room for the whole of it at once.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn can_try(&self, len: usize) -> bool {
+        self.ring.holds_whole(len as u64)
+    }
+
     /// Sends one message.
     pub(crate) fn send(&self, bytes: &[u8], fds: &[RawFd], wait: &Wait) -> Result<(), SendFail> {
         let limit = self.ring.limit();
@@ -267,9 +274,44 @@ impl Rx<'_> {
         if locally_closed(self.closed) {
             return Err(RecvFail::Closed);
         }
-        let Some(mut c) = self.ring.lock_consumer(wait).map_err(RecvFail::Io)? else {
+        let Some(c) = self.ring.lock_consumer(wait).map_err(RecvFail::Io)? else {
             return Err(gave_up_recv(wait));
         };
+        self.recv_locked(c, dst, wait)
+    }
+
+    /// Receives one message if one is there now (`Empty` if not, or if
+    /// another receiver holds the lock), without waiting for it: the try
+    /// of the async receive. A message larger than one piece that has
+    /// begun to arrive is read as it arrives, as `recv` reads it: its
+    /// sender holds the ring for the whole message and may need the room
+    /// its pieces take (a soft wrap), so waiting for it to be whole could
+    /// wait for ever. `Closed` once every sender is gone and nothing is
+    /// left.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn try_recv_now(&self, dst: &mut Vec<u8>) -> Result<Vec<OwnedFd>, RecvFail> {
+        if locally_closed(self.closed) {
+            return Err(RecvFail::Closed);
+        }
+        let Some(mut c) = self.ring.lock_consumer(&Wait::Try).map_err(RecvFail::Io)? else {
+            return Err(RecvFail::Empty);
+        };
+        self.finish_dead_readers_message(&mut c);
+        // Every sender gone: `recv_locked` reports `Closed`, or reads what a
+        // sender published just before it went.
+        if c.scan() == Scan::Empty && !self.door.is_some_and(wait::hung_up) {
+            return Err(RecvFail::Empty);
+        }
+        self.recv_locked(c, dst, &Wait::Try)
+    }
+
+    /// [`recv`](Self::recv), the consumer lock held.
+    fn recv_locked(
+        &self,
+        mut c: Consumer<'_>,
+        dst: &mut Vec<u8>,
+        wait: &Wait,
+    ) -> Result<Vec<OwnedFd>, RecvFail> {
         loop {
             let rec = self.wait_record(&c, wait, c.partial())?;
             match rec.kind {
@@ -508,8 +550,16 @@ impl Rx<'_> {
         }
     }
 
-    /// Wakes producers waiting for room, if any sleeps.
+    /// Wakes producers waiting for room, if any sleeps: blocking ones on
+    /// the futex; for a pipe, async ones (see `aio/README.md`) by ringing
+    /// the doorbell, which their end hears. The one extra load is of a
+    /// word in the line `wake_all` reads, after its fence.
     fn notify(&self) {
         self.ring.space_wake().wake_all();
+        if let Some(door) = self.door {
+            if self.ring.space_door_waiters().load(Ordering::Relaxed) > 0 {
+                wait::ring(door);
+            }
+        }
     }
 }

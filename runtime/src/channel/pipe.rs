@@ -203,6 +203,110 @@ impl End {
     }
 }
 
+/// The async side of an end (the `tokio` feature; the protocol is in
+/// `aio/README.md`): try, count as a waiter, try again, await the doorbell,
+/// drain it if that steals nothing from a blocked receiver, repeat.
+#[cfg(all(unix, feature = "tokio"))]
+impl End {
+    /// Awaits until `attempt` answers anything but "nothing yet"
+    /// (`Failed::Timeout`), counted as a data sleeper while it waits.
+    async fn recv_async_with<R>(
+        &self,
+        mut attempt: impl FnMut(&super::core::Rx<'_>) -> Result<R, Failed>,
+    ) -> Result<R, Failed> {
+        let rx = self.rx();
+        let mut watched: Option<crate::aio::Watched> = None;
+        loop {
+            match attempt(&rx) {
+                Err(Failed::Timeout) => {}
+                done => return done,
+            }
+            // Counted until the next look is over, dropped future included.
+            let _counted = crate::aio::Counted::new(&rx.ring.data_wake().sleepers);
+            match attempt(&rx) {
+                Err(Failed::Timeout) => {}
+                done => return done,
+            }
+            let w = match &watched {
+                Some(w) => w,
+                None => {
+                    watched.insert(crate::aio::Watched::new(self.door.as_fd()).map_err(Failed::Io)?)
+                }
+            };
+            w.next().await.map_err(Failed::Io)?;
+            rx.drain_door();
+        }
+    }
+
+    async fn recv_async<T: DeserializeOwned + 'static>(&self) -> Result<T, Failed> {
+        self.recv_async_with(|rx| {
+            payload::receive(
+                |buf| rx.try_recv_now(buf).map_err(Failed::from),
+                Failed::Decode,
+            )
+        })
+        .await
+    }
+
+    async fn recv_into_async(&self, buf: &mut Vec<u8>) -> Result<usize, Failed> {
+        self.recv_async_with(|rx| {
+            rx.try_recv_now(buf)
+                .map_err(Failed::from)
+                .map(|_fds| buf.len())
+        })
+        .await
+    }
+
+    /// Sends, awaiting room: counted in the ring's `space_door_waiters`
+    /// while it waits, so that a receiver that frees room rings the
+    /// doorbell this end hears.
+    async fn send_raw_async(&self, bytes: &[u8], fds: &[sys::RawFd]) -> Result<(), SendFail> {
+        let tx = self.tx();
+        if !tx.can_try(bytes.len()) {
+            // Never whole in the ring: it goes as the receiver takes it.
+            return tx.send(bytes, fds, &Wait::Forever);
+        }
+        let mut watched: Option<crate::aio::Watched> = None;
+        loop {
+            match tx.send(bytes, fds, &Wait::Try) {
+                Err(SendFail::Full) => {}
+                done => return done,
+            }
+            let _counted = crate::aio::Counted::new(tx.ring.space_door_waiters());
+            match tx.send(bytes, fds, &Wait::Try) {
+                Err(SendFail::Full) => {}
+                done => return done,
+            }
+            let w = match &watched {
+                Some(w) => w,
+                None => watched
+                    .insert(crate::aio::Watched::new(self.door.as_fd()).map_err(SendFail::Io)?),
+            };
+            w.next().await.map_err(SendFail::Io)?;
+            self.drain_own_door();
+        }
+    }
+
+    async fn send_async<T: Serialize + 'static>(&self, value: &T) -> Result<(), SendError> {
+        let encoded = payload::encode(value).map_err(SendError::Encode)?;
+        self.send_raw_async(encoded.bytes(), encoded.fds())
+            .await
+            .map_err(send_error)
+    }
+
+    /// Drains this end's doorbell after an async sender woke on it: at
+    /// once on a one-way sending end (nobody receives there), else only if
+    /// no receiver of this end holds the consumer lock (it may sleep on the
+    /// doorbell and need the bytes).
+    fn drain_own_door(&self) {
+        if self.role.rx_ring().is_some() {
+            self.rx().drain_door();
+        } else {
+            wait::drain(self.door.as_fd());
+        }
+    }
+}
+
 fn send_error(e: SendFail) -> SendError {
     match e {
         SendFail::Closed => SendError::Closed,
@@ -424,6 +528,61 @@ macro_rules! sending_methods {
             pub fn send_bytes(&self, buf: &[u8]) -> Result<(), SendError> {
                 self.end.send_bytes(buf)
             }
+
+            /// Sends `msg` as [`send`](Self::send) does, awaiting room
+            /// without blocking the thread while the pipe is full (64 MiB
+            /// pending): it sleeps in the tokio reactor on this end's
+            /// doorbell, which a receiver that frees room rings when it
+            /// sees an async sender waiting. Needs a tokio runtime with IO
+            /// enabled.
+            ///
+            /// A message larger than the pipe holds (over 64 MiB) can
+            /// never wait whole for room: it is sent as `send` sends it,
+            /// blocking the thread while the receiver takes it.
+            ///
+            /// # Cancel safety
+            /// Cancel-safe: a message is written into the pipe in one step
+            /// once there is room for all of it, so a dropped future has
+            /// either sent it whole or sent nothing.
+            ///
+            /// # Errors
+            /// As [`send`](Self::send).
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = $make]
+            /// rt.block_on(tx.send_async(&vec![1, 2, 3])).unwrap();
+            /// assert_eq!(rx.recv().unwrap(), vec![1, 2, 3]);
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn send_async(&self, msg: &T) -> Result<(), SendError> {
+                self.end.send_async(msg).await
+            }
+
+            /// Sends `buf` as one message of raw bytes, as
+            /// [`send_bytes`](Self::send_bytes) does, awaiting room as
+            /// [`send_async`](Self::send_async) does.
+            ///
+            /// # Cancel safety
+            /// As [`send_async`](Self::send_async): sent whole or not at all.
+            ///
+            /// # Errors
+            /// As [`send_bytes`](Self::send_bytes).
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = $make]
+            /// rt.block_on(tx.send_bytes_async(b"raw")).unwrap();
+            /// assert_eq!(rx.recv_bytes().unwrap(), b"raw");
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn send_bytes_async(&self, buf: &[u8]) -> Result<(), SendError> {
+                self.end.send_raw_async(buf, &[]).await.map_err(send_error)
+            }
         }
     };
 }
@@ -513,6 +672,72 @@ macro_rules! receiving_methods {
             /// ```
             pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
                 self.end.recv_into(buf)
+            }
+
+            /// Receives the next message as [`recv`](Self::recv) does,
+            /// awaiting it without blocking the thread: it sleeps in the
+            /// tokio reactor on the pipe's doorbell, counted as a waiter so
+            /// that a sender rings it. A message larger than 64 KiB that has
+            /// begun to arrive is read as it arrives, as `recv` reads it:
+            /// the thread then waits for its sender's copying (which is
+            /// under way) but never for a message not yet begun. Needs a
+            /// tokio runtime with IO enabled.
+            ///
+            /// # Cancel safety
+            /// Cancel-safe: a message is taken out of the pipe in one step,
+            /// when the future completes, so a dropped future has taken
+            /// nothing and the message waits for the next receive; its
+            /// count as a waiter is undone on drop.
+            ///
+            /// # Errors
+            /// As [`recv`](Self::recv): [`RecvError::Closed`] once every
+            /// sending end is gone and every message was received.
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = $make]
+            /// let sender = std::thread::spawn(move || {
+            ///     std::thread::sleep(std::time::Duration::from_millis(10));
+            ///     tx.send(&vec![7]).unwrap();
+            /// });
+            /// assert_eq!(rt.block_on(rx.recv_async()).unwrap(), vec![7]);
+            /// sender.join().unwrap(); // `tx` is gone with the thread
+            /// assert!(matches!(rt.block_on(rx.recv_async()), Err(mproc::RecvError::Closed)));
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn recv_async(&self) -> Result<T, RecvError> {
+                self.end.recv_async().await.map_err(RecvError::from)
+            }
+
+            /// Receives the next message as raw bytes, as
+            /// [`recv_bytes`](Self::recv_bytes) does, awaiting it as
+            /// [`recv_async`](Self::recv_async) does.
+            ///
+            /// # Cancel safety
+            /// As [`recv_async`](Self::recv_async): a dropped future has
+            /// taken nothing.
+            ///
+            /// # Errors
+            /// As [`recv_bytes`](Self::recv_bytes).
+            ///
+            /// # Examples
+            /// ```
+            /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            #[doc = $make]
+            /// tx.send_bytes(&[1, 2, 3]).unwrap();
+            /// assert_eq!(rt.block_on(rx.recv_bytes_async()).unwrap(), [1, 2, 3]);
+            /// # Ok::<(), std::io::Error>(())
+            /// ```
+            #[cfg(all(unix, feature = "tokio"))]
+            pub async fn recv_bytes_async(&self) -> Result<Vec<u8>, RecvError> {
+                let mut buf = Vec::new();
+                self.end
+                    .recv_into_async(&mut buf)
+                    .await
+                    .map_err(RecvError::from)?;
+                Ok(buf)
             }
 
             /// Whether a message can be received without waiting, waiting

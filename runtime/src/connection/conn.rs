@@ -48,8 +48,10 @@ const SMALL: usize = 16 * 1024;
 /// # Ok::<(), mproc::connection::ConnectionError>(())
 /// ```
 pub struct Connection {
-    /// `None` once closed.
-    stream: Option<Stream>,
+    /// Shut down, and kept until the connection is dropped, once closed
+    /// (so that the descriptor `AsFd` lends stays valid).
+    stream: Stream,
+    open: bool,
     decoder: FrameDecoder,
 }
 
@@ -57,6 +59,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("stream", &self.stream)
+            .field("open", &self.open)
             .field("limit", &self.decoder.limit())
             .finish()
     }
@@ -75,8 +78,18 @@ impl Connection {
     pub(super) fn new(stream: Stream, mut decoder: FrameDecoder) -> Connection {
         decoder.set_limit(crate::ipc::MESSAGE_LIMIT);
         Connection {
-            stream: Some(stream),
+            stream,
+            open: true,
             decoder,
+        }
+    }
+
+    /// The socket, unless the connection was closed here.
+    fn stream(&mut self) -> Result<&mut Stream, ConnectionError> {
+        if self.open {
+            Ok(&mut self.stream)
+        } else {
+            Err(closed_here())
         }
     }
 
@@ -101,7 +114,7 @@ impl Connection {
     /// # Ok::<(), mproc::connection::ConnectionError>(())
     /// ```
     pub fn send_bytes(&mut self, message: &[u8]) -> Result<(), ConnectionError> {
-        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        let stream = self.stream()?;
         stream.set_deadline(None);
         let (header, used) = frame::python_header(message.len() as u64);
         write_message(stream, &header[..used], message)?;
@@ -134,9 +147,16 @@ impl Connection {
     /// # Ok::<(), ConnectionError>(())
     /// ```
     pub fn recv_bytes(&mut self) -> Result<Vec<u8>, ConnectionError> {
-        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        let stream = self.stream()?;
         stream.set_deadline(None);
-        match self.decoder.fill_frame(stream) {
+        let filled = self.decoder.fill_frame(&mut self.stream);
+        self.received(filled)
+    }
+
+    /// What `fill_frame` returned means: a whole message (taken out of the
+    /// decoder), the end of the stream, or an error.
+    fn received(&mut self, filled: io::Result<bool>) -> Result<Vec<u8>, ConnectionError> {
+        match filled {
             Ok(true) => Ok(self
                 .decoder
                 .next_frame()
@@ -209,10 +229,10 @@ impl Connection {
     pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, ConnectionError> {
         // A timeout too long to add to now waits for ever.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let stream = self.stream.as_mut().ok_or_else(closed_here)?;
+        let stream = self.stream()?;
         stream.set_deadline(deadline);
         loop {
-            match self.decoder.fill_frame(stream) {
+            match self.decoder.fill_frame(&mut self.stream) {
                 // A whole message, or the end of the stream.
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -370,8 +390,9 @@ impl Connection {
     /// # Ok::<(), ConnectionError>(())
     /// ```
     pub fn close(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            stream.shutdown();
+        if self.open {
+            self.stream.shutdown();
+            self.open = false;
         }
         self.decoder = FrameDecoder::python(self.decoder.limit());
     }
@@ -392,7 +413,7 @@ impl Connection {
     /// # Ok::<(), mproc::connection::ConnectionError>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.stream.is_none()
+        !self.open
     }
 
     /// What a failed read means.
@@ -422,26 +443,277 @@ impl Connection {
     }
 }
 
+/// The awaiting side of a connection (the `tokio` feature): the same
+/// framing and decoder as the blocking calls, with each read or write a
+/// non-blocking try and the socket's readiness awaited in the reactor in
+/// between. The blocking calls keep working on the same connection: each
+/// puts the socket back in the mode it needs.
+#[cfg(all(unix, feature = "tokio"))]
+impl Connection {
+    /// Receives one message, awaiting it without blocking the thread:
+    /// [`recv_bytes`](Connection::recv_bytes) for async code, with the same
+    /// results and errors.
+    ///
+    /// The socket is read only when the reactor says it is readable, in
+    /// non-blocking mode (a later blocking call switches it back). Needs a
+    /// tokio runtime with IO enabled.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the bytes read before the future was dropped stay
+    /// buffered in the connection, and the next receive (async or not)
+    /// goes on from them; no message is lost or cut.
+    ///
+    /// # Errors
+    /// As [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// rt.block_on(async {
+    ///     a.send_bytes_async(b"hello").await?;
+    ///     assert_eq!(b.recv_bytes_async().await?, b"hello");
+    ///     drop(a);
+    ///     assert!(matches!(b.recv_bytes_async().await, Err(ConnectionError::Closed)));
+    ///     Ok::<(), ConnectionError>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn recv_bytes_async(&mut self) -> Result<Vec<u8>, ConnectionError> {
+        let mut watched: Option<crate::aio::Watched> = None;
+        loop {
+            self.stream()?.set_trying();
+            match self.decoder.fill_frame(&mut self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                filled => return self.received(filled),
+            }
+            let w = match &watched {
+                Some(w) => w,
+                None => watched.insert(crate::aio::Watched::new(self.stream.as_fd())?),
+            };
+            w.next().await?;
+        }
+    }
+
+    /// Sends one message, awaiting room in the socket without blocking the
+    /// thread: [`send_bytes`](Connection::send_bytes) for async code, with
+    /// the same framing and errors.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe once bytes have gone out: a future dropped before
+    /// the first byte was written sent nothing; one dropped after that
+    /// closes the connection ([`close`](Connection::close)), since a
+    /// message cut short cannot be finished later. The peer then reads
+    /// [`ClosedMidFrame`](ConnectionError::ClosedMidFrame), never a corrupt
+    /// stream. Small messages (up to a socket buffer, tens of KiB) go out
+    /// in the first write, so only a full socket leaves the window open.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Connection::send_bytes).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let big = vec![7u8; 4 << 20]; // more than the socket holds
+    /// let reader = std::thread::spawn(move || b.recv_bytes());
+    /// rt.block_on(a.send_bytes_async(&big))?;
+    /// assert_eq!(reader.join().unwrap()?, big);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn send_bytes_async(&mut self, message: &[u8]) -> Result<(), ConnectionError> {
+        /// Closes the connection if dropped with a message cut short.
+        struct Sending<'a> {
+            conn: &'a mut Connection,
+            sent: usize,
+            total: usize,
+        }
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                if self.sent > 0 && self.sent < self.total {
+                    self.conn.close();
+                }
+            }
+        }
+        let (header, used) = frame::python_header(message.len() as u64);
+        let mut s = Sending {
+            conn: self,
+            sent: 0,
+            total: used + message.len(),
+        };
+        let mut watched: Option<crate::aio::Watched> = None;
+        loop {
+            let stream = s.conn.stream()?;
+            stream.set_trying();
+            match write_from(stream, &header[..used], message, &mut s.sent) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // A failed socket: the message is not going to be
+                    // finished; the stream is as broken as the blocking
+                    // call leaves it (no close here either).
+                    s.sent = 0;
+                    return Err(ConnectionError::Io(e));
+                }
+            }
+            let w = match &watched {
+                Some(w) => w,
+                None => watched.insert(crate::aio::Watched::writable(s.conn.stream.as_fd())?),
+            };
+            w.next_writable().await?;
+        }
+    }
+
+    /// Sends `value` as [`send`](Connection::send) does, awaiting room as
+    /// [`send_bytes_async`](Connection::send_bytes_async) does.
+    ///
+    /// # Cancel safety
+    /// As [`send_bytes_async`](Connection::send_bytes_async): nothing sent
+    /// if dropped before the first byte went out, else the connection is
+    /// closed.
+    ///
+    /// # Errors
+    /// As [`send`](Connection::send).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// rt.block_on(async {
+    ///     a.send_async(&("answer", 42u32)).await?;
+    ///     let (what, n): (String, u32) = b.recv_async().await?;
+    ///     assert_eq!((what.as_str(), n), ("answer", 42));
+    ///     Ok::<(), ConnectionError>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn send_async<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ConnectionError> {
+        let bytes = codec::encode(value).map_err(ConnectionError::Encode)?;
+        self.send_bytes_async(&bytes).await
+    }
+
+    /// Receives a message sent by [`send`](Connection::send) and decodes it
+    /// as a `T`, as [`recv`](Connection::recv) does, awaiting it as
+    /// [`recv_bytes_async`](Connection::recv_bytes_async) does.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`recv_bytes_async`](Connection::recv_bytes_async).
+    ///
+    /// # Errors
+    /// As [`recv`](Connection::recv).
+    ///
+    /// # Examples
+    /// ```
+    /// # use mproc::connection::{Client, Listener, ConnectionError};
+    /// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+    /// # let mut a = Client::connect_without_auth(listener.address())?;
+    /// # let mut b = listener.accept()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// a.send(&vec![1u64, 2, 3])?;
+    /// let numbers: Vec<u64> = rt.block_on(b.recv_async())?;
+    /// assert_eq!(numbers, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn recv_async<T: DeserializeOwned>(&mut self) -> Result<T, ConnectionError> {
+        let bytes = self.recv_bytes_async().await?;
+        codec::decode(&bytes).map_err(ConnectionError::Decode)
+    }
+}
+
+/// The connection's socket, for `poll(2)`, mio, `polling` or any reactor:
+/// readable means a receive will not block for the first bytes, that is
+/// data has arrived (perhaps only part of a message: a whole one is what
+/// [`poll`](Connection::poll) reports) or the peer closed the connection.
+/// Watch it only: reading, writing or changing its mode behind the
+/// connection's back breaks the framing (the connection switches the
+/// socket between blocking and non-blocking mode itself). After
+/// [`close`](Connection::close) it stays open, shut down, until the
+/// connection is dropped.
+///
+/// # Examples
+/// ```
+/// use std::os::fd::AsRawFd;
+/// # use mproc::connection::{Client, Listener};
+/// # let listener = Listener::bind_without_auth("127.0.0.1:0")?;
+/// # let mut a = Client::connect_without_auth(listener.address())?;
+/// # let mut b = listener.accept()?;
+/// a.send_bytes(b"ping")?;
+/// let mut fds = [libc::pollfd { fd: b.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+/// // SAFETY (of the example): one valid pollfd, for the call only.
+/// assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 1, 10_000) }, 1);
+/// assert_eq!(b.recv_bytes()?, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(unix)]
+impl std::os::fd::AsFd for Connection {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// As [`AsFd`](std::os::fd::AsFd): readable when data or the end of the
+/// stream has arrived.
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Connection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_fd().as_raw_fd()
+    }
+}
+
 /// Writes a prefix and its payload: one write for a small payload, else a
 /// vectored write of both, finished by plain writes.
 fn write_message(w: &mut impl Write, header: &[u8], payload: &[u8]) -> io::Result<()> {
-    if payload.len() <= SMALL {
-        let mut buf = Vec::with_capacity(header.len() + payload.len());
+    write_from(w, header, payload, &mut 0)
+}
+
+/// Writes what is left of a prefix and its payload from byte `*sent` of
+/// the two (as [`write_message`] does from 0), advancing `*sent`: a writer
+/// that fails part-way (`WouldBlock` from a non-blocking socket) leaves it
+/// where to go on from.
+fn write_from(
+    w: &mut impl Write,
+    header: &[u8],
+    payload: &[u8],
+    sent: &mut usize,
+) -> io::Result<()> {
+    let total = header.len() + payload.len();
+    let joined;
+    let (header, payload) = if payload.len() <= SMALL {
+        let mut buf = Vec::with_capacity(total);
         buf.extend_from_slice(header);
         buf.extend_from_slice(payload);
-        return w.write_all(&buf);
-    }
-    let mut sent = 0;
-    while sent < header.len() {
-        let bufs = [IoSlice::new(&header[sent..]), IoSlice::new(payload)];
-        match w.write_vectored(&bufs) {
+        joined = buf;
+        (&joined[..], &[][..])
+    } else {
+        (header, payload)
+    };
+    while *sent < total {
+        let r = if *sent < header.len() {
+            let bufs = [IoSlice::new(&header[*sent..]), IoSlice::new(payload)];
+            w.write_vectored(&bufs)
+        } else {
+            w.write(&payload[*sent - header.len()..])
+        };
+        match r {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
+            Ok(n) => *sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    w.write_all(&payload[sent - header.len()..])
+    Ok(())
 }
 
 /// `wait` on a connection: ready as [`Connection::poll`] with no wait (a
@@ -456,9 +728,10 @@ impl crate::wait::Sealed for Connection {
     }
 
     fn wake(&self) -> crate::wait::Wake {
-        match &self.stream {
-            Some(stream) => crate::wait::Wake::Fd(stream.raw_fd()),
-            None => crate::wait::Wake::Nothing,
+        if self.open {
+            crate::wait::Wake::Fd(self.stream.raw_fd())
+        } else {
+            crate::wait::Wake::Nothing
         }
     }
 }

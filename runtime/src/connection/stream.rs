@@ -83,6 +83,10 @@ impl Socket {
 pub(super) struct Stream {
     socket: Socket,
     deadline: Option<Instant>,
+    /// Calls only try, without blocking, and a call that would block fails
+    /// with `WouldBlock` (the `…_async` methods, which then await the
+    /// socket in the reactor).
+    trying: bool,
     /// The modes last set on the socket.
     nonblocking: bool,
     read_timeout: Option<Duration>,
@@ -100,6 +104,7 @@ impl Stream {
         Stream {
             socket,
             deadline: None,
+            trying: false,
             nonblocking: false,
             read_timeout: None,
             write_timeout: None,
@@ -109,6 +114,27 @@ impl Stream {
     /// Bounds the calls that follow (`None`: they may block for ever).
     pub(super) fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
+        self.trying = false;
+    }
+
+    /// Makes the calls that follow only try: one non-blocking read or
+    /// write each, `WouldBlock` if it would have blocked. The socket is
+    /// put in non-blocking mode for them; the next call after a
+    /// [`set_deadline`](Self::set_deadline) puts it back.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(super) fn set_trying(&mut self) {
+        self.deadline = None;
+        self.trying = true;
+    }
+
+    /// The socket, for readiness (`AsFd`, the reactor).
+    #[cfg(unix)]
+    pub(super) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match &self.socket {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
     }
 
     /// The socket's descriptor, for `wait`'s `poll`.
@@ -174,6 +200,9 @@ impl Stream {
     }
 
     fn arm_write(&mut self) -> io::Result<()> {
+        if self.trying {
+            return self.nonblocking(true);
+        }
         self.nonblocking(false)?;
         match self.left() {
             None => self.write_timeout(None),
@@ -188,6 +217,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.left() {
+            None if self.trying => self.nonblocking(true)?,
             None => {
                 self.nonblocking(false)?;
                 self.read_timeout(None)?;

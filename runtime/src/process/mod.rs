@@ -195,7 +195,7 @@ impl<R> Process<R> {
     /// ```
     pub fn sentinel(&self) -> io::Result<Sentinel> {
         let exit = self.shared().lock().exit_watch()?;
-        Ok(Sentinel::new(self.pid(), exit))
+        Sentinel::new(self.pid(), exit)
     }
 
     /// The child's pid.
@@ -304,7 +304,116 @@ impl<R> Process<R> {
     }
 }
 
+#[cfg(all(unix, feature = "tokio"))]
+impl<R> Process<R> {
+    /// Waits, without blocking the thread, until the child has exited and
+    /// everything it sent is read, and returns its exit code (as
+    /// [`exitcode`](Self::exitcode): `0`, the exit status, or minus the
+    /// signal that killed it); the handle stays usable, so
+    /// [`join`](Self::join) then returns at once. A child known to have
+    /// exited answers at once.
+    ///
+    /// The wait sleeps in the tokio reactor on duplicates of the child's
+    /// exit descriptor (its pidfd on Linux, a kqueue on macOS; the fork
+    /// server's report socket until a `ForkServer` child announces its
+    /// exit) and of its control socket, and reaps the child when it exits.
+    /// No thread is parked and no helper thread is started. Needs a tokio
+    /// runtime with IO enabled (it panics outside one, as tokio's
+    /// `AsyncFd` does).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a dropped future leaves the child as it was, running or
+    /// reaped, and the handle as usable as before (`join`, `kill`, another
+    /// `wait_async`). Nothing read from the child is lost: it is kept in
+    /// the handle.
+    ///
+    /// # Errors
+    /// [`ProcessError::Io`] if the descriptors cannot be duplicated or
+    /// registered, or reaping fails.
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn quits(code: i32) { std::process::exit(code) }
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// let mut p = mproc::spawn(quits, 3)?;
+    /// assert_eq!(rt.block_on(p.wait_async())?, 3);
+    /// assert!(p.join().unwrap_err().is_exited());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn wait_async(&mut self) -> Result<i32, ProcessError> {
+        // Registrations kept from one round to the next, by descriptor.
+        let mut watched: Vec<(RawFd, crate::aio::Watched)> = Vec::new();
+        loop {
+            {
+                let mut s = self.shared().lock();
+                if let Some(code) = s.try_finish()? {
+                    return Ok(code);
+                }
+                // Duplicated under the lock, while the descriptors are
+                // surely open; the reactor watches the duplicates.
+                let wanted = s.wake_fds();
+                watched.retain(|(fd, _)| wanted.contains(fd));
+                for fd in wanted {
+                    if fd < 0 || watched.iter().any(|(have, _)| *have == fd) {
+                        continue;
+                    }
+                    let dup = sys::dup_raw(fd)?;
+                    watched.push((fd, crate::aio::Watched::from_owned(dup)?));
+                }
+            }
+            let all: Vec<&crate::aio::Watched> = watched.iter().map(|(_, w)| w).collect();
+            crate::aio::any(&all).await?;
+        }
+    }
+}
+
 impl<R: serde::de::DeserializeOwned> Process<R> {
+    /// Awaits the child's exit without blocking the thread, then returns
+    /// what [`join`](Self::join) returns: the task's value, or the same
+    /// errors (a panic with its message and location, an exit status, the
+    /// signal that killed the child…). It waits as
+    /// [`wait_async`](Self::wait_async) does: in the tokio reactor, on the
+    /// child's exit descriptor (pidfd on Linux, kqueue on macOS), with no
+    /// parked or helper thread; a child known to have exited completes at
+    /// once.
+    ///
+    /// # Cancel safety
+    /// The handle moves into the future, so a dropped future drops it as
+    /// dropping a `Process` does: the child keeps running and is reaped in
+    /// the background when it exits, never left a zombie; its value is
+    /// lost. To keep the child joinable and killable across a cancelled
+    /// wait, await [`wait_async`](Self::wait_async) on a `&mut` handle and
+    /// call `join` afterwards (it then returns at once).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    ///
+    /// # Examples
+    /// ```
+    /// #[mproc::process]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// #[mproc::process]
+    /// fn fails() { panic!("no") }
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// rt.block_on(async {
+    ///     let p = mproc::spawn(square, 12)?;
+    ///     assert_eq!(p.join_async().await?, 144);
+    ///     let p = mproc::spawn(fails, ())?;
+    ///     assert!(p.join_async().await.unwrap_err().is_panicked());
+    ///     Ok::<(), mproc::ProcessError>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(all(unix, feature = "tokio"))]
+    pub async fn join_async(mut self) -> Result<R, ProcessError> {
+        self.wait_async().await?;
+        self.join()
+    }
+
     /// Waits for the child to exit and returns the task's value.
     ///
     /// # Errors

@@ -21,8 +21,16 @@ pub struct Sentinel {
 }
 
 impl Sentinel {
-    pub(super) fn new(pid: u32, exit: Option<OwnedFd>) -> Sentinel {
-        Sentinel { pid, exit }
+    /// A sentinel for `pid`; `exit: None`: known to have exited (on Unix it
+    /// then gets a socket whose peer is closed, readable for good, so that
+    /// it always has a descriptor to lend).
+    pub(super) fn new(pid: u32, exit: Option<OwnedFd>) -> io::Result<Sentinel> {
+        #[cfg(unix)]
+        let exit = match exit {
+            Some(fd) => Some(fd),
+            None => Some(sys::socketpair()?.0),
+        };
+        Ok(Sentinel { pid, exit })
     }
 
     /// The pid of the process it watches.
@@ -71,5 +79,50 @@ impl wait::Sealed for Sentinel {
             Some(fd) => wait::Wake::Fd(fd.as_raw_fd()),
             None => wait::Wake::Nothing,
         }
+    }
+}
+
+/// The descriptor that turns readable once the process has exited, for
+/// `poll(2)`, mio, `polling` or any reactor: readable means "exited" and
+/// stays so (it is a duplicate of the child's pidfd on Linux, a kqueue
+/// watching the exit on macOS; for a process already known to have exited,
+/// a socket whose peer is closed). Only watch it: do not read from it,
+/// `waitid` on it or close it. It lives as long as the `Sentinel`, also
+/// after the process is joined.
+///
+/// # Examples
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+///
+/// #[mproc::process]
+/// fn quick() {}
+///
+/// let p = mproc::Process::new(quick, ()).start()?;
+/// let sentinel = p.sentinel()?;
+/// let mut fds = [libc::pollfd { fd: sentinel.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+/// // SAFETY (of the example): one valid pollfd, for the call only.
+/// let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 30_000) };
+/// assert_eq!(n, 1);
+/// assert!(sentinel.has_exited());
+/// assert_eq!(sentinel.as_fd().as_raw_fd(), sentinel.as_raw_fd());
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(unix)]
+impl std::os::fd::AsFd for Sentinel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        let fd = self
+            .exit
+            .as_ref()
+            .expect("a Unix sentinel always holds a descriptor");
+        std::os::fd::AsFd::as_fd(fd)
+    }
+}
+
+/// As [`AsFd`](std::os::fd::AsFd): readable once the process has exited.
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Sentinel {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsFd::as_fd(self).as_raw_fd()
     }
 }

@@ -258,15 +258,37 @@ impl ChildState {
                 }
                 None => None,
             };
-            let mut fds = Vec::with_capacity(2);
-            if let Some(fd) = self.exit_fd() {
-                fds.push(sys::PollFd::readable(fd));
-            }
-            if let Some(c) = &self.ctrl {
-                fds.push(sys::PollFd::readable(c.as_raw_fd()));
-            }
+            let mut fds: Vec<sys::PollFd> = self
+                .wake_fds()
+                .into_iter()
+                .map(sys::PollFd::readable)
+                .collect();
             sys::poll(&mut fds, left)?;
         }
+    }
+
+    /// Without blocking: reads what the child sent and checks whether it
+    /// exited; its exit code once it has exited and everything it sent is
+    /// read (`wait`'s condition).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn try_finish(&mut self) -> io::Result<Option<i32>> {
+        self.pump()?;
+        Ok(if self.finished() { self.exitcode } else { None })
+    }
+
+    /// What [`wait`](Self::wait) sleeps on until [`try_finish`] may have
+    /// changed its answer: the exit descriptor and the control socket.
+    ///
+    /// [`try_finish`]: Self::try_finish
+    pub(crate) fn wake_fds(&self) -> Vec<RawFd> {
+        let mut fds = Vec::with_capacity(2);
+        if let Some(fd) = self.exit_fd() {
+            fds.push(fd);
+        }
+        if let Some(c) = &self.ctrl {
+            fds.push(c.as_raw_fd());
+        }
+        fds
     }
 
     /// Sends `sig` unless the child is already known to have exited.

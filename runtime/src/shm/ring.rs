@@ -162,6 +162,15 @@ struct HeadLine {
 #[repr(C, align(64))]
 struct WakeLine(WakeWords);
 
+/// Producers waiting for room: on the futex (blocking senders, counted in
+/// `words`) or on their pipe end's doorbell (async senders, counted in
+/// `door_waiters`, which a consumer that frees room rings for).
+#[repr(C, align(64))]
+struct SpaceLine {
+    words: WakeWords,
+    door_waiters: AtomicU32,
+}
+
 #[repr(C, align(64))]
 struct JoinLine {
     unfinished: AtomicU64,
@@ -182,7 +191,7 @@ struct RingHeader {
     consumer: ConsumerLine,
     head: HeadLine,
     data_wake: WakeLine,
-    space_wake: WakeLine,
+    space_wake: SpaceLine,
     join: JoinLine,
     async_waiters: AsyncLine,
 }
@@ -299,7 +308,21 @@ impl Ring {
 
     /// Producers sleep here for room or a free slot; consumers wake them.
     pub(crate) fn space_wake(&self) -> &WakeWords {
-        &self.h().space_wake.0
+        &self.h().space_wake.words
+    }
+
+    /// Pipes: how many async senders wait for room on their doorbell (see
+    /// `aio/README.md`); a consumer that frees room rings its doorbell end
+    /// when this is non-zero.
+    pub(crate) fn space_door_waiters(&self) -> &AtomicU32 {
+        &self.h().space_wake.door_waiters
+    }
+
+    /// Whether a message of `total` bytes can ever be whole in the ring
+    /// (streamed in pieces, with their records and an `ABORT`'s).
+    pub(crate) fn holds_whole(&self, total: u64) -> bool {
+        let chunks = total.div_ceil(CHUNK as u64).max(1);
+        total + (chunks + 1) * RECORD <= self.capacity
     }
 
     /// `JoinableQueue::join` sleeps here.
@@ -509,7 +532,7 @@ impl Producer<'_> {
         self.tail = h.tail.tail.load(Ordering::Relaxed);
         // Only the producer-lock holder sleeps on `space_wake`: a count
         // left by a holder that died asleep would only cost wake-ups.
-        h.space_wake.0.sleepers.store(0, Ordering::SeqCst);
+        h.space_wake.words.sleepers.store(0, Ordering::SeqCst);
         if h.producer.streaming.load(Ordering::Relaxed) != 0 {
             self.abort();
         }
@@ -840,8 +863,7 @@ impl Consumer<'_> {
     /// abandoned; `end` is where the record after its `ABORT` starts.
     fn scan_pieces(&self, first: &Record) -> Result<Scan, u64> {
         let ring = self.ring;
-        let chunks = first.total.div_ceil(CHUNK as u64).max(1);
-        if first.total + (chunks + 1) * RECORD > ring.capacity {
+        if !ring.holds_whole(first.total) {
             // It can never be whole in the ring: it arrives while read.
             return Ok(Scan::Ready);
         }
