@@ -284,6 +284,37 @@
 //! facade, target `mproc`, so an application with its own logger receives
 //! them there. [`get_logger`] returns the logger.
 //!
+//! # Async (feature `tokio`)
+//!
+//! Every wait above blocks its thread. With the `tokio` feature (off by
+//! default) a tokio service awaits the same objects instead, without
+//! parking a runtime thread and without a helper thread per wait:
+//!
+//! * `Process::join_async` / `Process::wait_async`; a process
+//!   [`Sentinel`](connection::Sentinel) and a [`connection::Connection`]
+//!   also lend their descriptor (`AsFd`/`AsRawFd`, Unix, with or without
+//!   the feature) to `mio`, `polling` or `poll(2)`;
+//! * pipe ends: `recv_async`, `send_async` (and the `_bytes` forms);
+//!   `connection::Connection`: `recv_async`, `send_async`,
+//!   `recv_bytes_async`, `send_bytes_async`;
+//! * [`Queue`], [`JoinableQueue`] (`join_async` too) and [`SimpleQueue`]:
+//!   `get_async`, `put_async`; `Lock::acquire_async`,
+//!   `Semaphore::acquire_async`, `BoundedSemaphore::acquire_async`,
+//!   `Event::wait_async`;
+//! * the pool's handles: an [`AsyncResult`] is a `Future` (so
+//!   `pool.apply_async(f, x)?.await` and `pool.map_async(f, xs)?.await`),
+//!   and [`IMap`], [`IMapUnordered`] and [`AsCompleted`] are
+//!   `futures_core::Stream`s.
+//!
+//! Descriptors (a pidfd, a socket, a pipe's doorbell) go to tokio's reactor;
+//! the shared-memory queues and locks get a doorbell descriptor each, which
+//! a waker rings only when an async waiter has counted itself, so the
+//! blocking paths pay one atomic load more at most. Each method's docs say
+//! what a dropped future leaves behind: no message, lock or permit is lost.
+//! The pool's futures work on every platform; the rest is Unix only for
+//! now. `runtime/src/aio/README.md` in the sources has the design, and
+//! `examples/async_service.rs` a tokio service farming requests to a pool.
+//!
 //! # Platform support
 //!
 //! Linux (kernel 5.3 or newer, for pidfds) with glibc. The re-entry hook
