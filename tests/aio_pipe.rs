@@ -12,29 +12,13 @@ use std::time::{Duration, Instant};
 
 use mproc::connection::{Client, ConnectionError, Listener};
 use mproc::{Connection, Pipe, PipeReceiver, PipeSender, Process, RecvError, SendError};
-use util::METHODS;
-
-/// Long enough for any healthy operation on a loaded 2-CPU machine.
-const PATIENCE: Duration = Duration::from_secs(60);
+use util::{ASYNC_PATIENCE as PATIENCE, METHODS, join_in_time, runtime};
 
 const SIZES: [usize; 4] = [0, 1, 64 << 10, 16 << 20];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A message of `len` bytes that shows where it was cut.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-fn join_in_time<R: serde::de::DeserializeOwned>(mut p: Process<R>) -> R {
-    let code = p.join_timeout(PATIENCE).expect("join_timeout");
-    assert!(code.is_some(), "child {} did not finish in time", p.pid());
-    p.join().expect("child failed")
 }
 
 /// Sends `n` messages back as they came. (Not "until the other end hangs

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use mproc::{Pool, StartMethod, TaskError};
-use util::METHODS;
+use util::{METHODS, runtime};
 
 #[mproc::process]
 fn sqr(x: i64) -> i64 {
@@ -38,13 +38,6 @@ fn raise_if(x: i64) -> i64 {
 fn die_after(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     util::kill_self();
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn pool(m: StartMethod, n: usize) -> Pool {

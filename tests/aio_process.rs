@@ -11,10 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use mproc::{Process, ProcessError, StartMethod};
-use util::{METHODS, SIGKILL};
-
-/// Long enough for any healthy operation on a loaded 2-CPU machine.
-const PATIENCE: Duration = Duration::from_secs(60);
+use util::{ASYNC_PATIENCE as PATIENCE, METHODS, SIGKILL, runtime};
 
 #[mproc::process]
 fn add(x: i64, y: i64) -> i64 {
@@ -51,13 +48,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn start<R>(p: mproc::ProcessBuilder<impl mproc::Task<Output = R>>, m: StartMethod) -> Process<R> {

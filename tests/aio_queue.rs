@@ -13,34 +13,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mproc::{GetError, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
-use util::METHODS;
-
-/// Long enough for any healthy operation on a loaded 2-CPU machine.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// `fut`, or a panic naming `what` if it takes longer than [`PATIENCE`].
-async fn in_time<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(PATIENCE, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: not done in {PATIENCE:?}"),
-    }
-}
+use util::{ASYNC_PATIENCE as PATIENCE, METHODS, in_time, join_in_time, runtime};
 
 fn start<T: mproc::Task>(task: T, args: T::Args, m: StartMethod) -> Process<T::Output> {
     Process::new(task, args).start_method(m).start().unwrap()
-}
-
-fn join_in_time<R: serde::de::DeserializeOwned>(mut p: Process<R>) -> R {
-    let code = p.join_timeout(PATIENCE).expect("join_timeout");
-    assert!(code.is_some(), "child {} did not finish in time", p.pid());
-    p.join().expect("child failed")
 }
 
 fn assert_send<T: Send>(_: &T) {}

@@ -451,3 +451,34 @@ fn snapshot<E, T>(
     unsafe { CloseHandle(snap) };
     out
 }
+
+// ----- async tests (the `tokio` feature) -----
+
+/// How long an async test waits for anything healthy on a loaded 2-CPU
+/// machine before it fails instead of hanging.
+pub(crate) const ASYNC_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A current-thread tokio runtime with its IO and time drivers, as the
+/// async tests run on.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `fut`, or a panic naming `what` if it takes longer than
+/// [`ASYNC_PATIENCE`].
+pub(crate) async fn in_time<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(ASYNC_PATIENCE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done in {ASYNC_PATIENCE:?}"),
+    }
+}
+
+/// The child's value, after it exited within [`ASYNC_PATIENCE`].
+pub(crate) fn join_in_time<R: serde::de::DeserializeOwned>(mut p: mproc::Process<R>) -> R {
+    let code = p.join_timeout(ASYNC_PATIENCE).expect("join_timeout");
+    assert!(code.is_some(), "child {} did not finish in time", p.pid());
+    p.join().expect("child failed")
+}
