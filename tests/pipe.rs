@@ -528,3 +528,30 @@ fn dropping_the_last_sender_wakes_a_blocked_receiver() {
         "{waited:?}"
     );
 }
+
+/// A large message sent after the ring's head has moved on (so it is
+/// written in pieces that wrap around the ring's end) is reported by
+/// `poll` and `connection::wait` while it arrives, not only once whole:
+/// its sender may need the room its first pieces hold.
+#[test]
+fn poll_reports_a_large_message_that_wraps_while_it_arrives() {
+    let (rx, tx) = Pipe::<Vec<u8>>::simplex().unwrap();
+    for size in [0, 1, 64 << 10] {
+        tx.send_bytes(&vec![7; size]).unwrap();
+        assert_eq!(rx.recv_bytes().unwrap().len(), size);
+    }
+    for _ in 0..6 {
+        let big: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+        let sending = {
+            let tx = tx.clone();
+            let big = big.clone();
+            std::thread::spawn(move || tx.send_bytes(&big))
+        };
+        assert!(rx.poll(Some(PATIENCE)).unwrap(), "poll missed the message");
+        let mut rx2 = rx.clone();
+        let ready = mproc::connection::wait(&mut [&mut rx2], Some(PATIENCE)).unwrap();
+        assert_eq!(ready, [0], "connection::wait missed the message");
+        assert!(rx.recv_bytes().unwrap() == big);
+        sending.join().unwrap().unwrap();
+    }
+}

@@ -456,9 +456,13 @@ impl Rx<'_> {
         outcome.unwrap_or_else(|| Err(gave_up_recv(wait)))
     }
 
-    /// Whether a whole message can be received without waiting for its
-    /// sender, waiting as `wait` allows; `true` also when a pipe's senders
-    /// are all gone (a receive would return `Closed` at once).
+    /// Whether a message is there to receive, waiting as `wait` allows:
+    /// a whole one, or one whose first pieces have arrived (Python's
+    /// "data available": a receive takes the rest as it comes, and the
+    /// sender of a large message may need the room its first pieces hold,
+    /// so waiting for it to be whole could wait forever); `true` also when
+    /// a pipe's senders are all gone (a receive would return `Closed` at
+    /// once).
     pub(crate) fn poll(&self, wait: &Wait) -> io::Result<bool> {
         let Some(mut c) = self.ring.lock_consumer(wait)? else {
             return Ok(false);
@@ -470,9 +474,9 @@ impl Rx<'_> {
             slice: None,
         };
         let ready = sleep.until(wait, |why| match c.scan() {
-            Scan::Ready => Some(true),
-            Scan::Empty | Scan::Incomplete if why == Why::Hangup => Some(true),
-            Scan::Empty | Scan::Incomplete => None,
+            Scan::Ready | Scan::Incomplete => Some(true),
+            Scan::Empty if why == Why::Hangup => Some(true),
+            Scan::Empty => None,
         });
         Ok(ready.unwrap_or(false))
     }

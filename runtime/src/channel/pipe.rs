@@ -740,10 +740,13 @@ macro_rules! receiving_methods {
                 Ok(buf)
             }
 
-            /// Whether a message can be received without waiting, waiting
-            /// up to `timeout` (`None`: until there is one) for it. Never
-            /// consumes anything. Also `true` once every sending end is
-            /// gone (a receive then returns `Closed` at once).
+            /// Whether a message is there to receive, waiting up to
+            /// `timeout` (`None`: until there is one) for it: a whole one,
+            /// or a large one that has begun to arrive (Python's "data
+            /// available"; its sender paces itself to the reader, so the
+            /// receive takes the rest as it comes). Never consumes
+            /// anything. Also `true` once every sending end is gone (a
+            /// receive then returns `Closed` at once).
             ///
             /// # Errors
             /// If the pipe's lock cannot be taken.
@@ -913,9 +916,12 @@ macro_rules! waitable {
     ($ty:ident) => {
         impl<T> wait::Sealed for $ty<T> {
             fn ready(&mut self, fired: bool) -> io::Result<bool> {
-                // A message counts once it is whole (`len` counts it at
-                // its last piece); the senders' hang-up fires the `poll`.
-                if self.end.rx().ring.len() > 0 {
+                // A whole message (`len` counts it at its last piece), or
+                // a streamed one begun: its sender paces itself to a
+                // reader, so it may never become whole before a receive.
+                // The senders' hang-up fires the `poll`.
+                let ring = &self.end.rx().ring;
+                if ring.len() > 0 || ring.streaming() {
                     return Ok(true);
                 }
                 if fired {

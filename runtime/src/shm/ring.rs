@@ -301,6 +301,12 @@ impl Ring {
         published.saturating_sub(consumed)
     }
 
+    /// Whether a producer is in the middle of a streamed message (its
+    /// first pieces may be waiting for a reader).
+    pub(crate) fn streaming(&self) -> bool {
+        self.h().producer.streaming.load(Ordering::Acquire) != 0
+    }
+
     /// Consumers sleep here for data; producers wake them.
     pub(crate) fn data_wake(&self) -> &WakeWords {
         &self.h().data_wake.0

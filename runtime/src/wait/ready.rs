@@ -81,7 +81,8 @@ pub trait Rings: Send + Sync {
 /// the timeout passed with nothing ready (Python's empty list).
 ///
 /// "Ready" means that the next receive does not block: a whole message is
-/// waiting, or the other side is gone (a pipe's senders, a connection's
+/// waiting (or, on a pipe, a large one has begun to arrive: the receive
+/// takes the rest as its sender writes it), or the other side is gone (a pipe's senders, a connection's
 /// peer: the receive then reports that at once), or the queue was closed
 /// in this process, or the process has exited. Another reader may still
 /// take the message first.
