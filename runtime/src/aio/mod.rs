@@ -1,8 +1,6 @@
 //! Awaiting mproc's objects from tokio (the `tokio` feature): the design is
 //! in `README.md` beside this file.
 
-// Used by the `…_async` methods as they land (issue 15).
-#![allow(dead_code)]
 #![forbid(unsafe_code)]
 
 mod bell;
@@ -16,20 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::sys::{self, AsFd, BorrowedFd, OwnedFd};
-
-/// Waits, without blocking the runtime's thread, until `fd` is readable
-/// (or has hung up). It watches a duplicate, so the caller's descriptor is
-/// never registered with the reactor and may be used by blocking calls too.
-///
-/// # Errors
-/// Duplicating or registering the descriptor fails. It panics, as tokio's
-/// `AsyncFd` does, outside a runtime whose IO driver is enabled.
-pub(crate) async fn readable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let watched = sys::reactor::register(fd.try_clone_to_owned()?, Interest::READABLE)?;
-    let _ready = watched.readable().await?;
-    Ok(())
-}
+use crate::sys::{self, AsFd, OwnedFd};
 
 /// A duplicate of `fd` registered with the reactor, for callers that wait
 /// on the same descriptor several times in one operation.
