@@ -63,12 +63,19 @@ fn turn() -> MutexGuard<'static, ()> {
 #[mproc::process]
 fn idle() {}
 
-/// Asserts that the killed child died of `SIGKILL` and is reaped.
-fn reap_killed<R>(mut p: Process<R>, m: StartMethod) {
+/// Reaps a child that was killed or has exited: its exit code, after
+/// checking that it is gone.
+fn reap<R>(mut p: Process<R>, m: StartMethod) -> Option<i32> {
     let pid = p.pid();
-    assert_eq!(p.join_timeout(PATIENCE).unwrap(), Some(-9), "{m:?}");
+    let code = p.join_timeout(PATIENCE).unwrap();
     drop(p);
     assert!(!util::pid_running(pid), "{m:?}: child {pid} still runs");
+    code
+}
+
+/// Asserts that the killed child died of `SIGKILL` and is reaped.
+fn reap_killed<R>(p: Process<R>, m: StartMethod) {
+    assert_eq!(reap(p, m), Some(-9), "{m:?}");
 }
 
 /// What this process holds at the end of a test: the descriptors it held
@@ -562,16 +569,13 @@ const ATTEMPTS: usize = 5;
 /// watcher polls the child's memory, which under Wine goes through the
 /// wine server and can lag far behind a loaded machine's copy). The case
 /// is then run again; it proves nothing either way.
-fn killed_mid_message<R>(mut p: Process<R>, m: StartMethod, attempt: usize) -> bool {
-    let pid = p.pid();
-    let code = p.join_timeout(PATIENCE).unwrap();
+fn killed_mid_message<R>(p: Process<R>, m: StartMethod, attempt: usize) -> bool {
+    let code = reap(p, m);
     if code == Some(0) && attempt + 1 < ATTEMPTS {
         eprintln!("{m:?}: the child took the whole message before the kill; again");
         return false;
     }
     assert_eq!(code, Some(-9), "{m:?}");
-    drop(p);
-    assert!(!util::pid_running(pid), "{m:?}: child {pid} still runs");
     true
 }
 

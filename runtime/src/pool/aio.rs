@@ -82,88 +82,89 @@ impl<R> Future for AsyncResult<R> {
     }
 }
 
-/// The same items as the iterator, in input order, without blocking the
-/// thread: the stream ends after the last item (a pool terminated under it
-/// yields `Err(TaskError::PoolClosed)` for what is missing, as the iterator
-/// does).
-///
-/// **Cancellation safety.** Dropping a `next()` future loses no item: items
-/// stay in the channel until polled. Dropping the stream does not cancel
-/// the tasks; their results are dropped as they come.
-///
-/// # Examples
-/// ```
-/// use std::future::poll_fn;
-/// use std::pin::Pin;
-/// use futures_core::Stream;
-///
-/// #[mproc::process]
-/// fn square(x: u64) -> u64 { x * x }
-///
-/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-/// rt.block_on(async {
-///     let pool = mproc::Pool::new(2).unwrap();
-///     let mut squares = pool.imap(square, 0..5u64).unwrap();
-///     let mut got = Vec::new();
-///     while let Some(r) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
-///         got.push(r.unwrap());
-///     }
-///     assert_eq!(got, [0, 1, 4, 9, 16]);
-/// });
-/// ```
-impl<R> Stream for IMap<R> {
-    type Item = Result<R, TaskError>;
+/// `Stream` for the `imap` iterators, which read one channel through
+/// `pump`: look; if nothing is there, leave the waker on the channel's bell,
+/// then look again (a result sent between the two looks rang nobody).
+macro_rules! pumped_stream {
+    ($(#[$doc:meta])* $ty:ident) => {
+        $(#[$doc])*
+        impl<R> Stream for $ty<R> {
+            type Item = Result<R, TaskError>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Poll::Ready(item) = this.pump(Got::try_now) {
-            return Poll::Ready(item);
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+                let this = self.get_mut();
+                if let Poll::Ready(item) = this.pump(Got::try_now) {
+                    return Poll::Ready(item);
+                }
+                this.inbox.bell.arm(cx.waker());
+                this.pump(Got::try_now)
+            }
         }
-        // Leave the waker, then look again: a result sent between the two
-        // looks rang nobody.
-        this.inbox.bell.arm(cx.waker());
-        this.pump(Got::try_now)
-    }
+    };
 }
 
-/// The same items as the iterator, as they complete, without blocking the
-/// thread.
-///
-/// **Cancellation safety.** As for [`IMap`]'s stream: a dropped `next()`
-/// loses no item, a dropped stream cancels no task.
-///
-/// # Examples
-/// ```
-/// use std::future::poll_fn;
-/// use std::pin::Pin;
-/// use std::time::Duration;
-/// use futures_core::Stream;
-///
-/// #[mproc::process]
-/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
-///
-/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-/// rt.block_on(async {
-///     let pool = mproc::Pool::new(2).unwrap();
-///     let mut naps = pool.imap_unordered(nap, [400, 10]).unwrap();
-///     let mut got = Vec::new();
-///     while let Some(r) = poll_fn(|cx| Pin::new(&mut naps).poll_next(cx)).await {
-///         got.push(r.unwrap());
-///     }
-///     assert_eq!(got, [10, 400]);
-/// });
-/// ```
-impl<R> Stream for IMapUnordered<R> {
-    type Item = Result<R, TaskError>;
+pumped_stream! {
+    /// The same items as the iterator, in input order, without blocking the
+    /// thread: the stream ends after the last item (a pool terminated under it
+    /// yields `Err(TaskError::PoolClosed)` for what is missing, as the iterator
+    /// does).
+    ///
+    /// **Cancellation safety.** Dropping a `next()` future loses no item: items
+    /// stay in the channel until polled. Dropping the stream does not cancel
+    /// the tasks; their results are dropped as they come.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream;
+    ///
+    /// #[mproc::process]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// rt.block_on(async {
+    ///     let pool = mproc::Pool::new(2).unwrap();
+    ///     let mut squares = pool.imap(square, 0..5u64).unwrap();
+    ///     let mut got = Vec::new();
+    ///     while let Some(r) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+    ///         got.push(r.unwrap());
+    ///     }
+    ///     assert_eq!(got, [0, 1, 4, 9, 16]);
+    /// });
+    /// ```
+    IMap
+}
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Poll::Ready(item) = this.pump(Got::try_now) {
-            return Poll::Ready(item);
-        }
-        this.inbox.bell.arm(cx.waker());
-        this.pump(Got::try_now)
-    }
+pumped_stream! {
+    /// The same items as the iterator, as they complete, without blocking the
+    /// thread.
+    ///
+    /// **Cancellation safety.** As for [`IMap`]'s stream: a dropped `next()`
+    /// loses no item, a dropped stream cancels no task.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use std::time::Duration;
+    /// use futures_core::Stream;
+    ///
+    /// #[mproc::process]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// rt.block_on(async {
+    ///     let pool = mproc::Pool::new(2).unwrap();
+    ///     let mut naps = pool.imap_unordered(nap, [400, 10]).unwrap();
+    ///     let mut got = Vec::new();
+    ///     while let Some(r) = poll_fn(|cx| Pin::new(&mut naps).poll_next(cx)).await {
+    ///         got.push(r.unwrap());
+    ///     }
+    ///     assert_eq!(got, [10, 400]);
+    /// });
+    /// ```
+    IMapUnordered
 }
 
 /// The same items as the iterator — `(index, handle)` for each handle as
